@@ -1,0 +1,61 @@
+//! `dagctl list`: the DAGs of the folder with their schedules, and the files that fail.
+
+use std::path::Path;
+
+use anyhow::Result;
+use sluice_dag::schedule::{now_in, rfc3339};
+
+use crate::exit;
+
+/// List the DAGs of the folder: schedule, time zone, next run, tasks; and broken files.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(dags: &Path, args: Args) -> Result<u8> {
+    let folder = crate::output::folder(dags)?;
+    let mut rows = Vec::new();
+    let mut items = Vec::new();
+    for dag in &folder.dags {
+        let next = dag.runs_firing_after(now_in(dag.timezone)).next();
+        rows.push(vec![
+            dag.id.clone(),
+            dag.schedule.as_ref().map_or("manual".into(), |s| s.expr().to_string()),
+            dag.timezone.name().to_string(),
+            next.map_or("-".into(), |r| format!("{} (ds {})", r.fire_time().format("%Y-%m-%d %H:%M %Z"), r.ds())),
+            dag.tasks.len().to_string(),
+        ]);
+        items.push(serde_json::json!({
+            "id": dag.id,
+            "file": dag.file,
+            "schedule": dag.schedule.as_ref().map(|s| s.expr()),
+            "timezone": dag.timezone.name(),
+            "next_fire_time": next.map(|r| rfc3339(r.fire_time())),
+            "next_ds": next.map(|r| r.ds()),
+            "tasks": dag.tasks.len(),
+            "tags": dag.tags,
+        }));
+    }
+    let broken: Vec<_> = folder.files.iter().filter(|f| f.has_errors()).collect();
+    if args.json {
+        let errors: Vec<_> = broken
+            .iter()
+            .map(|f| serde_json::json!({ "file": f.path, "dag_id": f.dag_id, "errors": f.diagnostics.iter().filter(|d| d.is_error()).collect::<Vec<_>>() }))
+            .collect();
+        crate::output::json(&serde_json::json!({ "dags": items, "failed_files": errors }))?;
+    } else {
+        crate::output::table(&["DAG", "SCHEDULE", "TIMEZONE", "NEXT RUN", "TASKS"], &rows);
+        if !broken.is_empty() {
+            println!("\n{} file{} failed to load:", broken.len(), if broken.len() == 1 { "" } else { "s" });
+            for f in &broken {
+                for d in f.diagnostics.iter().filter(|d| d.is_error()) {
+                    println!("  {d}");
+                }
+            }
+        }
+    }
+    Ok(if broken.is_empty() { exit::OK } else { exit::FAILURE })
+}

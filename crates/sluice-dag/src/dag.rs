@@ -1,0 +1,335 @@
+//! A validated DAG: its schedule, its tasks in topological order, and what runs look like.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, NaiveTime};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::duration::Duration;
+use crate::graph::TaskGraph;
+use crate::operators::Operator;
+use crate::schedule::{resolve_local, Deadline, RunDates, Schedule};
+use crate::template::{self, TemplateContext};
+
+/// When a task may start, given the states of its direct upstreams (Airflow's meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    AllSuccess,
+    AllFailed,
+    AllDone,
+    OneSuccess,
+    OneFailed,
+    OneDone,
+    NoneFailed,
+    NoneFailedMinOneSuccess,
+    NoneSkipped,
+    Always,
+}
+
+impl TriggerRule {
+    pub const ALL: [TriggerRule; 10] = [
+        TriggerRule::AllSuccess,
+        TriggerRule::AllFailed,
+        TriggerRule::AllDone,
+        TriggerRule::OneSuccess,
+        TriggerRule::OneFailed,
+        TriggerRule::OneDone,
+        TriggerRule::NoneFailed,
+        TriggerRule::NoneFailedMinOneSuccess,
+        TriggerRule::NoneSkipped,
+        TriggerRule::Always,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllFailed => "all_failed",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::OneSuccess => "one_success",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::OneDone => "one_done",
+            TriggerRule::NoneFailed => "none_failed",
+            TriggerRule::NoneFailedMinOneSuccess => "none_failed_min_one_success",
+            TriggerRule::NoneSkipped => "none_skipped",
+            TriggerRule::Always => "always",
+        }
+    }
+}
+
+impl FromStr for TriggerRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TriggerRule::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
+            format!(
+                "unknown trigger rule `{s}`{}; expected one of {}",
+                crate::diagnostic::did_you_mean(s, TriggerRule::ALL.iter().map(|r| r.name())),
+                TriggerRule::ALL.map(|r| r.name()).join(", ")
+            )
+        })
+    }
+}
+
+impl fmt::Display for TriggerRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the delay between tries grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    #[default]
+    Fixed,
+    Exponential,
+}
+
+impl FromStr for Backoff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fixed" => Ok(Backoff::Fixed),
+            "exponential" => Ok(Backoff::Exponential),
+            _ => Err(format!("unknown retry_backoff `{s}`: expected `fixed` or `exponential`")),
+        }
+    }
+}
+
+/// A task's retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    /// Tries after the first; a task runs at most `retries + 1` times.
+    pub retries: u32,
+    pub delay: Duration,
+    pub backoff: Backoff,
+    pub max_delay: Option<Duration>,
+}
+
+impl RetryPolicy {
+    /// The delay before try `next_try` (2 for the first retry), without jitter: `delay` for
+    /// fixed backoff, `delay * 2^(next_try - 2)` for exponential, capped by `max_delay`.
+    pub fn delay_before(&self, next_try: u32) -> std::time::Duration {
+        let base = self.delay.as_std();
+        let d = match self.backoff {
+            Backoff::Fixed => base,
+            Backoff::Exponential => {
+                let exp = next_try.saturating_sub(2).min(30);
+                base.saturating_mul(1u32 << exp)
+            }
+        };
+        match self.max_delay {
+            Some(cap) => d.min(cap.as_std()),
+            None => d,
+        }
+    }
+}
+
+/// One task of a DAG.
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    pub id: String,
+    /// The operator with its keys as written (templates not rendered).
+    pub operator: Operator,
+    /// The operator's keys as written, the input of rendering.
+    #[serde(skip)]
+    pub keys: Map<String, Value>,
+    /// Direct upstream task ids, as written in `depends_on`.
+    pub depends_on: Vec<String>,
+    /// Direct downstream task ids.
+    pub downstream: Vec<String>,
+    pub trigger_rule: TriggerRule,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    pub pool: Option<String>,
+    pub priority: i64,
+    pub depends_on_past: bool,
+    pub doc: Option<String>,
+    /// Line of the task's table in its file.
+    pub line: usize,
+}
+
+/// A DAG that passed validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dag {
+    pub id: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    #[serde(serialize_with = "ser_schedule")]
+    pub schedule: Option<Schedule>,
+    #[serde(serialize_with = "ser_tz")]
+    pub timezone: Tz,
+    pub start_date: Option<DateTime<Tz>>,
+    pub end_date: Option<DateTime<Tz>>,
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    pub max_active_tasks: u32,
+    #[serde(serialize_with = "ser_display_opt")]
+    pub deadline: Option<Deadline>,
+    pub tags: Vec<String>,
+    pub params: Map<String, Value>,
+    /// Tasks in topological order (file order among independent tasks).
+    pub tasks: Vec<Task>,
+    #[serde(skip)]
+    pub(crate) index: HashMap<String, usize>,
+}
+
+fn ser_schedule<S: serde::Serializer>(s: &Option<Schedule>, ser: S) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(s.expr()),
+        None => ser.serialize_none(),
+    }
+}
+
+fn ser_tz<S: serde::Serializer>(tz: &Tz, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(tz.name())
+}
+
+fn ser_display_opt<S: serde::Serializer, T: fmt::Display>(v: &Option<T>, ser: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => ser.collect_str(v),
+        None => ser.serialize_none(),
+    }
+}
+
+impl Dag {
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.index.get(id).map(|i| &self.tasks[*i])
+    }
+
+    /// Every task upstream of `id`, directly or transitively, in topological order.
+    pub fn ancestors(&self, id: &str) -> Vec<&Task> {
+        self.related(id, TaskGraph::ancestors)
+    }
+
+    /// Every task downstream of `id`, directly or transitively, in topological order.
+    pub fn descendants(&self, id: &str) -> Vec<&Task> {
+        self.related(id, TaskGraph::descendants)
+    }
+
+    fn related(&self, id: &str, f: fn(&TaskGraph, usize) -> Vec<usize>) -> Vec<&Task> {
+        let Some(&i) = self.index.get(id) else { return Vec::new() };
+        f(&self.graph(), i).into_iter().map(|j| &self.tasks[j]).collect()
+    }
+
+    pub(crate) fn graph(&self) -> TaskGraph {
+        let edges = self
+            .tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.depends_on.iter().map(move |u| (self.index[u], i)));
+        TaskGraph::new(self.tasks.len(), edges)
+    }
+
+    /// The run dates of the run whose logical date is `logical`.
+    pub fn run_dates(&self, logical: DateTime<Tz>) -> RunDates {
+        let logical = logical.with_timezone(&self.timezone);
+        let end = self.schedule.as_ref().and_then(|s| s.next_after(logical)).unwrap_or(logical);
+        RunDates { logical_date: logical, data_interval_start: logical, data_interval_end: end }
+    }
+
+    /// The first logical date of the schedule: the first tick at or after `start_date`.
+    pub fn first_logical_date(&self) -> Option<DateTime<Tz>> {
+        let schedule = self.schedule.as_ref()?;
+        schedule.at_or_after(self.start_date?)
+    }
+
+    fn in_range(&self, logical: DateTime<Tz>) -> bool {
+        self.end_date.is_none_or(|end| logical <= end)
+    }
+
+    /// The scheduled runs that fire strictly after `after`, in order (lazily; stops at
+    /// `end_date`). Empty for a DAG without a schedule.
+    pub fn runs_firing_after(&self, after: DateTime<Tz>) -> impl Iterator<Item = RunDates> + '_ {
+        let after = after.with_timezone(&self.timezone);
+        let first = self.schedule.as_ref().and_then(|s| {
+            let first_logical = self.first_logical_date()?;
+            // The run firing first after `after` has the tick before that fire time as its
+            // logical date, unless that is earlier than the first logical date.
+            let fire = s.next_after(after)?;
+            let logical = s.prev_before(fire).filter(|l| *l >= first_logical).unwrap_or(first_logical);
+            Some(logical)
+        });
+        std::iter::successors(first, move |l| self.schedule.as_ref().and_then(|s| s.next_after(*l)))
+            .take_while(move |l| self.in_range(*l))
+            .map(move |l| self.run_dates(l))
+    }
+
+    /// The scheduled runs whose logical dates fall in `[from, to]`, oldest first.
+    pub fn runs_between(&self, from: DateTime<Tz>, to: DateTime<Tz>) -> Vec<RunDates> {
+        let Some(schedule) = &self.schedule else { return Vec::new() };
+        let from = from.with_timezone(&self.timezone);
+        let lower = match self.first_logical_date() {
+            Some(first) if first > from => first,
+            _ => from,
+        };
+        std::iter::successors(schedule.at_or_after(lower), |l| schedule.next_after(*l))
+            .take_while(|l| *l <= to && self.in_range(*l))
+            .map(|l| self.run_dates(l))
+            .collect()
+    }
+
+    /// The logical date a user means by a calendar date: for a scheduled DAG, the first tick
+    /// on that day in the DAG's zone; for a manual DAG, midnight of that day.
+    pub fn logical_date_on(&self, date: NaiveDate) -> Result<DateTime<Tz>, String> {
+        let midnight = resolve_local(self.timezone, date.and_time(NaiveTime::MIN));
+        match &self.schedule {
+            None => Ok(midnight),
+            Some(s) => s
+                .at_or_after(midnight)
+                .filter(|t| t.date_naive() == date)
+                .ok_or_else(|| format!("schedule `{}` has no tick on {date}", s.expr())),
+        }
+    }
+
+    /// The template context of `task` for a run, before upstream outputs are added.
+    pub fn template_context(&self, task: &str, run_id: &str, dates: &RunDates, conf: Option<&Map<String, Value>>) -> TemplateContext {
+        TemplateContext::new(&self.id, task, run_id, dates, template::merge_params(&self.params, conf))
+    }
+
+    /// Renders the task's keys with `ctx` and reads them back as its typed operator.
+    pub fn render_task(&self, task: &Task, ctx: &TemplateContext) -> Result<(Value, Operator), String> {
+        let env = template::environment();
+        let rendered = template::render_value(&env, &Value::Object(task.keys.clone()), ctx)?;
+        let mut tagged = rendered.as_object().cloned().unwrap_or_default();
+        tagged.insert("operator".into(), Value::String(task.operator.kind().name().into()));
+        let op: Operator = serde_json::from_value(Value::Object(tagged))
+            .map_err(|e| format!("rendered keys do not fit operator `{}`: {e}", task.operator.kind()))?;
+        Ok((rendered, op))
+    }
+}
+
+/// Run ids as Airflow writes them: `scheduled__2026-03-01T05:00:00+00:00`.
+pub fn run_id(kind: &str, dates: &RunDates) -> String {
+    format!("{kind}__{}", dates.ts())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays() {
+        let p = RetryPolicy {
+            retries: 5,
+            delay: Duration::from_secs(30),
+            backoff: Backoff::Exponential,
+            max_delay: Some(Duration::from_secs(100)),
+        };
+        let d: Vec<u64> = (2..6).map(|t| p.delay_before(t).as_secs()).collect();
+        assert_eq!(d, vec![30, 60, 100, 100]);
+        let fixed = RetryPolicy { backoff: Backoff::Fixed, ..p };
+        assert_eq!(fixed.delay_before(4).as_secs(), 30);
+    }
+
+    #[test]
+    fn trigger_rule_suggests() {
+        let e = "all_sucess".parse::<TriggerRule>().unwrap_err();
+        assert!(e.contains("did you mean `all_success`"), "{e}");
+    }
+}

@@ -1,0 +1,153 @@
+//! Problems found in DAG files, each pointing at a file, a line and (where known) a task.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in one DAG file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: PathBuf,
+    /// 1-based line, where the problem has one.
+    pub line: Option<usize>,
+    /// 1-based column, for TOML syntax errors.
+    pub column: Option<usize>,
+    /// The task the problem is in, if any.
+    pub task: Option<String>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, ": {sev}: ")?;
+        if let Some(task) = &self.task {
+            write!(f, "task `{task}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Turns byte offsets of a source file into 1-based lines and columns.
+pub(crate) struct SourceMap {
+    line_starts: Vec<usize>,
+}
+
+impl SourceMap {
+    pub(crate) fn new(src: &str) -> SourceMap {
+        let mut line_starts = vec![0];
+        line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+        SourceMap { line_starts }
+    }
+
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset)
+    }
+
+    pub(crate) fn line_col(&self, src: &str, offset: usize) -> (usize, usize) {
+        let line = self.line(offset);
+        let start = self.line_starts[line - 1];
+        let col = src.get(start..offset.min(src.len())).map_or(1, |s| s.chars().count() + 1);
+        (line, col)
+    }
+}
+
+/// Collects the diagnostics of one file.
+pub(crate) struct Sink<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) map: SourceMap,
+    pub(crate) out: Vec<Diagnostic>,
+}
+
+impl<'a> Sink<'a> {
+    pub(crate) fn new(file: &'a Path, src: &str) -> Sink<'a> {
+        Sink { file, map: SourceMap::new(src), out: Vec::new() }
+    }
+
+    pub(crate) fn push(&mut self, severity: Severity, at: Option<usize>, task: Option<&str>, message: String) {
+        self.out.push(Diagnostic {
+            severity,
+            file: self.file.to_path_buf(),
+            line: at.map(|o| self.map.line(o)),
+            column: None,
+            task: task.map(str::to_string),
+            message,
+        });
+    }
+
+    pub(crate) fn error(&mut self, at: Option<usize>, task: Option<&str>, message: impl Into<String>) {
+        self.push(Severity::Error, at, task, message.into());
+    }
+
+    pub(crate) fn warning(&mut self, at: Option<usize>, task: Option<&str>, message: impl Into<String>) {
+        self.push(Severity::Warning, at, task, message.into());
+    }
+
+    pub(crate) fn has_errors(&self) -> bool {
+        self.out.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// The closest candidate to a misspelt name, if one is close enough to suggest.
+pub fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .map(|c| {
+            // A name that is the start of a candidate (`s3` for `s3_key`) is as good as one typo.
+            let d = if name.len() >= 2 && c.starts_with(name) { 1 } else { strsim::damerau_levenshtein(name, c) };
+            (d, c)
+        })
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// `" (did you mean `x`?)"` or nothing.
+pub(crate) fn did_you_mean<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
+    suggest(name, candidates).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_columns() {
+        let src = "a = 1\nbé = 2\n";
+        let map = SourceMap::new(src);
+        assert_eq!(map.line(0), 1);
+        assert_eq!(map.line(6), 2);
+        assert_eq!(map.line_col(src, 10), (2, 4));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("depend_on", ["depends_on", "doc"]), Some("depends_on"));
+        assert_eq!(suggest("zzz", ["depends_on", "doc"]), None);
+    }
+}

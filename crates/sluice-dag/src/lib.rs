@@ -1,0 +1,27 @@
+//! The Sluice DAG model: what a DAG file may say, and what it means.
+//!
+//! This crate reads DAG files (TOML), validates them and reports every problem with its file
+//! and line ([`parse`]), orders tasks and finds cycles ([`graph`]), computes schedule ticks,
+//! logical dates and deadlines in the DAG's time zone ([`schedule`]), and checks and renders
+//! Jinja templates ([`template`]).
+//!
+//! It knows nothing about databases, async runtimes or AWS: the scheduler, the store and the
+//! operators build on the types here.
+
+pub mod dag;
+pub mod diagnostic;
+pub mod duration;
+pub mod folder;
+pub mod graph;
+pub mod operators;
+pub mod parse;
+pub mod schedule;
+pub mod template;
+
+pub use dag::{run_id, Backoff, Dag, RetryPolicy, Task, TriggerRule};
+pub use diagnostic::{Diagnostic, Severity};
+pub use duration::Duration;
+pub use folder::{dag_files, load_files, load_folder, Folder, LoadedFile};
+pub use operators::{Operator, OperatorKind};
+pub use parse::{parse_dag, parse_dag_file, ParseOutcome};
+pub use schedule::{Deadline, RunDates, Schedule};
