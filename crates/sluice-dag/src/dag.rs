@@ -218,11 +218,8 @@ impl Dag {
     }
 
     pub(crate) fn graph(&self) -> TaskGraph {
-        let edges = self
-            .tasks
-            .iter()
-            .enumerate()
-            .flat_map(|(i, t)| t.depends_on.iter().map(move |u| (self.index[u], i)));
+        let edges =
+            self.tasks.iter().enumerate().flat_map(|(i, t)| t.depends_on.iter().map(move |u| (self.index[u], i)));
         TaskGraph::new(self.tasks.len(), edges)
     }
 
@@ -288,7 +285,13 @@ impl Dag {
     }
 
     /// The template context of `task` for a run, before upstream outputs are added.
-    pub fn template_context(&self, task: &str, run_id: &str, dates: &RunDates, conf: Option<&Map<String, Value>>) -> TemplateContext {
+    pub fn template_context(
+        &self,
+        task: &str,
+        run_id: &str,
+        dates: &RunDates,
+        conf: Option<&Map<String, Value>>,
+    ) -> TemplateContext {
         TemplateContext::new(&self.id, task, run_id, dates, template::merge_params(&self.params, conf))
     }
 

@@ -57,9 +57,7 @@ impl<'de> Deserialize<'de> for Duration {
                 v.parse().map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v)
-                    .map(Duration::from_secs)
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(v).map(Duration::from_secs).map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
                 Ok(Duration::from_secs(v))

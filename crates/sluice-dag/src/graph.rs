@@ -35,11 +35,9 @@ impl TaskGraph {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
         let n = self.graph.node_count();
-        let mut indegree: Vec<usize> = (0..n)
-            .map(|i| self.graph.neighbors_directed(NodeIndex::new(i), petgraph::Incoming).count())
-            .collect();
-        let mut ready: BinaryHeap<Reverse<usize>> =
-            (0..n).filter(|i| indegree[*i] == 0).map(Reverse).collect();
+        let mut indegree: Vec<usize> =
+            (0..n).map(|i| self.graph.neighbors_directed(NodeIndex::new(i), petgraph::Incoming).count()).collect();
+        let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|i| indegree[*i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(Reverse(i)) = ready.pop() {
             order.push(i);
@@ -76,8 +74,8 @@ impl TaskGraph {
                         closing = Some(n);
                         break 'bfs;
                     }
-                    if !prev.contains_key(&m) {
-                        prev.insert(m, n);
+                    if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(m) {
+                        e.insert(n);
                         queue.push_back(m);
                     }
                 }

@@ -59,16 +59,8 @@ pub const TASK_KEYS: &[&str] = &[
 ];
 
 /// Keys `[defaults]` may set for every task.
-pub const DEFAULT_KEYS: &[&str] = &[
-    "retries",
-    "retry_delay",
-    "retry_backoff",
-    "max_retry_delay",
-    "timeout",
-    "pool",
-    "priority",
-    "depends_on_past",
-];
+pub const DEFAULT_KEYS: &[&str] =
+    &["retries", "retry_delay", "retry_backoff", "max_retry_delay", "timeout", "pool", "priority", "depends_on_past"];
 
 pub const DEFAULT_MAX_ACTIVE_TASKS: u32 = 16;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
@@ -189,7 +181,13 @@ impl<'s> Parser<'s> {
         }
     }
 
-    fn read_with<T>(&mut self, key: &str, v: &Spanned<DeValue<'_>>, task: Option<&str>, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn read_with<T>(
+        &mut self,
+        key: &str,
+        v: &Spanned<DeValue<'_>>,
+        task: Option<&str>,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let s: String = self.read(key, v, task)?;
         match f(&s) {
             Ok(t) => Some(t),
@@ -218,10 +216,7 @@ impl<'s> Parser<'s> {
                 self.sink.error(
                     Some(k.span().start),
                     None,
-                    format!(
-                        "unknown key `{}` at the top level; task keys go in a `[tasks.<id>]` table",
-                        k.get_ref()
-                    ),
+                    format!("unknown key `{}` at the top level; task keys go in a `[tasks.<id>]` table", k.get_ref()),
                 );
             } else {
                 self.unknown_key(k, None, "the DAG", DAG_KEYS);
@@ -237,7 +232,11 @@ impl<'s> Parser<'s> {
             }),
             None => {
                 if let Err(msg) = check_id(&stem) {
-                    self.sink.error(None, None, format!("the file name gives the DAG id `{stem}`: {msg}; rename the file or set `id`"));
+                    self.sink.error(
+                        None,
+                        None,
+                        format!("the file name gives the DAG id `{stem}`: {msg}; rename the file or set `id`"),
+                    );
                 }
                 Some(stem)
             }
@@ -293,7 +292,8 @@ impl<'s> Parser<'s> {
         let catchup = top.get("catchup").and_then(|(_, v)| self.read::<bool>("catchup", v, None)).unwrap_or(false);
         let description = top.get("description").and_then(|(_, v)| self.read::<String>("description", v, None));
         let tags = top.get("tags").and_then(|(_, v)| self.read::<Vec<String>>("tags", v, None)).unwrap_or_default();
-        let deadline = top.get("deadline").and_then(|(_, v)| self.read_with("deadline", v, None, |s| s.parse::<Deadline>()));
+        let deadline =
+            top.get("deadline").and_then(|(_, v)| self.read_with("deadline", v, None, |s| s.parse::<Deadline>()));
         let params = match top.get("params") {
             Some((_, v)) => match v.get_ref() {
                 DeValue::Table(_) => match to_json(v) {
@@ -420,10 +420,7 @@ impl<'s> Parser<'s> {
             None => self.sink.error(
                 Some(at),
                 task,
-                format!(
-                    "missing key `operator` (one of {})",
-                    OperatorKind::ALL.map(|k| k.name()).join(", ")
-                ),
+                format!("missing key `operator` (one of {})", OperatorKind::ALL.map(|k| k.name()).join(", ")),
             ),
             Some((_, ov)) => {
                 if let Some(name) = self.read::<String>("operator", ov, task) {
@@ -833,7 +830,11 @@ fn de<T: DeserializeOwned>(v: Spanned<DeValue<'_>>) -> Result<T, toml::de::Error
     T::deserialize(ValueDeserializer::from(v))
 }
 
-fn deserialize_operator(kind: OperatorKind, sensor_kind: Option<&str>, v: Spanned<DeValue<'_>>) -> Result<Option<Operator>, toml::de::Error> {
+fn deserialize_operator(
+    kind: OperatorKind,
+    sensor_kind: Option<&str>,
+    v: Spanned<DeValue<'_>>,
+) -> Result<Option<Operator>, toml::de::Error> {
     Ok(Some(match kind {
         OperatorKind::CreateEmrCluster => Operator::CreateEmrCluster(de(v)?),
         OperatorKind::AddSteps => Operator::AddSteps(de(v)?),
@@ -921,7 +922,12 @@ fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
         fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
             Err(serde::de::Error::custom("field recorder"))
         }
-        fn deserialize_struct<V: Visitor<'de>>(self, _: &'static str, fields: &'static [&'static str], _: V) -> Result<V::Value, Self::Error> {
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
             *self.0 = fields;
             Err(serde::de::Error::custom("field recorder"))
         }

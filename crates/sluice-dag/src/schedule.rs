@@ -52,7 +52,9 @@ impl Schedule {
         let pattern = if trimmed.starts_with('@') {
             Schedule::NICKNAMES
                 .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(trimmed) || (*n == "@yearly" && trimmed.eq_ignore_ascii_case("@annually")))
+                .find(|(n, _)| {
+                    n.eq_ignore_ascii_case(trimmed) || (*n == "@yearly" && trimmed.eq_ignore_ascii_case("@annually"))
+                })
                 .map(|(_, p)| *p)
                 .ok_or_else(|| {
                     format!("unknown schedule nickname {trimmed:?} (use @hourly, @daily, @weekly, @monthly or @yearly)")

@@ -44,7 +44,10 @@ pub fn environment() -> Environment<'static> {
     });
     env.add_function("ds_format", |ds: String, from: String, to: String| -> Result<String, minijinja::Error> {
         let d = NaiveDate::parse_from_str(&ds, &from).map_err(|e| {
-            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("ds_format: {ds:?} is not {from:?}: {e}"))
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("ds_format: {ds:?} is not {from:?}: {e}"),
+            )
         })?;
         Ok(d.format(&to).to_string())
     });
@@ -161,7 +164,12 @@ pub fn render_value(env: &Environment<'static>, value: &Value, ctx: &TemplateCon
     render_with(env, value, &ctx, &mut Vec::new())
 }
 
-fn render_with(env: &Environment<'static>, value: &Value, ctx: &minijinja::Value, path: &mut Vec<String>) -> Result<Value, String> {
+fn render_with(
+    env: &Environment<'static>,
+    value: &Value,
+    ctx: &minijinja::Value,
+    path: &mut Vec<String>,
+) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) if s.contains("{{") || s.contains("{%") || s.contains("{#") => {
             let out = env.render_str(s, ctx).map_err(|e| {

@@ -38,7 +38,8 @@ fn text(dag: &Dag) {
     if let Some(d) = &dag.description {
         println!("  {d}");
     }
-    let schedule = dag.schedule.as_ref().map_or("manual runs only".to_string(), |s| format!("{} in {}", s.expr(), dag.timezone));
+    let schedule =
+        dag.schedule.as_ref().map_or("manual runs only".to_string(), |s| format!("{} in {}", s.expr(), dag.timezone));
     println!("  schedule: {schedule}");
     if let Some(d) = dag.deadline {
         println!("  deadline: {d}");
@@ -65,7 +66,7 @@ pub fn dot(dag: &Dag) -> String {
     let q = |s: &str| format!("\"{}\"", esc(s));
     let mut out = format!("digraph {} {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", q(&dag.id));
     for t in &dag.tasks {
-        out.push_str(&format!("  {} [label={}];\n", q(&t.id), format!("\"{}\\n{}\"", esc(&t.id), t.operator.kind())));
+        out.push_str(&format!("  {} [label=\"{}\\n{}\"];\n", q(&t.id), esc(&t.id), t.operator.kind()));
     }
     for t in &dag.tasks {
         for up in &t.depends_on {

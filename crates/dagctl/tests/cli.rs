@@ -1,0 +1,204 @@
+//! `dagctl` as a user runs it: real binary, real files, exit codes and output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn dagctl(dags: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dagctl"))
+        .arg("--dags")
+        .arg(dags)
+        .args(args)
+        .env_remove("SLUICE_DAGS")
+        .output()
+        .expect("dagctl runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temp folder with the given DAG files.
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, src) in files {
+        std::fs::write(dir.path().join(name), src).unwrap();
+    }
+    dir
+}
+
+const GOOD: &str = "schedule = \"0 5 * * *\"\ntimezone = \"Europe/London\"\nstart_date = \"2026-01-01\"\ndeadline = \"07:00\"\n\
+[params]\nbucket = \"b\"\n[tasks.extract]\noperator = \"command\"\ncommand = \"echo {{ ds }}\"\n\
+[tasks.load]\noperator = \"command\"\ndepends_on = [\"extract\"]\ncommand = \"load s3://{{ params.bucket }}/{{ ds }} {{ tasks.extract.output }}\"\n";
+
+const BROKEN: &str = "[tasks.a]\noperator = \"noop\"\ndepend_on = [\"b\"]\n";
+
+#[test]
+fn validate_the_shipped_dags_exits_zero() {
+    let o = dagctl(&repo().join("dags"), &["validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("0 invalid (0 errors, 0 warnings)"), "{}", stdout(&o));
+}
+
+#[test]
+fn validate_names_file_line_task_and_suggestion_and_exits_one() {
+    let dir = folder(&[("good.toml", GOOD), ("broken.toml", BROKEN)]);
+    let o = dagctl(dir.path(), &["validate"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let expected = format!(
+        "{}:3: error: task `a`: unknown key `depend_on` in a `noop` task (did you mean `depends_on`?)",
+        dir.path().join("broken.toml").display()
+    );
+    assert!(out.contains(&expected), "{out}");
+    assert!(out.contains("2 files checked: 1 valid, 1 invalid (1 error, 0 warnings)"), "{out}");
+}
+
+#[test]
+fn validate_json_lists_every_file() {
+    let dir = folder(&[("good.toml", GOOD), ("broken.toml", BROKEN)]);
+    let o = dagctl(dir.path(), &["validate", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let broken = files.iter().find(|f| f["dag_id"] == "broken").unwrap();
+    assert_eq!(broken["diagnostics"][0]["line"], 3);
+    assert_eq!(broken["diagnostics"][0]["task"], "a");
+}
+
+#[test]
+fn validate_a_single_file_path() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let o = dagctl(Path::new("/nonexistent"), &["validate", dir.path().join("good.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn list_shows_good_dags_and_the_broken_file_with_its_error() {
+    let dir = folder(&[("good.toml", GOOD), ("broken.toml", BROKEN)]);
+    let o = dagctl(dir.path(), &["list", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "a broken file makes list exit 1");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dags"][0]["id"], "good");
+    assert_eq!(v["dags"][0]["schedule"], "0 5 * * *");
+    assert_eq!(v["dags"][0]["timezone"], "Europe/London");
+    assert_eq!(v["dags"][0]["tasks"], 2);
+    assert!(v["dags"][0]["next_fire_time"].as_str().unwrap().contains("T05:00:00"));
+    assert_eq!(v["failed_files"][0]["dag_id"], "broken");
+    assert!(v["failed_files"][0]["errors"][0]["message"].as_str().unwrap().contains("depend_on"));
+
+    let text = stdout(&dagctl(dir.path(), &["list"]));
+    assert!(text.lines().next().unwrap().starts_with("DAG"), "{text}");
+    assert!(text.contains("1 file failed to load:"), "{text}");
+}
+
+#[test]
+fn show_prints_topological_order_dot_and_json() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let text = stdout(&dagctl(dir.path(), &["show", "good"]));
+    let extract = text.find("extract").unwrap();
+    let load = text.find("\nload").unwrap();
+    assert!(extract < load, "{text}");
+    let dot = stdout(&dagctl(dir.path(), &["show", "good", "--dot"]));
+    assert!(dot.starts_with("digraph \"good\" {"), "{dot}");
+    assert!(dot.contains("\"extract\" -> \"load\";"), "{dot}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&dagctl(dir.path(), &["show", "good", "--json"]).stdout).unwrap();
+    assert_eq!(json["tasks"][1]["depends_on"][0], "extract");
+    assert_eq!(json["tasks"][0]["downstream"][0], "load");
+}
+
+#[test]
+fn show_an_unknown_dag_suggests_and_exits_one() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let o = dagctl(dir.path(), &["show", "goood"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no DAG `goood` in the folder (did you mean `good`?)"), "{}", stderr(&o));
+}
+
+#[test]
+fn show_a_broken_dag_prints_why() {
+    let dir = folder(&[("broken.toml", BROKEN)]);
+    let o = dagctl(dir.path(), &["show", "broken"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("DAG `broken` does not load"), "{}", stderr(&o));
+}
+
+#[test]
+fn next_crosses_the_spring_forward_change_without_skipping_a_day() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let o = dagctl(dir.path(), &["next", "good", "--after", "2026-03-27T12:00", "--count", "3", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got: Vec<(String, String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["fire_time"].as_str().unwrap().into(),
+                r["ds"].as_str().unwrap().into(),
+                r["deadline"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("2026-03-28T05:00:00+00:00".into(), "2026-03-27".into(), "2026-03-28T07:00:00+00:00".into()),
+            ("2026-03-29T05:00:00+01:00".into(), "2026-03-28".into(), "2026-03-29T07:00:00+01:00".into()),
+            ("2026-03-30T05:00:00+01:00".into(), "2026-03-29".into(), "2026-03-30T07:00:00+01:00".into()),
+        ]
+    );
+}
+
+#[test]
+fn render_fills_templates_and_shows_upstream_outputs_as_placeholders() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let o = dagctl(
+        dir.path(),
+        &["render", "good", "load", "--date", "2026-03-01", "--conf", r#"{"bucket":"other"}"#, "--json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["command"], "load s3://other/2026-03-01 <tasks.extract.output>");
+}
+
+#[test]
+fn render_rejects_a_date_without_a_tick_and_bad_conf() {
+    let weekly = GOOD.replace("0 5 * * *", "0 5 * * 1");
+    let dir = folder(&[("good.toml", &weekly)]);
+    let o = dagctl(dir.path(), &["render", "good", "load", "--date", "2026-03-04"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("has no tick on 2026-03-04"), "{}", stderr(&o));
+    let o = dagctl(dir.path(), &["render", "good", "load", "--date", "2026-03-02", "--conf", "[1]"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--conf must be a JSON object"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    let o = dagctl(Path::new("dags"), &["show"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn the_dag_folder_comes_from_the_environment() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let o = Command::new(env!("CARGO_BIN_EXE_dagctl"))
+        .args(["list", "--json"])
+        .env("SLUICE_DAGS", dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dags"][0]["id"], "good");
+}

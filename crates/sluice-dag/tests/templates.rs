@@ -1,0 +1,94 @@
+//! Rendering every template variable for a real DAG run.
+
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+use sluice_dag::operators::Operator;
+use sluice_dag::schedule::parse_instant;
+use sluice_dag::{parse_dag, run_id};
+
+const SRC: &str = r#"
+schedule = "0 5 * * *"
+timezone = "Europe/London"
+start_date = "2026-01-01"
+
+[params]
+bucket = "car-rentals-data"
+env = "prod"
+
+[tasks.probe]
+operator = "command"
+command = "echo 42"
+
+[tasks.everything]
+operator = "command"
+depends_on = ["probe"]
+command = """
+ds={{ ds }}
+ds_nodash={{ ds_nodash }}
+ts={{ ts }}
+ts_nodash={{ ts_nodash }}
+logical_date={{ logical_date }}
+data_interval_start={{ data_interval_start }}
+data_interval_end={{ data_interval_end }}
+run_id={{ run_id }}
+dag_id={{ dag_id }}
+task_id={{ task_id }}
+bucket={{ params.bucket }}
+env={{ params.env }}
+upstream={{ tasks.probe.output }}
+yesterday={{ ds_add(ds, -1) }}"""
+env = { OUT = "s3://{{ params.bucket }}/processed/{{ ds }}/" }
+"#;
+
+fn rendered_command(conf: Option<Map<String, Value>>, upstream: Option<&str>) -> Result<(Value, Operator), String> {
+    let dag = parse_dag(Path::new("render_all.toml"), SRC).dag.expect("valid");
+    // The run that fires on 2026-03-02 at 05:00 London time.
+    let fire = parse_instant("2026-03-02T05:00", dag.timezone).unwrap();
+    let dates = dag.runs_firing_after(fire - chrono::Duration::minutes(1)).next().unwrap();
+    let task = dag.task("everything").unwrap();
+    let mut ctx = dag.template_context(&task.id, &run_id("scheduled", &dates), &dates, conf.as_ref());
+    if let Some(out) = upstream {
+        ctx.tasks.insert("probe".into(), [("output".to_string(), json!(out))].into_iter().collect());
+    }
+    dag.render_task(task, &ctx)
+}
+
+#[test]
+fn every_variable_renders_with_airflow_meaning() {
+    let (keys, op) = rendered_command(None, Some("42")).unwrap();
+    let Operator::Command(cmd) = op else { panic!("not a command") };
+    let expected = "\
+ds=2026-03-01
+ds_nodash=20260301
+ts=2026-03-01T05:00:00+00:00
+ts_nodash=20260301T050000
+logical_date=2026-03-01T05:00:00+00:00
+data_interval_start=2026-03-01T05:00:00+00:00
+data_interval_end=2026-03-02T05:00:00+00:00
+run_id=scheduled__2026-03-01T05:00:00+00:00
+dag_id=render_all
+task_id=everything
+bucket=car-rentals-data
+env=prod
+upstream=42
+yesterday=2026-02-28";
+    assert_eq!(cmd.command, expected);
+    assert_eq!(keys["env"]["OUT"], "s3://car-rentals-data/processed/2026-03-01/");
+}
+
+#[test]
+fn conf_overrides_params_for_one_run() {
+    let conf = json!({"bucket": "backfill-bucket"}).as_object().cloned();
+    let (_, op) = rendered_command(conf, Some("42")).unwrap();
+    let Operator::Command(cmd) = op else { panic!("not a command") };
+    assert!(cmd.command.contains("bucket=backfill-bucket"));
+    assert!(cmd.command.contains("env=prod"));
+}
+
+#[test]
+fn a_missing_upstream_output_is_an_error_not_an_empty_string() {
+    let err = rendered_command(None, None).unwrap_err();
+    assert!(err.contains("key `command`"), "{err}");
+    assert!(err.contains("undefined"), "{err}");
+}
