@@ -7,23 +7,40 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod context;
 mod output;
 
 /// Exit codes, documented in the README.
 pub mod exit {
-    /// The command did what was asked and every DAG it read is valid.
+    /// The command did what was asked (every DAG valid; the run succeeded).
     pub const OK: u8 = 0;
-    /// A DAG file is invalid, or the command failed (unknown DAG, bad date, ...).
+    /// A DAG file is invalid, a run failed, or the command failed (unknown DAG, bad date...).
     pub const FAILURE: u8 = 1;
     // 2: wrong usage (clap's own exit code for bad arguments).
+}
+
+/// Options every subcommand takes. Each one overrides the config file.
+#[derive(clap::Args, Clone)]
+pub struct Global {
+    /// The DAG folder [default: ./dags].
+    #[arg(long, global = true, env = "SLUICE_DAGS")]
+    dags: Option<PathBuf>,
+    /// Database URL: sqlite:PATH or a file path [default: sqlite:sluice.db].
+    #[arg(long, global = true, env = "SLUICE_DB")]
+    db: Option<String>,
+    /// Task log folder [default: ./logs].
+    #[arg(long, global = true, env = "SLUICE_LOGS")]
+    logs: Option<PathBuf>,
+    /// Config file [default: ./sluice.toml when it exists].
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Parser)]
 #[command(name = "dagctl", version, about = "Sluice: validate, inspect and run DAGs of TOML files")]
 struct Cli {
-    /// The DAG folder.
-    #[arg(long, global = true, env = "SLUICE_DAGS", default_value = "dags")]
-    dags: PathBuf,
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,17 +52,40 @@ enum Command {
     Show(cmd::show::Args),
     Next(cmd::next::Args),
     Render(cmd::render::Args),
+    Scheduler(cmd::scheduler::Args),
+    Trigger(cmd::trigger::Args),
+    Test(cmd::test::Args),
+    Runs(cmd::runs::Args),
+    Tasks(cmd::tasks::Args),
+    Logs(cmd::logs::Args),
+    Clear(cmd::clear::Args),
+    Mark(cmd::mark::Args),
+    Pause(cmd::pause::Args),
+    Unpause(cmd::pause::UnpauseArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Validate(a) => cmd::validate::run(&cli.dags, a),
-        Command::List(a) => cmd::list::run(&cli.dags, a),
-        Command::Show(a) => cmd::show::run(&cli.dags, a),
-        Command::Next(a) => cmd::next::run(&cli.dags, a),
-        Command::Render(a) => cmd::render::run(&cli.dags, a),
-    };
+    let result = context::Ctx::new(&cli.global).and_then(|ctx| {
+        let dags = ctx.config.dags.clone();
+        match cli.command {
+            Command::Validate(a) => cmd::validate::run(&dags, a),
+            Command::List(a) => cmd::list::run(&ctx, a),
+            Command::Show(a) => cmd::show::run(&dags, a),
+            Command::Next(a) => cmd::next::run(&dags, a),
+            Command::Render(a) => cmd::render::run(&dags, a),
+            Command::Scheduler(a) => ctx.block_on(cmd::scheduler::run(&ctx, a)),
+            Command::Trigger(a) => ctx.block_on(cmd::trigger::run(&ctx, a)),
+            Command::Test(a) => ctx.block_on(cmd::test::run(&ctx, a)),
+            Command::Runs(a) => ctx.block_on(cmd::runs::run(&ctx, a)),
+            Command::Tasks(a) => ctx.block_on(cmd::tasks::run(&ctx, a)),
+            Command::Logs(a) => ctx.block_on(cmd::logs::run(&ctx, a)),
+            Command::Clear(a) => ctx.block_on(cmd::clear::run(&ctx, a)),
+            Command::Mark(a) => ctx.block_on(cmd::mark::run(&ctx, a)),
+            Command::Pause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, true)),
+            Command::Unpause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, false)),
+        }
+    });
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -55,3 +55,49 @@ pub fn json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// Logs of the scheduler (and live progress of `dagctl test`) on stderr; `SLUICE_LOG` sets the
+/// filter (default `info`).
+pub fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+/// A time for tables: UTC, to the second.
+pub fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+/// The time between two instants, for tables.
+pub fn duration(start: Option<chrono::DateTime<chrono::Utc>>, end: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            let ms = (e - s).num_milliseconds().max(0) as u64;
+            if ms < 10_000 {
+                format!("{:.2}s", ms as f64 / 1000.0)
+            } else {
+                humantime_like(ms / 1000)
+            }
+        }
+        _ => "-".into(),
+    }
+}
+
+fn humantime_like(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else {
+        format!("{m}m{s:02}s")
+    }
+}

@@ -202,6 +202,19 @@ impl Dag {
         self.index.get(id).map(|i| &self.tasks[*i])
     }
 
+    /// The position of a task in `tasks` (topological order).
+    pub fn task_index(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// For each task (by position), the positions of its direct upstreams and downstreams.
+    pub fn adjacency(&self) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+        let ups: Vec<Vec<usize>> =
+            self.tasks.iter().map(|t| t.depends_on.iter().map(|u| self.index[u]).collect()).collect();
+        let downs = self.tasks.iter().map(|t| t.downstream.iter().map(|d| self.index[d]).collect()).collect();
+        (ups, downs)
+    }
+
     /// Every task upstream of `id`, directly or transitively, in topological order.
     pub fn ancestors(&self, id: &str) -> Vec<&Task> {
         self.related(id, TaskGraph::ancestors)

@@ -16,6 +16,7 @@ pub mod graph;
 pub mod operators;
 pub mod parse;
 pub mod schedule;
+pub mod state;
 pub mod template;
 
 pub use dag::{run_id, Backoff, Dag, RetryPolicy, Task, TriggerRule};
@@ -25,3 +26,4 @@ pub use folder::{dag_files, load_files, load_folder, Folder, LoadedFile};
 pub use operators::{Operator, OperatorKind};
 pub use parse::{parse_dag, parse_dag_file, ParseOutcome};
 pub use schedule::{Deadline, RunDates, Schedule};
+pub use state::{evaluate, Decision, RunState, TaskState};

@@ -87,13 +87,39 @@ impl Schedule {
     }
 
     /// The first tick at or after `t`.
+    ///
+    /// Through the exclusive forward search, because an inclusive match would miss a tick
+    /// that a daylight-saving gap moved (`30 1 * * *` fires at 02:00 on a spring-forward day,
+    /// and 02:00 does not match the pattern).
     pub fn at_or_after(&self, t: DateTime<Tz>) -> Option<DateTime<Tz>> {
-        self.cron.find_next_occurrence(&t, true).ok()
+        let c = self.next_after(t - ChronoDuration::seconds(1))?;
+        if c >= t {
+            Some(c)
+        } else {
+            self.next_after(c)
+        }
     }
 
     /// The last tick strictly before `t`.
+    ///
+    /// Searched *forward* from a window before `t` that doubles until it holds a tick, so it
+    /// always agrees with [`Schedule::next_after`] (a backward cron search can disagree around
+    /// a daylight-saving gap, where the forward tick is moved to the end of the gap).
     pub fn prev_before(&self, t: DateTime<Tz>) -> Option<DateTime<Tz>> {
-        self.cron.find_previous_occurrence(&t, false).ok()
+        let mut window = ChronoDuration::hours(1);
+        while window <= ChronoDuration::days(366 * 8) {
+            let mut last = None;
+            let mut cur = self.at_or_after(t - window)?;
+            while cur < t {
+                last = Some(cur);
+                cur = self.next_after(cur)?;
+            }
+            if last.is_some() {
+                return last;
+            }
+            window = window * 2;
+        }
+        None
     }
 }
 
@@ -298,6 +324,20 @@ mod tests {
         let b = s.next_after(a).unwrap();
         assert_eq!(rfc3339(a), "2026-03-29T02:00:00+01:00");
         assert_eq!(rfc3339(b), "2026-03-30T01:30:00+01:00");
+    }
+
+    #[test]
+    fn prev_before_agrees_with_next_after_across_the_gap() {
+        let s = Schedule::parse("30 1 * * *").unwrap();
+        let from = parse_instant("2026-03-27T12:00", london()).unwrap();
+        let ticks: Vec<_> = std::iter::successors(s.next_after(from), |t| s.next_after(*t)).take(5).collect();
+        for pair in ticks.windows(2) {
+            assert_eq!(s.prev_before(pair[1]), Some(pair[0]), "before {}", rfc3339(pair[1]));
+            assert_eq!(s.at_or_after(pair[1]), Some(pair[1]), "at {}", rfc3339(pair[1]));
+        }
+        let yearly = Schedule::parse("@yearly").unwrap();
+        let t = parse_instant("2026-06-01", london()).unwrap();
+        assert_eq!(rfc3339(yearly.prev_before(t).unwrap()), "2026-01-01T00:00:00+00:00");
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! `dagctl list`: the DAGs of the folder with their schedules, and the files that fail.
 
-use std::path::Path;
-
 use anyhow::Result;
 use sluice_dag::schedule::{now_in, rfc3339};
 
+use crate::context::Ctx;
 use crate::exit;
 
 /// List the DAGs of the folder: schedule, time zone, next run, tasks; and broken files.
@@ -15,8 +14,15 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(dags: &Path, args: Args) -> Result<u8> {
-    let folder = crate::output::folder(dags)?;
+pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
+    let folder = ctx.folder()?;
+    // Paused flags live in the database; a folder never scheduled has none.
+    let paused: Vec<String> = ctx
+        .block_on(async {
+            let Some(store) = ctx.existing_store().await? else { return Ok(Vec::new()) };
+            Ok(store.dags().await?.into_iter().filter(|d| d.paused).map(|d| d.dag_id).collect())
+        })
+        .unwrap_or_default();
     let mut rows = Vec::new();
     let mut items = Vec::new();
     for dag in &folder.dags {
@@ -27,6 +33,7 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
             dag.timezone.name().to_string(),
             next.map_or("-".into(), |r| format!("{} (ds {})", r.fire_time().format("%Y-%m-%d %H:%M %Z"), r.ds())),
             dag.tasks.len().to_string(),
+            if paused.contains(&dag.id) { "yes".into() } else { "no".into() },
         ]);
         items.push(serde_json::json!({
             "id": dag.id,
@@ -36,6 +43,7 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
             "next_fire_time": next.map(|r| rfc3339(r.fire_time())),
             "next_ds": next.map(|r| r.ds()),
             "tasks": dag.tasks.len(),
+            "paused": paused.contains(&dag.id),
             "tags": dag.tags,
         }));
     }
@@ -47,7 +55,7 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
             .collect();
         crate::output::json(&serde_json::json!({ "dags": items, "failed_files": errors }))?;
     } else {
-        crate::output::table(&["DAG", "SCHEDULE", "TIMEZONE", "NEXT RUN", "TASKS"], &rows);
+        crate::output::table(&["DAG", "SCHEDULE", "TIMEZONE", "NEXT RUN", "TASKS", "PAUSED"], &rows);
         if !broken.is_empty() {
             println!("\n{} file{} failed to load:", broken.len(), if broken.len() == 1 { "" } else { "s" });
             for f in &broken {

@@ -1,7 +1,16 @@
 //! One module per subcommand.
 
+pub mod clear;
 pub mod list;
+pub mod logs;
+pub mod mark;
 pub mod next;
+pub mod pause;
 pub mod render;
+pub mod runs;
+pub mod scheduler;
 pub mod show;
+pub mod tasks;
+pub mod test;
+pub mod trigger;
 pub mod validate;

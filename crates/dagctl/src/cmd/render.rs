@@ -86,3 +86,14 @@ pub fn parse_conf(s: &str) -> Result<Map<String, Value>> {
         Err(e) => Err(anyhow!("--conf is not valid JSON: {e}")),
     }
 }
+
+/// A backfill bound: a date means the start of that day (`--from`) or its end (`--to`) in the
+/// DAG's zone; a timestamp is taken as it is.
+pub fn logical_bound(dag: &Dag, s: &str, end_of_day: bool) -> Result<chrono::DateTime<chrono_tz::Tz>> {
+    if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+        let day = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
+        let t = sluice_dag::schedule::resolve_local(dag.timezone, day.and_time(chrono::NaiveTime::MIN));
+        return Ok(if end_of_day { t - chrono::Duration::nanoseconds(1) } else { t });
+    }
+    parse_instant(s, dag.timezone).map_err(anyhow::Error::msg)
+}

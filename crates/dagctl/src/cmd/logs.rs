@@ -1,0 +1,44 @@
+//! `dagctl logs`: the log of one try of a task.
+
+use anyhow::{Context, Result};
+
+use crate::context::{find_run, Ctx};
+use crate::exit;
+
+/// Print a task's log (the last try, or --try N).
+#[derive(clap::Args)]
+pub struct Args {
+    /// The DAG id.
+    dag: String,
+    /// The task id.
+    task: String,
+    /// The run's logical date (a date or a timestamp).
+    #[arg(long, required_unless_present = "run")]
+    date: Option<String>,
+    /// The run id.
+    #[arg(long)]
+    run: Option<String>,
+    /// Which try [default: the last].
+    #[arg(long = "try")]
+    try_number: Option<u32>,
+}
+
+pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
+    let dag = ctx.dag(&args.dag)?;
+    let store = ctx.store().await?;
+    let run = find_run(store.as_ref(), &dag, args.date.as_deref(), args.run.as_deref()).await?;
+    let tries = store.tries(run.id, Some(&args.task)).await?;
+    let n = match args.try_number {
+        Some(n) => n,
+        None => tries
+            .iter()
+            .map(|t| t.try_number)
+            .max()
+            .with_context(|| format!("task `{}` has not run in {}", args.task, run.run_id))?,
+    };
+    anyhow::ensure!(tries.iter().any(|t| t.try_number == n), "task `{}` has no try {n} in {}", args.task, run.run_id);
+    let path = sluice_scheduler::engine::log_path(&ctx.config.logs, &run.dag_id, &run.run_id, &args.task, n);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    print!("{text}");
+    Ok(exit::OK)
+}

@@ -1,0 +1,122 @@
+//! `sluice.toml`: where the database, the DAGs and the logs are, and how much runs at once.
+//! Every setting has a default, so no config file is needed; the CLI overrides each one with
+//! a flag or an environment variable.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sluice_dag::Duration;
+
+/// The scheduler's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Database URL: `sqlite:PATH` or a file path. Default `sqlite:sluice.db`.
+    pub db: String,
+    /// The DAG folder. Default `dags`.
+    pub dags: PathBuf,
+    /// Where task logs go: `<logs>/<dag>/<run>/<task>/<try>.log`. Default `logs`.
+    pub logs: PathBuf,
+    /// Most task tries running at once, over all DAGs. Default 32.
+    pub parallelism: usize,
+    /// On SIGTERM/SIGINT, how long running local processes may take to finish. Default 30s.
+    pub grace_period: Duration,
+    /// Named pools and their slot counts; a task with `pool = "x"` takes one slot of `x`.
+    pub pools: BTreeMap<String, usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db: "sqlite:sluice.db".into(),
+            dags: PathBuf::from("dags"),
+            logs: PathBuf::from("logs"),
+            parallelism: 32,
+            grace_period: Duration::from_secs(30),
+            pools: BTreeMap::new(),
+        }
+    }
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads a config file; relative paths in it are taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(path, &src)
+    }
+
+    pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
+        let mut c: Config = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| src[..s.start].matches('\n').count() + 1);
+            let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+            ConfigError::Invalid { path: path.to_path_buf(), message: format!("{at}{}", e.message()) }
+        })?;
+        if c.parallelism == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: "parallelism must be at least 1".into(),
+            });
+        }
+        if let Some((name, _)) = c.pools.iter().find(|(_, n)| **n == 0) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("pool `{name}` must have at least 1 slot"),
+            });
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.dags, &mut c.logs] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(file) = c.db.strip_prefix("sqlite:").filter(|f| !f.starts_with("//") && !f.starts_with(':')) {
+            if Path::new(file).is_relative() {
+                c.db = format!("sqlite:{}", base.join(file).display());
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file_and_resolves_paths() {
+        let c = Config::parse(
+            Path::new("/srv/sluice/sluice.toml"),
+            "db = \"sqlite:state/sluice.db\"\ndags = \"pipelines\"\nparallelism = 4\ngrace_period = \"5s\"\n[pools]\nemr = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.db, "sqlite:/srv/sluice/state/sluice.db");
+        assert_eq!(c.dags, PathBuf::from("/srv/sluice/pipelines"));
+        assert_eq!(c.logs, PathBuf::from("/srv/sluice/logs"));
+        assert_eq!(c.parallelism, 4);
+        assert_eq!(c.pools["emr"], 2);
+    }
+
+    #[test]
+    fn a_misspelt_key_names_its_line() {
+        let e = Config::parse(Path::new("sluice.toml"), "parallelism = 4\npool = {}\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("line 2") && msg.contains("unknown field `pool`"), "{msg}");
+    }
+
+    #[test]
+    fn zero_slots_are_rejected() {
+        assert!(Config::parse(Path::new("s.toml"), "[pools]\nx = 0\n").is_err());
+        assert!(Config::parse(Path::new("s.toml"), "parallelism = 0\n").is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! `dagctl scheduler`: the engine plus what a long-running process needs: the DAG folder
+//! watched for changes, recovery of interrupted tries at start, and a graceful stop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_store::Store;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::engine::{Engine, Mode, Reload};
+use crate::operators::OperatorProvider;
+use crate::SchedulerError;
+
+/// How long the folder must be quiet after a change before it is reloaded.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Runs the scheduler until `shutdown` turns true (then stops within the grace period).
+pub async fn run(
+    config: Config,
+    store: Arc<dyn Store>,
+    providers: Vec<Arc<dyn OperatorProvider>>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SchedulerError> {
+    let folder = load(config.dags.clone()).await?;
+    info!(dags = folder.dags.len(), failed_files = folder.files.iter().filter(|f| f.has_errors()).count(), folder = %config.dags.display(), "DAG folder loaded");
+    let mut engine = Engine::new(store, config.clone(), providers, Mode::Daemon);
+    engine.set_dags(folder).await?;
+    engine.load_active_runs().await?;
+    engine.recover().await?;
+    let (tx, rx) = mpsc::channel(4);
+    let _watcher = watch_folder(config.dags.clone(), tx)?;
+    info!("scheduler running");
+    engine.run(shutdown, rx).await?;
+    info!("scheduler stopped");
+    Ok(())
+}
+
+async fn load(dir: PathBuf) -> Result<sluice_dag::Folder, SchedulerError> {
+    tokio::task::spawn_blocking(move || sluice_dag::load_folder(&dir))
+        .await
+        .map_err(|e| SchedulerError::Internal(e.to_string()))?
+        .map_err(|e| SchedulerError::Io(format!("cannot read the DAG folder: {e}")))
+}
+
+/// Watches the DAG folder (inotify on Linux) and sends a freshly loaded folder after each
+/// burst of changes.
+fn watch_folder(dir: PathBuf, tx: mpsc::Sender<Reload>) -> Result<notify::RecommendedWatcher, SchedulerError> {
+    use notify::Watcher;
+    let (ping_tx, mut ping_rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = ping_tx.send(());
+        }
+    })
+    .map_err(|e| SchedulerError::Io(format!("cannot watch the DAG folder: {e}")))?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::Recursive)
+        .map_err(|e| SchedulerError::Io(format!("cannot watch {}: {e}", dir.display())))?;
+    tokio::spawn(async move {
+        while ping_rx.recv().await.is_some() {
+            // Debounce: editors write several events per save.
+            loop {
+                match tokio::time::timeout(RELOAD_DEBOUNCE, ping_rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            match load(dir.clone()).await {
+                Ok(folder) => {
+                    info!(dags = folder.dags.len(), "DAG folder changed; reloaded");
+                    if tx.send(Reload::Folder(folder)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => warn!(error = %e, "DAG folder reload failed"),
+            }
+        }
+    });
+    Ok(watcher)
+}

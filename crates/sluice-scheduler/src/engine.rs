@@ -1,0 +1,918 @@
+//! The engine: one event loop that owns the active runs.
+//!
+//! The store is the truth; the engine keeps the active runs (queued or running) in memory and
+//! writes every change through the store before acting on it. Nothing polls tables in a
+//! loop: a finished try wakes its downstream tasks at once (only they are re-evaluated), timers
+//! wake the loop for retries, deadlines and schedule ticks, and a once-a-second check of the
+//! store's change counter notices what another process (the CLI) wrote.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sluice_dag::{evaluate, Dag, Decision, Folder, RunDates, RunState, TaskState};
+use sluice_store::{NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::operators::{kill_orphan, OperatorProvider, Outcome, TaskError, TryContext, TryLog};
+use crate::SchedulerError;
+
+type Result<T> = std::result::Result<T, SchedulerError>;
+
+/// How often the loop asks the store whether another process wrote to it.
+const EXTERNAL_CHECK: StdDuration = StdDuration::from_secs(1);
+
+/// What the engine runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// The daemon: fires schedules, runs every run that is not a `test` run, until shutdown.
+    Daemon,
+    /// `dagctl test`: runs one run to its end, then returns.
+    SingleRun(i64),
+}
+
+/// A DAG with its task adjacency, shared by the runs that use this version of it.
+#[derive(Clone)]
+struct DagEntry {
+    dag: Arc<Dag>,
+    ups: Arc<Vec<Vec<usize>>>,
+    downs: Arc<Vec<Vec<usize>>>,
+}
+
+impl DagEntry {
+    fn new(dag: Dag) -> DagEntry {
+        let (ups, downs) = dag.adjacency();
+        DagEntry { dag: Arc::new(dag), ups: Arc::new(ups), downs: Arc::new(downs) }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ti {
+    state: TaskState,
+    try_number: u32,
+    max_tries: u32,
+}
+
+struct ActiveRun {
+    run: Run,
+    entry: DagEntry,
+    tis: Vec<Ti>,
+    /// Tasks whose upstreams changed since they were last evaluated.
+    dirty: BTreeSet<usize>,
+}
+
+/// A try that finished (or was cut off).
+struct TryDone {
+    run: i64,
+    task: usize,
+    try_number: u32,
+    result: std::result::Result<Outcome, TaskError>,
+}
+
+/// A change to the set of DAGs, from the folder watcher.
+pub enum Reload {
+    Folder(Folder),
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    config: Config,
+    providers: Arc<Vec<Arc<dyn OperatorProvider>>>,
+    mode: Mode,
+    dags: HashMap<String, DagEntry>,
+    paused: HashSet<String>,
+    runs: HashMap<i64, ActiveRun>,
+    ready: Vec<(i64, usize)>,
+    tries: JoinSet<TryDone>,
+    in_flight: HashMap<(i64, usize), Option<String>>,
+    per_dag_running: HashMap<String, usize>,
+    pool_usage: HashMap<String, usize>,
+    retries: BTreeSet<(DateTime<Utc>, i64, usize)>,
+    /// When each scheduled DAG next needs its schedule looked at (its next fire time).
+    next_check: HashMap<String, DateTime<Utc>>,
+    stopping: Option<tokio::time::Instant>,
+    shutdown_recorded: bool,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, config: Config, providers: Vec<Arc<dyn OperatorProvider>>, mode: Mode) -> Engine {
+        Engine {
+            store,
+            config,
+            providers: Arc::new(providers),
+            mode,
+            dags: HashMap::new(),
+            paused: HashSet::new(),
+            runs: HashMap::new(),
+            ready: Vec::new(),
+            tries: JoinSet::new(),
+            in_flight: HashMap::new(),
+            per_dag_running: HashMap::new(),
+            pool_usage: HashMap::new(),
+            retries: BTreeSet::new(),
+            next_check: HashMap::new(),
+            stopping: None,
+            shutdown_recorded: false,
+        }
+    }
+
+    fn is_daemon(&self) -> bool {
+        self.mode == Mode::Daemon
+    }
+
+    /// Takes the DAGs of a freshly loaded folder. A file that fails to load keeps its last good
+    /// version (found by DAG id, or by file path when the id cannot be read); its error is
+    /// recorded for `dagctl list`. Runs already active keep the version they started with.
+    pub async fn set_dags(&mut self, folder: Folder) -> Result<()> {
+        let mut next: HashMap<String, DagEntry> = HashMap::new();
+        for dag in folder.dags {
+            let file = dag.file.display().to_string();
+            self.store.sync_dag(&dag.id, &file, None).await?;
+            next.insert(dag.id.clone(), DagEntry::new(dag));
+        }
+        for f in folder.files.iter().filter(|f| f.has_errors()) {
+            let error: Vec<String> = f.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+            let id = f
+                .dag_id
+                .clone()
+                .or_else(|| self.dags.iter().find(|(_, e)| e.dag.file == f.path).map(|(id, _)| id.clone()));
+            let Some(id) = id else {
+                warn!(file = %f.path.display(), "DAG file does not load and has no earlier version");
+                continue;
+            };
+            if next.contains_key(&id) {
+                continue; // a duplicate id: the first file keeps it
+            }
+            self.store.sync_dag(&id, &f.path.display().to_string(), Some(&error.join("\n"))).await?;
+            if let Some(old) = self.dags.get(&id) {
+                warn!(dag = %id, file = %f.path.display(), "DAG file does not load; keeping its last good version");
+                next.insert(id, old.clone());
+            } else {
+                warn!(dag = %id, file = %f.path.display(), "DAG file does not load");
+            }
+        }
+        self.dags = next;
+        self.next_check.clear();
+        self.refresh_paused().await?;
+        Ok(())
+    }
+
+    async fn refresh_paused(&mut self) -> Result<()> {
+        let paused: HashSet<String> =
+            self.store.dags().await?.into_iter().filter(|d| d.paused).map(|d| d.dag_id).collect();
+        if paused != self.paused {
+            self.next_check.clear();
+            self.paused = paused;
+        }
+        Ok(())
+    }
+
+    /// Adds one DAG (for `dagctl test`).
+    pub fn add_dag(&mut self, dag: Dag) {
+        self.dags.insert(dag.id.clone(), DagEntry::new(dag));
+    }
+
+    /// Loads the active runs from the store and merges them into memory: new runs are added,
+    /// task states another process changed (clear, mark) are taken over, runs another process
+    /// finished are dropped.
+    pub async fn load_active_runs(&mut self) -> Result<()> {
+        let filter = RunFilter { states: vec![RunState::Queued, RunState::Running], ..Default::default() };
+        let mut active: Vec<Run> = self.store.runs(&filter).await?;
+        active.retain(|r| match self.mode {
+            Mode::Daemon => r.kind != RunKind::Test,
+            Mode::SingleRun(id) => r.id == id,
+        });
+        let ids: HashSet<i64> = active.iter().map(|r| r.id).collect();
+        let gone: Vec<i64> = self.runs.keys().copied().filter(|id| !ids.contains(id)).collect();
+        for id in gone {
+            if !self.in_flight.keys().any(|(r, _)| *r == id) {
+                self.runs.remove(&id);
+                self.ready.retain(|(r, _)| *r != id);
+            }
+        }
+        for run in active {
+            let tis = self.store.task_instances(run.id).await?;
+            if let Some(ar) = self.runs.get_mut(&run.id) {
+                ar.run.state = run.state;
+                for ti in tis {
+                    let Some(i) = ar.entry.dag.task_index(&ti.task_id) else { continue };
+                    if self.in_flight.contains_key(&(run.id, i)) {
+                        continue;
+                    }
+                    let mine = &mut ar.tis[i];
+                    if mine.state != ti.state || mine.max_tries != ti.max_tries {
+                        *mine = Ti { state: ti.state, try_number: ti.try_number, max_tries: ti.max_tries };
+                        ar.dirty.insert(i);
+                        ar.dirty.extend(ar.entry.downs[i].iter().copied());
+                        if ti.state == TaskState::Scheduled {
+                            self.ready.push((run.id, i));
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(entry) = self.dags.get(&run.dag_id).cloned() else {
+                warn!(dag = %run.dag_id, run = %run.run_id, "run of a DAG that is not loaded; left as it is");
+                continue;
+            };
+            let mut states: Vec<Ti> =
+                vec![Ti { state: TaskState::Removed, try_number: 0, max_tries: 1 }; entry.dag.tasks.len()];
+            let mut removed = Vec::new();
+            for ti in tis {
+                match entry.dag.task_index(&ti.task_id) {
+                    Some(i) => states[i] = Ti { state: ti.state, try_number: ti.try_number, max_tries: ti.max_tries },
+                    None if !ti.state.is_finished() => removed.push((ti.task_id.clone(), TaskState::Removed)),
+                    None => {}
+                }
+            }
+            if !removed.is_empty() {
+                self.store.set_task_states(run.id, &removed, Utc::now()).await?;
+            }
+            for (i, ti) in states.iter().enumerate() {
+                match ti.state {
+                    TaskState::Scheduled | TaskState::Queued => self.ready.push((run.id, i)),
+                    TaskState::UpForRetry => {
+                        let at = self.retry_time(run.id, &entry.dag.tasks[i].id).await?.unwrap_or_else(Utc::now);
+                        self.retries.insert((at, run.id, i));
+                    }
+                    _ => {}
+                }
+            }
+            let dirty = (0..states.len()).collect();
+            self.runs.insert(run.id, ActiveRun { run, entry, tis: states, dirty });
+        }
+        Ok(())
+    }
+
+    async fn retry_time(&self, run: i64, task: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.store.task_instances(run).await?.into_iter().find(|t| t.task_id == task).and_then(|t| t.next_try_at))
+    }
+
+    /// After a crash or a stop: every try still marked running is resumed when its operator
+    /// can pick it up from its recorded ids, or else counted as failed (its orphaned process
+    /// killed first) and left to its retry policy. A finished task is never run again.
+    pub async fn recover(&mut self) -> Result<()> {
+        for (run, t) in self.store.running_tries().await? {
+            if run.kind == RunKind::Test && self.is_daemon() {
+                continue;
+            }
+            let Some(ar) = self.runs.get(&run.id) else { continue };
+            let Some(i) = ar.entry.dag.task_index(&t.task_id) else { continue };
+            let task = &ar.entry.dag.tasks[i];
+            let rendered = render(&self.store, &ar.entry.dag, &run, i).await;
+            let op = rendered.ok().and_then(|op| self.providers.iter().find_map(|p| p.build(&op, &ar.entry.dag.file)));
+            if op.is_some_and(|op| op.can_resume(&t.external_ids)) {
+                info!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, r#try = t.try_number, "resuming interrupted try");
+                self.event(&run, Some(&t.task_id), "resumed", format!("try {} resumed after a restart", t.try_number))
+                    .await?;
+                self.spawn_try(run.id, i, t.try_number, t.external_ids.clone());
+                continue;
+            }
+            if let Some(pid) = t.external_ids.get("pid").and_then(Value::as_i64) {
+                if kill_orphan(pid, run.id, &t.task_id, t.try_number) {
+                    info!(task = %t.task_id, pid, "killed the orphaned process group of an interrupted try");
+                }
+            }
+            let error = "interrupted: the scheduler stopped while this try was running".to_string();
+            let ti = ar.tis[i];
+            let retry_at =
+                (t.try_number < ti.max_tries).then(|| Utc::now() + jitter(task.retry.delay_before(t.try_number + 1)));
+            warn!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, r#try = t.try_number, retry = retry_at.is_some(), "recovered interrupted try");
+            self.store
+                .finish_try(
+                    run.id,
+                    &t.task_id,
+                    t.try_number,
+                    &TryOutcome::Failed { error: error.clone(), retry_at },
+                    Utc::now(),
+                )
+                .await?;
+            self.event(&run, Some(&t.task_id), "recovered", format!("try {}: {error}", t.try_number)).await?;
+            let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
+            if let Some(ar) = self.runs.get_mut(&run.id) {
+                ar.tis[i].state = state;
+                ar.dirty.extend(ar.entry.downs[i].iter().copied());
+            }
+            if let Some(at) = retry_at {
+                self.retries.insert((at, run.id, i));
+            }
+        }
+        Ok(())
+    }
+
+    async fn event(&self, run: &Run, task: Option<&str>, kind: &str, detail: String) -> Result<()> {
+        self.store
+            .add_event(&NewEvent {
+                dag_id: run.dag_id.clone(),
+                run_id: Some(run.run_id.clone()),
+                task_id: task.map(str::to_string),
+                kind: kind.into(),
+                detail,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the loop until the mode's end: shutdown (daemon) or the run finishing (test).
+    pub async fn run(
+        &mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut reloads: mpsc::Receiver<Reload>,
+    ) -> Result<()> {
+        let mut external = tokio::time::interval(EXTERNAL_CHECK);
+        external.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let now = Utc::now();
+            if self.is_daemon() && self.stopping.is_none() {
+                self.fire_schedules(now).await?;
+            }
+            self.activate_runs().await?;
+            self.promote_retries(now).await?;
+            self.evaluate().await?;
+            self.check_deadlines(now).await?;
+            self.finish_runs().await?;
+            if self.stopping.is_none() {
+                self.start_ready().await?;
+            }
+            if let Mode::SingleRun(id) = self.mode {
+                if !self.runs.contains_key(&id) && self.tries.is_empty() {
+                    return Ok(());
+                }
+            }
+            if let Some(grace_end) = self.stopping {
+                if self.tries.is_empty() {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= grace_end {
+                    self.abandon_running().await?;
+                    return Ok(());
+                }
+            }
+            let wake = self.next_wakeup(now);
+            tokio::select! {
+                Some(done) = self.tries.join_next(), if !self.tries.is_empty() => {
+                    self.handle_done(done).await?;
+                    while let Some(done) = self.tries.try_join_next() {
+                        self.handle_done(done).await?;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = external.tick() => {
+                    if self.store.changed_elsewhere().await? {
+                        self.refresh_paused().await?;
+                        self.load_active_runs().await?;
+                    }
+                }
+                changed = shutdown.changed(), if self.stopping.is_none() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        let grace = self.config.grace_period.as_std();
+                        info!(running = self.tries.len(), grace = %humantime::format_duration(grace), "stopping: no new tasks start; waiting for running ones");
+                        self.stopping = Some(tokio::time::Instant::now() + grace);
+                    }
+                }
+                Some(reload) = reloads.recv() => {
+                    match reload {
+                        Reload::Folder(folder) => self.set_dags(folder).await?,
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_done(
+        &mut self,
+        done: std::result::Result<TryDone, tokio::task::JoinError>,
+    ) -> impl std::future::Future<Output = Result<()>> + '_ {
+        async move {
+            match done {
+                Ok(done) => self.on_try_done(done).await,
+                Err(e) if e.is_cancelled() => Ok(()),
+                Err(e) => Err(SchedulerError::Internal(format!("a try panicked: {e}"))),
+            }
+        }
+    }
+
+    /// Cron: creates the runs that are due. `catchup = false` creates only the latest missed
+    /// run after downtime; `catchup = true` every missed run, oldest first.
+    async fn fire_schedules(&mut self, now: DateTime<Utc>) -> Result<()> {
+        let entries: Vec<DagEntry> = self.dags.values().cloned().collect();
+        for entry in entries {
+            let dag = &entry.dag;
+            if dag.schedule.is_none() || self.paused.contains(&dag.id) {
+                continue;
+            }
+            if self.next_check.get(&dag.id).is_some_and(|t| *t > now) {
+                continue;
+            }
+            for dates in crate::runs::due_runs(self.store.as_ref(), dag, now).await? {
+                let created =
+                    crate::runs::create_run(self.store.as_ref(), dag, &dates, RunKind::Scheduled, None).await?;
+                if let sluice_store::Created::New(run) = created {
+                    info!(dag = %dag.id, run = %run.run_id, ds = %dates.ds(), "scheduled run created");
+                    self.load_active_runs().await?;
+                }
+            }
+            let next = dag.runs_firing_after(now.with_timezone(&dag.timezone)).next();
+            let next = next.map_or(DateTime::<Utc>::MAX_UTC, |r| r.fire_time().with_timezone(&Utc));
+            self.next_check.insert(dag.id.clone(), next);
+        }
+        Ok(())
+    }
+
+    /// Starts queued runs while their DAG is under `max_active_runs` (oldest logical date
+    /// first). A paused DAG starts no queued run; its running runs finish.
+    async fn activate_runs(&mut self) -> Result<()> {
+        let mut queued: Vec<(DateTime<Utc>, i64)> = self
+            .runs
+            .values()
+            .filter(|r| r.run.state == RunState::Queued)
+            .map(|r| (r.run.logical_date, r.run.id))
+            .collect();
+        if queued.is_empty() {
+            return Ok(());
+        }
+        queued.sort();
+        for (_, id) in queued {
+            let (dag_id, max) = {
+                let ar = &self.runs[&id];
+                (ar.run.dag_id.clone(), ar.entry.dag.max_active_runs as usize)
+            };
+            let single = self.mode == Mode::SingleRun(id);
+            if !single && self.paused.contains(&dag_id) {
+                continue;
+            }
+            let running =
+                self.runs.values().filter(|r| r.run.dag_id == dag_id && r.run.state == RunState::Running).count();
+            if single || running < max {
+                let now = Utc::now();
+                self.store.set_run_state(id, RunState::Running, now).await?;
+                let ar = self.runs.get_mut(&id).expect("active run");
+                ar.run.state = RunState::Running;
+                ar.dirty.extend(0..ar.tis.len());
+                info!(dag = %dag_id, run = %ar.run.run_id, "run started");
+            }
+        }
+        Ok(())
+    }
+
+    /// Retries whose delay has passed become scheduled again.
+    async fn promote_retries(&mut self, now: DateTime<Utc>) -> Result<()> {
+        while let Some(&(at, run, i)) = self.retries.first() {
+            if at > now {
+                break;
+            }
+            self.retries.pop_first();
+            let Some(ar) = self.runs.get_mut(&run) else { continue };
+            if ar.tis[i].state != TaskState::UpForRetry {
+                continue;
+            }
+            let task_id = ar.entry.dag.tasks[i].id.clone();
+            self.store.set_task_states(run, &[(task_id, TaskState::Scheduled)], now).await?;
+            ar.tis[i].state = TaskState::Scheduled;
+            self.ready.push((run, i));
+        }
+        Ok(())
+    }
+
+    /// Applies trigger rules to the tasks whose upstreams changed.
+    async fn evaluate(&mut self) -> Result<()> {
+        let ids: Vec<i64> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.run.state == RunState::Running && !r.dirty.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let mut changes = Vec::new();
+            let mut past_checks = Vec::new();
+            {
+                let ar = self.runs.get_mut(&id).expect("active run");
+                // Decisions can cascade (a skip makes downstream skippable): loop until stable.
+                while let Some(i) = ar.dirty.pop_first() {
+                    if ar.tis[i].state != TaskState::None {
+                        continue;
+                    }
+                    let task = &ar.entry.dag.tasks[i];
+                    let ups: Vec<TaskState> = ar.entry.ups[i].iter().map(|u| ar.tis[*u].state).collect();
+                    match evaluate(task.trigger_rule, &ups) {
+                        Decision::Wait => {}
+                        Decision::Run if task.depends_on_past => past_checks.push(i),
+                        Decision::Run => {
+                            ar.tis[i].state = TaskState::Scheduled;
+                            changes.push((task.id.clone(), TaskState::Scheduled));
+                            self.ready.push((id, i));
+                        }
+                        d @ (Decision::Skip | Decision::UpstreamFailed) => {
+                            let state =
+                                if d == Decision::Skip { TaskState::Skipped } else { TaskState::UpstreamFailed };
+                            ar.tis[i].state = state;
+                            changes.push((task.id.clone(), state));
+                            ar.dirty.extend(ar.entry.downs[i].iter().copied());
+                        }
+                    }
+                }
+            }
+            for i in past_checks {
+                if self.past_allows(id, i).await? {
+                    let ar = self.runs.get_mut(&id).expect("active run");
+                    ar.tis[i].state = TaskState::Scheduled;
+                    changes.push((ar.entry.dag.tasks[i].id.clone(), TaskState::Scheduled));
+                    self.ready.push((id, i));
+                }
+            }
+            if !changes.is_empty() {
+                self.store.set_task_states(id, &changes, Utc::now()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `depends_on_past`: the same task in the previous run (by logical date) must have
+    /// succeeded or been skipped. The first run of a DAG has no past.
+    async fn past_allows(&self, run: i64, i: usize) -> Result<bool> {
+        let ar = &self.runs[&run];
+        let task_id = &ar.entry.dag.tasks[i].id;
+        let filter = RunFilter { dag_id: Some(ar.run.dag_id.clone()), ..Default::default() };
+        let previous = self
+            .store
+            .runs(&filter)
+            .await?
+            .into_iter()
+            .filter(|r| r.logical_date < ar.run.logical_date && r.kind != RunKind::Test)
+            .max_by_key(|r| r.logical_date);
+        let Some(prev) = previous else { return Ok(true) };
+        let state =
+            self.store.task_instances(prev.id).await?.into_iter().find(|t| &t.task_id == task_id).map(|t| t.state);
+        Ok(matches!(state, None | Some(TaskState::Success | TaskState::Skipped)))
+    }
+
+    async fn check_deadlines(&mut self, now: DateTime<Utc>) -> Result<()> {
+        let due: Vec<i64> = self
+            .runs
+            .values()
+            .filter(|r| !r.run.deadline_missed && r.run.deadline.is_some_and(|d| d <= now))
+            .map(|r| r.run.id)
+            .collect();
+        for id in due {
+            let ar = self.runs.get_mut(&id).expect("active run");
+            if self.store.mark_deadline_missed(id, now).await? {
+                warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, deadline = %ar.run.deadline.expect("deadline"), "deadline missed: the run is not finished");
+            }
+            ar.run.deadline_missed = true;
+        }
+        Ok(())
+    }
+
+    /// Ends runs whose tasks are all finished. As in Airflow, a run fails when one of its
+    /// leaves (tasks without downstream) failed or is upstream_failed, and succeeds otherwise.
+    async fn finish_runs(&mut self) -> Result<()> {
+        let done: Vec<i64> = self
+            .runs
+            .values()
+            .filter(|r| r.run.state == RunState::Running && r.tis.iter().all(|t| t.state.is_finished()))
+            .map(|r| r.run.id)
+            .collect();
+        for id in done {
+            if self.in_flight.keys().any(|(r, _)| *r == id) {
+                continue;
+            }
+            let ar = self.runs.remove(&id).expect("active run");
+            let failed = ar.tis.iter().enumerate().any(|(i, t)| ar.entry.downs[i].is_empty() && t.state.is_failure());
+            let state = if failed { RunState::Failed } else { RunState::Success };
+            self.store.set_run_state(id, state, Utc::now()).await?;
+            if failed {
+                warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, "run failed");
+            } else {
+                info!(dag = %ar.run.dag_id, run = %ar.run.run_id, "run succeeded");
+            }
+            // Later runs with depends_on_past may now go ahead.
+            for other in self.runs.values_mut().filter(|r| r.run.dag_id == ar.run.dag_id) {
+                let waiting =
+                    other.entry.dag.tasks.iter().enumerate().filter(|(_, t)| t.depends_on_past).map(|(i, _)| i);
+                other.dirty.extend(waiting.collect::<Vec<_>>());
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts scheduled tasks while slots last: global `parallelism`, the DAG's
+    /// `max_active_tasks`, the task's pool. Higher `priority` first, then older runs, then
+    /// topological order.
+    async fn start_ready(&mut self) -> Result<()> {
+        if self.ready.is_empty() {
+            return Ok(());
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.retain(|(r, i)| self.runs.get(r).is_some_and(|ar| ar.tis[*i].state == TaskState::Scheduled));
+        ready.sort_by_key(|(r, i)| {
+            let ar = &self.runs[r];
+            (std::cmp::Reverse(ar.entry.dag.tasks[*i].priority), ar.run.logical_date, *r, *i)
+        });
+        ready.dedup();
+        let mut waiting = Vec::new();
+        for (run, i) in ready {
+            if self.tries.len() >= self.config.parallelism {
+                waiting.push((run, i));
+                continue;
+            }
+            let (dag_id, max_tasks, task_id, pool) = {
+                let ar = &self.runs[&run];
+                let t = &ar.entry.dag.tasks[i];
+                (ar.run.dag_id.clone(), ar.entry.dag.max_active_tasks as usize, t.id.clone(), t.pool.clone())
+            };
+            if self.per_dag_running.get(&dag_id).copied().unwrap_or(0) >= max_tasks {
+                waiting.push((run, i));
+                continue;
+            }
+            if let Some(pool) = &pool {
+                match self.config.pools.get(pool) {
+                    None => {
+                        let now = Utc::now();
+                        let n = self.store.start_try(run, &task_id, now).await?;
+                        let error = format!("pool `{pool}` is not declared in the [pools] of sluice.toml");
+                        self.store
+                            .finish_try(
+                                run,
+                                &task_id,
+                                n,
+                                &TryOutcome::Failed { error: error.clone(), retry_at: None },
+                                now,
+                            )
+                            .await?;
+                        let ar = self.runs.get_mut(&run).expect("active run");
+                        ar.tis[i].state = TaskState::Failed;
+                        ar.tis[i].try_number = n;
+                        ar.dirty.extend(ar.entry.downs[i].iter().copied());
+                        warn!(dag = %dag_id, task = %task_id, "{error}");
+                        continue;
+                    }
+                    Some(slots) if self.pool_usage.get(pool).copied().unwrap_or(0) >= *slots => {
+                        waiting.push((run, i));
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            let try_number = self.store.start_try(run, &task_id, Utc::now()).await?;
+            {
+                let ar = self.runs.get_mut(&run).expect("active run");
+                ar.tis[i].state = TaskState::Running;
+                ar.tis[i].try_number = try_number;
+            }
+            self.spawn_try(run, i, try_number, Map::new());
+        }
+        self.ready = waiting;
+        Ok(())
+    }
+
+    fn spawn_try(&mut self, run: i64, i: usize, try_number: u32, resumed: Map<String, Value>) {
+        let ar = &self.runs[&run];
+        let task = &ar.entry.dag.tasks[i];
+        *self.per_dag_running.entry(ar.run.dag_id.clone()).or_default() += 1;
+        if let Some(pool) = &task.pool {
+            *self.pool_usage.entry(pool.clone()).or_default() += 1;
+        }
+        self.in_flight.insert((run, i), task.pool.clone());
+        let job = Job {
+            store: self.store.clone(),
+            providers: self.providers.clone(),
+            dag: ar.entry.dag.clone(),
+            run: ar.run.clone(),
+            task: i,
+            try_number,
+            resumed,
+            log_path: log_path(&self.config.logs, &ar.run.dag_id, &ar.run.run_id, &task.id, try_number),
+        };
+        info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = try_number, "task started");
+        self.tries.spawn(job.execute());
+    }
+
+    async fn on_try_done(&mut self, done: TryDone) -> Result<()> {
+        let key = (done.run, done.task);
+        if let Some(pool) = self.in_flight.remove(&key) {
+            if let Some(pool) = pool {
+                if let Some(n) = self.pool_usage.get_mut(&pool) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        let Some(ar) = self.runs.get_mut(&done.run) else { return Ok(()) };
+        if let Some(n) = self.per_dag_running.get_mut(&ar.run.dag_id) {
+            *n = n.saturating_sub(1);
+        }
+        let task = &ar.entry.dag.tasks[done.task];
+        let ti = ar.tis[done.task];
+        let now = Utc::now();
+        let (outcome, state) = match done.result {
+            Ok(Outcome::Success(outputs)) => (TryOutcome::Success { outputs }, TaskState::Success),
+            Ok(Outcome::Skipped(reason)) => (TryOutcome::Skipped { reason }, TaskState::Skipped),
+            Err(e) => {
+                let retry_at = (e.retryable && done.try_number < ti.max_tries)
+                    .then(|| now + jitter(task.retry.delay_before(done.try_number + 1)));
+                let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
+                warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, error = %e.message, retry_at = ?retry_at, "task try failed");
+                if let Some(at) = retry_at {
+                    self.retries.insert((at, done.run, done.task));
+                }
+                (TryOutcome::Failed { error: e.message, retry_at }, state)
+            }
+        };
+        self.store.finish_try(done.run, &task.id, done.try_number, &outcome, now).await?;
+        if state != TaskState::UpForRetry {
+            info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, state = %state, "task finished");
+        }
+        ar.tis[done.task].state = state;
+        if state.is_finished() {
+            ar.dirty.extend(ar.entry.downs[done.task].iter().copied());
+        }
+        Ok(())
+    }
+
+    /// The grace period is over: the tries still running are cut off (their process groups
+    /// killed) and left marked running, so the next start recovers them by their retry policy
+    /// or resumes them.
+    async fn abandon_running(&mut self) -> Result<()> {
+        if self.shutdown_recorded {
+            return Ok(());
+        }
+        self.shutdown_recorded = true;
+        let mut cut = Vec::new();
+        for (run, i) in self.in_flight.keys() {
+            if let Some(ar) = self.runs.get(run) {
+                cut.push((ar.run.clone(), ar.entry.dag.tasks[*i].id.clone()));
+            }
+        }
+        self.tries.abort_all();
+        while self.tries.join_next().await.is_some() {}
+        for (run, task) in cut {
+            warn!(dag = %run.dag_id, run = %run.run_id, task = %task, "still running at shutdown; recovered on next start");
+            self.event(&run, Some(&task), "shutdown", "still running when the scheduler stopped".into()).await?;
+        }
+        Ok(())
+    }
+
+    fn next_wakeup(&self, now: DateTime<Utc>) -> tokio::time::Instant {
+        let mut next: Option<DateTime<Utc>> = self.retries.first().map(|(at, _, _)| *at);
+        let mut consider = |t: DateTime<Utc>| next = Some(next.map_or(t, |n| n.min(t)));
+        for r in self.runs.values() {
+            if let (Some(d), false) = (r.run.deadline, r.run.deadline_missed) {
+                consider(d);
+            }
+        }
+        if self.is_daemon() && self.stopping.is_none() {
+            for t in self.next_check.values() {
+                consider(*t);
+            }
+        }
+        let base = tokio::time::Instant::now();
+        let mut wake = match next {
+            Some(t) => base + (t - now).to_std().unwrap_or_default().min(StdDuration::from_secs(3600)),
+            None => base + StdDuration::from_secs(3600),
+        };
+        if let Some(grace_end) = self.stopping {
+            wake = wake.min(grace_end);
+        }
+        wake
+    }
+}
+
+/// Up to 20% less than the computed delay, so retries of many tasks do not land at once.
+fn jitter(d: StdDuration) -> chrono::Duration {
+    let nanos = Utc::now().timestamp_subsec_nanos() as f64 / 1e9;
+    let d = d.mul_f64(1.0 - 0.2 * nanos);
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+pub fn log_path(logs: &std::path::Path, dag: &str, run_id: &str, task: &str, try_number: u32) -> PathBuf {
+    logs.join(dag).join(run_id).join(task).join(format!("{try_number}.log"))
+}
+
+/// The run dates of a stored run, in the DAG's zone.
+pub fn run_dates(dag: &Dag, run: &Run) -> RunDates {
+    RunDates {
+        logical_date: run.logical_date.with_timezone(&dag.timezone),
+        data_interval_start: run.data_interval_start.with_timezone(&dag.timezone),
+        data_interval_end: run.data_interval_end.with_timezone(&dag.timezone),
+    }
+}
+
+/// Renders a task for a run, with the outputs its upstreams stored.
+async fn render(
+    store: &Arc<dyn Store>,
+    dag: &Dag,
+    run: &Run,
+    i: usize,
+) -> std::result::Result<sluice_dag::Operator, TaskError> {
+    let task = &dag.tasks[i];
+    let dates = run_dates(dag, run);
+    let mut ctx = dag.template_context(&task.id, &run.run_id, &dates, run.conf.as_ref());
+    ctx.tasks = store.outputs(run.id).await.map_err(|e| TaskError::retryable(format!("reading outputs: {e}")))?;
+    match dag.render_task(task, &ctx) {
+        Ok((_, op)) => Ok(op),
+        Err(e) => {
+            // An upstream that did not succeed has no outputs: a task that reads them (a
+            // terminate after a cluster that was never created) has nothing to do.
+            let missing = dag
+                .ancestors(&task.id)
+                .into_iter()
+                .find(|up| !up.operator.kind().outputs().is_empty() && !ctx.tasks.contains_key(&up.id));
+            match missing {
+                Some(up) if e.contains("undefined") => Err(TaskError {
+                    message: format!("SKIP: upstream `{}` produced no outputs ({e})", up.id),
+                    retryable: false,
+                }),
+                _ => Err(TaskError::fatal(e)),
+            }
+        }
+    }
+}
+
+/// Everything a try needs, moved into its own tokio task.
+struct Job {
+    store: Arc<dyn Store>,
+    providers: Arc<Vec<Arc<dyn OperatorProvider>>>,
+    dag: Arc<Dag>,
+    run: Run,
+    task: usize,
+    try_number: u32,
+    resumed: Map<String, Value>,
+    log_path: PathBuf,
+}
+
+impl Job {
+    async fn execute(self) -> TryDone {
+        let result = self.attempt().await;
+        TryDone { run: self.run.id, task: self.task, try_number: self.try_number, result }
+    }
+
+    async fn attempt(&self) -> std::result::Result<Outcome, TaskError> {
+        let task = &self.dag.tasks[self.task];
+        let log = TryLog::create(self.log_path.clone()).map_err(|e| {
+            TaskError::retryable(format!("cannot create the log file {}: {e}", self.log_path.display()))
+        })?;
+        log.line(&format!(
+            "[sluice] {} try {} of task {} in run {} ({})",
+            Utc::now().to_rfc3339(),
+            self.try_number,
+            task.id,
+            self.run.run_id,
+            if self.resumed.is_empty() { "started" } else { "resumed" }
+        ));
+        let op = match render(&self.store, &self.dag, &self.run, self.task).await {
+            Ok(op) => op,
+            Err(e) if e.message.starts_with("SKIP: ") => {
+                let reason = e.message.trim_start_matches("SKIP: ").to_string();
+                log.line(&format!("[sluice] skipped: {reason}"));
+                return Ok(Outcome::Skipped(reason));
+            }
+            Err(e) => {
+                log.line(&format!("[sluice] {}", e.message));
+                return Err(e);
+            }
+        };
+        let Some(operator) = self.providers.iter().find_map(|p| p.build(&op, &self.dag.file)) else {
+            let e = TaskError::fatal(format!("operator `{}` is not available in this build of Sluice", op.kind()));
+            log.line(&format!("[sluice] {}", e.message));
+            return Err(e);
+        };
+        let dates = run_dates(&self.dag, &self.run);
+        let ctx = TryContext {
+            store: self.store.clone(),
+            run: self.run.id,
+            dag_id: self.dag.id.clone(),
+            run_id: self.run.run_id.clone(),
+            task_id: task.id.clone(),
+            try_number: self.try_number,
+            dag_file: self.dag.file.clone(),
+            resumed: self.resumed.clone(),
+            log: log.clone(),
+            env: vec![
+                ("SLUICE_DAG_ID".into(), self.dag.id.clone()),
+                ("SLUICE_RUN_ID".into(), self.run.run_id.clone()),
+                ("SLUICE_TASK_ID".into(), task.id.clone()),
+                ("SLUICE_TRY_NUMBER".into(), self.try_number.to_string()),
+                ("SLUICE_DS".into(), dates.ds()),
+                ("SLUICE_LOGICAL_DATE".into(), dates.ts()),
+            ],
+        };
+        let result = match task.timeout {
+            Some(t) => match tokio::time::timeout(t.as_std(), operator.run(&ctx)).await {
+                Ok(r) => r,
+                Err(_) => Err(TaskError::retryable(format!("timed out after {t}"))),
+            },
+            None => operator.run(&ctx).await,
+        };
+        match &result {
+            Ok(Outcome::Success(_)) => log.line("[sluice] success"),
+            Ok(Outcome::Skipped(r)) => log.line(&format!("[sluice] skipped: {r}")),
+            Err(e) => log.line(&format!("[sluice] failed: {}", e.message)),
+        }
+        result
+    }
+}

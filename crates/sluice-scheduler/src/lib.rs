@@ -1,0 +1,35 @@
+//! The Sluice scheduler: turns DAGs into runs and runs into executed tasks.
+//!
+//! - [`engine`]: the event loop over active runs: trigger rules, slots (parallelism, pools,
+//!   `max_active_tasks`), retries with backoff, timeouts, deadlines, recovery after a crash.
+//! - [`operators`]: the operator trait and the local operators (`command`, `wait`, `noop`).
+//! - [`runs`]: creating runs (cron, manual, backfill), clearing and marking them.
+//! - [`daemon`]: `dagctl scheduler`: the engine with a watched DAG folder and a graceful stop.
+//! - [`config`]: `sluice.toml`.
+//!
+//! State lives in a [`sluice_store::Store`]; the engine writes every change there before
+//! acting on it, so a crash at any point leaves a state the next start resumes from.
+
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod operators;
+pub mod runs;
+
+pub use config::Config;
+pub use engine::{Engine, Mode};
+
+/// Errors of the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Store(#[from] sluice_store::StoreError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

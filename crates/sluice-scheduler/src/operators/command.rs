@@ -1,0 +1,136 @@
+//! `command`: a local process through `sh -c`.
+//!
+//! The process gets its own process group, so a timeout or a cancel kills the whole tree (the
+//! shell and everything it started): SIGTERM, then SIGKILL after a short grace. Its pid is
+//! recorded the moment it starts; a scheduler restarting after a crash finds the orphan by that
+//! pid and a marker in its environment, and kills it before the task is retried. stdout and
+//! stderr go to the try's log; the last non-empty stdout line is the output `output`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::{Outcome, TaskError, TaskOperator, TryContext};
+
+/// Environment variable set on every local process: `<run>:<task>:<try>`. Recovery only kills
+/// a recorded pid whose environment carries the marker of the interrupted try.
+pub const TRY_MARKER_ENV: &str = "SLUICE_TRY_MARKER";
+
+/// How long a process group has between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
+pub struct CommandOperator {
+    command: String,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+}
+
+impl CommandOperator {
+    pub fn new(c: &sluice_dag::operators::Command, dag_file: &Path) -> CommandOperator {
+        CommandOperator {
+            command: c.command.clone(),
+            env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            cwd: c.cwd.as_deref().map(|p| sluice_dag::parse::relative_to(dag_file, p)),
+        }
+    }
+}
+
+pub fn marker(run: i64, task: &str, try_number: u32) -> String {
+    format!("{run}:{task}:{try_number}")
+}
+
+/// Kills the process group of a try's recorded pid, if that process still runs and carries the
+/// try's marker (so a reused pid is never killed). Returns whether it killed something.
+pub fn kill_orphan(pid: i64, run: i64, task: &str, try_number: u32) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+    let wanted = format!("{TRY_MARKER_ENV}={}", marker(run, task, try_number));
+    if !environ.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()) {
+        return false;
+    }
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    signal_group(pid, libc::SIGKILL);
+    true
+}
+
+fn signal_group(pgid: i32, sig: i32) {
+    // SAFETY: killpg only sends a signal; a stale pgid yields ESRCH, which we ignore.
+    unsafe {
+        libc::killpg(pgid, sig);
+    }
+}
+
+/// Kills the process group when dropped: on timeout or cancel the try's future is dropped.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            signal_group(pgid, libc::SIGTERM);
+            std::thread::spawn(move || {
+                std::thread::sleep(KILL_GRACE);
+                signal_group(pgid, libc::SIGKILL);
+            });
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskOperator for CommandOperator {
+    async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
+        ctx.log.line(&format!("$ {}", self.command));
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(&self.command)
+            .envs(ctx.env.iter().cloned())
+            .envs(self.env.iter().cloned())
+            .env(TRY_MARKER_ENV, marker(ctx.run, &ctx.task_id, ctx.try_number))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(cwd) = &self.cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd.spawn().map_err(|e| TaskError::retryable(format!("cannot start `sh -c`: {e}")))?;
+        let pid = child.id().ok_or_else(|| TaskError::retryable("the process exited before it could be tracked"))?;
+        let mut guard = GroupGuard(i32::try_from(pid).ok());
+        ctx.record("pid", Value::from(pid)).await?;
+
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = ctx.log.clone();
+        let err_task = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.line(&line);
+            }
+        });
+        let mut last = None;
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            ctx.log.line(&line);
+            if !line.trim().is_empty() {
+                last = Some(line);
+            }
+        }
+        let status = child.wait().await.map_err(|e| TaskError::retryable(format!("waiting for the process: {e}")))?;
+        let _ = err_task.await;
+        guard.0 = None;
+        if status.success() {
+            let mut outputs = Map::new();
+            outputs.insert("output".into(), Value::String(last.unwrap_or_default()));
+            Ok(Outcome::Success(outputs))
+        } else {
+            let why = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+                (Some(code), _) => format!("command exited with status {code}"),
+                (None, Some(sig)) => format!("command killed by signal {sig}"),
+                _ => "command failed".to_string(),
+            };
+            ctx.log.line(&why);
+            Err(TaskError::retryable(why))
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Creating and changing runs: what the daemon's cron and the CLI's `trigger`, `clear` and
+//! `mark` do. Every change goes through the store in one transaction; a running daemon notices
+//! it within a second.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{Map, Value};
+use sluice_dag::{Dag, RunDates, RunState, TaskState};
+use sluice_store::{Created, NewRun, Run, RunFilter, RunKind, Store};
+
+use crate::SchedulerError;
+
+type Result<T> = std::result::Result<T, SchedulerError>;
+
+/// Creates the run for `dates` with all its tasks (or finds the one that exists for that
+/// logical date). Only scheduled runs carry a deadline: a manual or backfill run for a past
+/// date would miss it at once.
+pub async fn create_run(
+    store: &dyn Store,
+    dag: &Dag,
+    dates: &RunDates,
+    kind: RunKind,
+    conf: Option<Map<String, Value>>,
+) -> Result<Created> {
+    let deadline = match kind {
+        RunKind::Scheduled => dag.deadline.map(|d| d.for_fire_time(dates.fire_time()).with_timezone(&Utc)),
+        _ => None,
+    };
+    let new = NewRun {
+        dag_id: dag.id.clone(),
+        run_id: sluice_dag::run_id(kind.name(), dates),
+        kind,
+        logical_date: dates.logical_date.with_timezone(&Utc),
+        data_interval_start: dates.data_interval_start.with_timezone(&Utc),
+        data_interval_end: dates.data_interval_end.with_timezone(&Utc),
+        conf,
+        deadline,
+        tasks: dag.tasks.iter().map(|t| (t.id.clone(), t.retry.retries + 1)).collect(),
+    };
+    Ok(store.create_run(&new).await?)
+}
+
+/// The scheduled runs due at `now` that do not exist yet. Without catchup, only the latest
+/// due run (the one whose interval ended last); with catchup, every run after the latest
+/// scheduled one, oldest first.
+pub async fn due_runs(store: &dyn Store, dag: &Dag, now: DateTime<Utc>) -> Result<Vec<RunDates>> {
+    let (Some(schedule), Some(first)) = (&dag.schedule, dag.first_logical_date()) else { return Ok(Vec::new()) };
+    let now = now.with_timezone(&dag.timezone);
+    if !dag.catchup {
+        let Some(fire) = schedule.prev_before(now + chrono::Duration::seconds(1)) else { return Ok(Vec::new()) };
+        let Some(logical) = schedule.prev_before(fire) else { return Ok(Vec::new()) };
+        if logical < first || dag.runs_between(logical, logical).is_empty() {
+            return Ok(Vec::new());
+        }
+        if store.run_by_logical_date(&dag.id, logical.with_timezone(&Utc)).await?.is_some() {
+            return Ok(Vec::new());
+        }
+        return Ok(vec![dag.run_dates(logical)]);
+    }
+    let filter = RunFilter { dag_id: Some(dag.id.clone()), ..Default::default() };
+    let last =
+        store.runs(&filter).await?.into_iter().filter(|r| r.kind == RunKind::Scheduled).map(|r| r.logical_date).max();
+    let from = match last {
+        Some(l) => match schedule.next_after(l.with_timezone(&dag.timezone)) {
+            Some(t) => t,
+            None => return Ok(Vec::new()),
+        },
+        None => first,
+    };
+    Ok(dag.runs_between(from, now).into_iter().filter(|r| r.fire_time() <= now).collect())
+}
+
+/// The dates of a manual run. With a logical date, the run covers that tick's interval. Without
+/// one, as in Airflow, the logical date is now and the interval is the last complete one.
+pub fn manual_dates(dag: &Dag, logical: Option<DateTime<Tz>>, now: DateTime<Utc>) -> RunDates {
+    if let Some(l) = logical {
+        return dag.run_dates(l);
+    }
+    let now = now.with_timezone(&dag.timezone);
+    let interval = dag.schedule.as_ref().and_then(|s| {
+        let end = s.prev_before(now + chrono::Duration::seconds(1))?;
+        Some((s.prev_before(end)?, end))
+    });
+    let (start, end) = interval.unwrap_or((now, now));
+    RunDates { logical_date: now, data_interval_start: start, data_interval_end: end }
+}
+
+/// What `--rerun` does with runs a backfill finds already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerun {
+    None,
+    Failed,
+    All,
+}
+
+/// What a backfill did for one logical date.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackfillAction {
+    Created,
+    LeftAlone,
+    Cleared(Vec<String>),
+}
+
+/// One run per schedule tick whose logical date is in `[from, to]`, created as `backfill`
+/// runs for the daemon to execute under `max_active_runs`.
+pub async fn backfill(
+    store: &dyn Store,
+    dag: &Dag,
+    from: DateTime<Tz>,
+    to: DateTime<Tz>,
+    rerun: Rerun,
+    conf: Option<Map<String, Value>>,
+) -> Result<Vec<(Run, BackfillAction)>> {
+    let mut out = Vec::new();
+    for dates in dag.runs_between(from, to) {
+        match create_run(store, dag, &dates, RunKind::Backfill, conf.clone()).await? {
+            Created::New(run) => out.push((run, BackfillAction::Created)),
+            Created::Existing(run) => {
+                let action = match rerun {
+                    Rerun::None => BackfillAction::LeftAlone,
+                    Rerun::Failed if run.state != RunState::Failed => BackfillAction::LeftAlone,
+                    Rerun::Failed => BackfillAction::Cleared(clear(store, dag, &run, None, false, true).await?),
+                    Rerun::All => BackfillAction::Cleared(clear(store, dag, &run, None, false, false).await?),
+                };
+                out.push((run, action));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Airflow's clear: the chosen tasks (one task, with `downstream` its descendants too; or the
+/// whole run) go back to `none` and run again, each with its full retries.
+pub async fn clear(
+    store: &dyn Store,
+    dag: &Dag,
+    run: &Run,
+    task: Option<&str>,
+    downstream: bool,
+    failed_only: bool,
+) -> Result<Vec<String>> {
+    let mut targets: Vec<String> = match task {
+        Some(t) => {
+            let task =
+                dag.task(t).ok_or_else(|| SchedulerError::NotFound(format!("task `{t}` in DAG `{}`", dag.id)))?;
+            let mut v = vec![task.id.clone()];
+            if downstream {
+                v.extend(dag.descendants(t).into_iter().map(|d| d.id.clone()));
+            }
+            v
+        }
+        None => dag.tasks.iter().map(|t| t.id.clone()).collect(),
+    };
+    if failed_only {
+        let tis = store.task_instances(run.id).await?;
+        targets.retain(|t| tis.iter().any(|ti| &ti.task_id == t && ti.state.is_failure()));
+    }
+    let with_tries: Vec<(String, u32)> =
+        targets.iter().filter_map(|t| dag.task(t).map(|task| (t.clone(), task.retry.retries + 1))).collect();
+    if !with_tries.is_empty() {
+        store.clear_tasks(run.id, &with_tries, Utc::now()).await?;
+    }
+    Ok(targets)
+}
+
+/// Marks one task, or every unfinished task and the run itself, success or failed.
+pub async fn mark(store: &dyn Store, run: &Run, task: Option<&str>, state: TaskState) -> Result<Vec<String>> {
+    let tis = store.task_instances(run.id).await?;
+    let now = Utc::now();
+    let targets: Vec<String> = match task {
+        Some(t) => {
+            if !tis.iter().any(|ti| ti.task_id == t) {
+                return Err(SchedulerError::NotFound(format!("task `{t}` in run {}", run.run_id)));
+            }
+            vec![t.to_string()]
+        }
+        None => tis.iter().filter(|ti| !ti.state.is_finished()).map(|ti| ti.task_id.clone()).collect(),
+    };
+    let changes: Vec<(String, TaskState)> = targets.iter().map(|t| (t.clone(), state)).collect();
+    store.set_task_states(run.id, &changes, now).await?;
+    if task.is_none() {
+        let run_state = if state == TaskState::Success { RunState::Success } else { RunState::Failed };
+        store.set_run_state(run.id, run_state, now).await?;
+    }
+    Ok(targets)
+}

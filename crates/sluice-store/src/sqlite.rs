@@ -1,0 +1,854 @@
+//! The SQLite backend: one file, WAL mode, created and migrated on open.
+//!
+//! # Connections, transactions and locking
+//!
+//! A [`SqliteStore`] holds two things:
+//!
+//! - a pool of connections that only ever **read**;
+//! - one dedicated connection (behind a `tokio::sync::Mutex`) through which **every write** of
+//!   this handle goes.
+//!
+//! Every multi-statement write is a transaction opened with `BEGIN IMMEDIATE` (sqlx's
+//! `Connection::begin_with`), which takes SQLite's write lock up front. A deferred `BEGIN`
+//! would start as a reader and upgrade to a writer at its first write; if another process (the
+//! daemon and the CLI share the file) committed in between, that upgrade fails at once with
+//! `SQLITE_BUSY` and the busy timeout cannot help. With `BEGIN IMMEDIATE` a writer waits (up to
+//! the 10 s busy timeout) for the lock *before* it has read anything, so it never works on a
+//! stale snapshot. `begin_with` gives a `Transaction` guard: an error (`?`) or a cancelled
+//! future drops it, and sqlx rolls the transaction back before the connection is used again.
+//! Single-statement writes run in autocommit mode on the same connection: a write statement
+//! takes the write lock when it starts, so it behaves like a one-statement `BEGIN IMMEDIATE`.
+//!
+//! One writer connection per handle (rather than writing through the pool) costs nothing, as
+//! SQLite admits one writer at a time anyway, and it lets [`Store::changed_elsewhere`] be exact:
+//! `PRAGMA data_version` on a connection changes when *another* connection commits, so asking
+//! it on the writer connection reports other processes' (and other handles') commits and never
+//! this handle's own writes. Readers never block writers nor each other in WAL mode.
+//!
+//! Migrations run on every open, on the writer connection, inside one `BEGIN IMMEDIATE`
+//! transaction (sqlx turns each migration's own transaction into a savepoint), so two
+//! processes opening a fresh file at once do not both try to create the tables.
+//!
+//! # Encoding
+//!
+//! Times are TEXT in UTC, fixed width with microseconds (`2026-03-01T05:00:00.000000Z`), so
+//! they sort and compare as text; sub-microsecond precision is dropped. States are their
+//! snake_case names; `conf`, `external_ids` and output values are JSON text.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Executor, Row};
+use tokio::sync::Mutex;
+
+use crate::{
+    Created, DagRow, Event, NewEvent, NewRun, Result, Run, RunFilter, RunKind, RunState, Store, StoreError,
+    TaskInstance, TaskState, Try, TryOutcome,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read connections per handle.
+const READERS: u32 = 4;
+
+/// Columns of a run, in the order [`run_at`] reads them; the table is always aliased `r`.
+const RUN_COLS: &str = "r.id, r.dag_id, r.run_id, r.kind, r.logical_date, r.data_interval_start, \
+     r.data_interval_end, r.state, r.conf, r.created_at, r.started_at, r.ended_at, r.deadline, r.deadline_missed";
+const RUN_NCOLS: usize = 14;
+/// Columns of a try, in the order [`try_at`] reads them; the table is always aliased `t`.
+const TRY_COLS: &str = "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
+const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
+const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, detail";
+
+/// The SQLite [`Store`]. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct SqliteStore {
+    /// Reads only.
+    readers: SqlitePool,
+    /// Every write, and `data_version` for [`Store::changed_elsewhere`].
+    writer: Mutex<Writer>,
+}
+
+struct Writer {
+    conn: SqliteConnection,
+    /// `PRAGMA data_version` as of the last `changed_elsewhere` (or the open).
+    data_version: i64,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("readers", &self.readers).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) and migrates the database at `url`: `sqlite:PATH`,
+    /// `sqlite://PATH`, a bare file path, or `sqlite::memory:` (private to this handle). Any
+    /// other scheme is [`StoreError::UnsupportedUrl`].
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        let (options, memory) = connect_options(url)?;
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode, NORMAL loses nothing on a process crash (only, possibly, the last
+            // commits on a power loss), and saves an fsync per commit.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+
+        let mut conn = options.connect().await?;
+        {
+            let mut tx = conn.begin_with(BEGIN_IMMEDIATE).await?;
+            MIGRATOR.run_direct(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        let data_version = data_version(&mut conn).await?;
+
+        // An in-memory database lives as long as one connection to it is open: the writer
+        // connection stays open for the life of the handle, so the pool may come and go.
+        let readers =
+            SqlitePoolOptions::new().max_connections(if memory { 1 } else { READERS }).connect_with(options).await?;
+        Ok(SqliteStore { readers, writer: Mutex::new(Writer { conn, data_version }) })
+    }
+
+    /// Closes every connection (checkpointing the WAL when this was the last one open).
+    pub async fn close(self) -> Result<()> {
+        self.readers.close().await;
+        self.writer.into_inner().conn.close().await?;
+        Ok(())
+    }
+}
+
+/// Parses the URL into options, and whether the database is in memory.
+fn connect_options(url: &str) -> Result<(SqliteConnectOptions, bool)> {
+    let unsupported = || StoreError::UnsupportedUrl(url.to_string());
+    if url == ":memory:" {
+        return Ok((SqliteConnectOptions::from_str("sqlite::memory:")?, true));
+    }
+    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+        let memory = database == ":memory:" || params.split('&').any(|p| p == "mode=memory");
+        if database.is_empty() && !memory {
+            // SQLite would give each connection its own temporary database.
+            return Err(unsupported());
+        }
+        return Ok((SqliteConnectOptions::from_str(url)?, memory));
+    }
+    if url.is_empty() || has_scheme(url) {
+        return Err(unsupported());
+    }
+    Ok((SqliteConnectOptions::new().filename(Path::new(url)), false))
+}
+
+/// `postgres://...`, `mysql:...`: a URL scheme (two characters or more, so that a Windows
+/// drive letter is still a path).
+fn has_scheme(url: &str) -> bool {
+    if url.contains("://") {
+        return true;
+    }
+    match url.split_once(':') {
+        Some((scheme, _)) => {
+            scheme.len() >= 2
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+async fn data_version(conn: &mut SqliteConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar("PRAGMA data_version").fetch_one(conn).await?)
+}
+
+// --- Encoding ---
+
+/// `2026-03-01T05:00:00.000000Z`: fixed width, so text order is time order.
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("bad time `{s}`: {e}")))
+}
+
+fn json_text(map: &Map<String, Value>) -> String {
+    Value::Object(map.clone()).to_string()
+}
+
+fn parse_json_map(s: &str, what: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(StoreError::Corrupt(format!("{what} is not a JSON object: {other}"))),
+        Err(e) => Err(StoreError::Corrupt(format!("{what} is not JSON: {e}"))),
+    }
+}
+
+fn parse_task_state(s: &str) -> Result<TaskState> {
+    TaskState::from_str(s).map_err(StoreError::Corrupt)
+}
+
+fn parse_run_state(s: &str) -> Result<RunState> {
+    RunState::from_str(s).map_err(StoreError::Corrupt)
+}
+
+// --- Decoding rows (by position) ---
+
+fn text(row: &SqliteRow, i: usize) -> Result<String> {
+    Ok(row.try_get::<String, _>(i)?)
+}
+
+fn opt_text(row: &SqliteRow, i: usize) -> Result<Option<String>> {
+    Ok(row.try_get::<Option<String>, _>(i)?)
+}
+
+fn time(row: &SqliteRow, i: usize) -> Result<DateTime<Utc>> {
+    parse_ts(&text(row, i)?)
+}
+
+fn opt_time(row: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>> {
+    opt_text(row, i)?.as_deref().map(parse_ts).transpose()
+}
+
+fn count(row: &SqliteRow, i: usize) -> Result<u32> {
+    let n: i64 = row.try_get(i)?;
+    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n} out of range")))
+}
+
+fn flag(row: &SqliteRow, i: usize) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(i)? != 0)
+}
+
+/// A run from [`RUN_COLS`] starting at column `at`.
+fn run_at(row: &SqliteRow, at: usize) -> Result<Run> {
+    let kind = text(row, at + 3)?;
+    Ok(Run {
+        id: row.try_get(at)?,
+        dag_id: text(row, at + 1)?,
+        run_id: text(row, at + 2)?,
+        kind: RunKind::from_name(&kind).ok_or_else(|| StoreError::Corrupt(format!("unknown run kind `{kind}`")))?,
+        logical_date: time(row, at + 4)?,
+        data_interval_start: time(row, at + 5)?,
+        data_interval_end: time(row, at + 6)?,
+        state: parse_run_state(&text(row, at + 7)?)?,
+        conf: opt_text(row, at + 8)?.map(|s| parse_json_map(&s, "run conf")).transpose()?,
+        created_at: time(row, at + 9)?,
+        started_at: opt_time(row, at + 10)?,
+        ended_at: opt_time(row, at + 11)?,
+        deadline: opt_time(row, at + 12)?,
+        deadline_missed: flag(row, at + 13)?,
+    })
+}
+
+/// A try from [`TRY_COLS`] starting at column `at`.
+fn try_at(row: &SqliteRow, at: usize) -> Result<Try> {
+    Ok(Try {
+        run: row.try_get(at)?,
+        task_id: text(row, at + 1)?,
+        try_number: count(row, at + 2)?,
+        state: parse_task_state(&text(row, at + 3)?)?,
+        started_at: time(row, at + 4)?,
+        ended_at: opt_time(row, at + 5)?,
+        error: opt_text(row, at + 6)?,
+        external_ids: parse_json_map(&text(row, at + 7)?, "try external ids")?,
+    })
+}
+
+fn task_instance(row: &SqliteRow) -> Result<TaskInstance> {
+    Ok(TaskInstance {
+        run: row.try_get(0)?,
+        task_id: text(row, 1)?,
+        state: parse_task_state(&text(row, 2)?)?,
+        try_number: count(row, 3)?,
+        max_tries: count(row, 4)?,
+        next_try_at: opt_time(row, 5)?,
+        started_at: opt_time(row, 6)?,
+        ended_at: opt_time(row, 7)?,
+    })
+}
+
+fn event(row: &SqliteRow) -> Result<Event> {
+    Ok(Event {
+        id: row.try_get(0)?,
+        at: time(row, 1)?,
+        dag_id: text(row, 2)?,
+        run_id: opt_text(row, 3)?,
+        task_id: opt_text(row, 4)?,
+        kind: text(row, 5)?,
+        detail: text(row, 6)?,
+    })
+}
+
+fn dag_row(row: &SqliteRow) -> Result<DagRow> {
+    Ok(DagRow {
+        dag_id: text(row, 0)?,
+        file: opt_text(row, 1)?,
+        paused: flag(row, 2)?,
+        parse_error: opt_text(row, 3)?,
+        updated_at: time(row, 4)?,
+    })
+}
+
+// --- Queries shared by several methods ---
+
+async fn fetch_run<'c, E: Executor<'c, Database = Sqlite>>(e: E, id: i64) -> Result<Option<Run>> {
+    let sql = format!("SELECT {RUN_COLS} FROM runs r WHERE r.id = ?");
+    sqlx::query(&sql).bind(id).fetch_optional(e).await?.map(|row| run_at(&row, 0)).transpose()
+}
+
+/// The (dag id, run id) of a run, or `NotFound`.
+async fn run_names(conn: &mut SqliteConnection, run: i64) -> Result<(String, String)> {
+    sqlx::query_as("SELECT dag_id, run_id FROM runs WHERE id = ?")
+        .bind(run)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| run_not_found(run))
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    at: DateTime<Utc>,
+    dag_id: &str,
+    run_id: Option<&str>,
+    task_id: Option<&str>,
+    kind: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO events (at, dag_id, run_id, task_id, kind, detail) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(ts(at))
+        .bind(dag_id)
+        .bind(run_id)
+        .bind(task_id)
+        .bind(kind)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn run_not_found(run: i64) -> StoreError {
+    StoreError::NotFound(format!("run {run}"))
+}
+
+fn task_not_found(run: i64, task_id: &str) -> StoreError {
+    StoreError::NotFound(format!("task `{task_id}` of run {run}"))
+}
+
+fn try_not_found(run: i64, task_id: &str, try_number: u32) -> StoreError {
+    StoreError::NotFound(format!("try {try_number} of task `{task_id}` of run {run}"))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    // --- DAGs ---
+
+    async fn sync_dag(&self, dag_id: &str, file: &str, parse_error: Option<&str>) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO dags (dag_id, file, paused, parse_error, updated_at) VALUES (?, ?, 0, ?, ?) \
+             ON CONFLICT (dag_id) DO UPDATE SET file = excluded.file, parse_error = excluded.parse_error, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(dag_id)
+        .bind(file)
+        .bind(parse_error)
+        .bind(ts(Utc::now()))
+        .execute(&mut w.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO dags (dag_id, paused, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (dag_id) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+        )
+        .bind(dag_id)
+        .bind(i64::from(paused))
+        .bind(ts(Utc::now()))
+        .execute(&mut w.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn dags(&self) -> Result<Vec<DagRow>> {
+        sqlx::query("SELECT dag_id, file, paused, parse_error, updated_at FROM dags ORDER BY dag_id")
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(dag_row)
+            .collect()
+    }
+
+    // --- Runs ---
+
+    async fn create_run(&self, new: &NewRun) -> Result<Created> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        // No conflict target: DO NOTHING on either UNIQUE constraint. The write lock taken by
+        // BEGIN IMMEDIATE means no other process can insert between this and the read below.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO runs (dag_id, run_id, kind, logical_date, data_interval_start, data_interval_end, \
+             state, conf, created_at, deadline) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(&new.dag_id)
+        .bind(&new.run_id)
+        .bind(new.kind.name())
+        .bind(ts(new.logical_date))
+        .bind(ts(new.data_interval_start))
+        .bind(ts(new.data_interval_end))
+        .bind(new.conf.as_ref().map(json_text))
+        .bind(ts(Utc::now()))
+        .bind(new.deadline.map(ts))
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let Some(id) = id else {
+            // Prefer the run of the same logical date when the two keys name different runs.
+            let sql = format!(
+                "SELECT {RUN_COLS} FROM runs r WHERE r.dag_id = ?1 AND (r.logical_date = ?2 OR r.run_id = ?3) \
+                 ORDER BY r.logical_date = ?2 DESC LIMIT 1"
+            );
+            let row = sqlx::query(&sql)
+                .bind(&new.dag_id)
+                .bind(ts(new.logical_date))
+                .bind(&new.run_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            let row = row.ok_or_else(|| {
+                StoreError::Corrupt(format!("run `{}` of `{}` conflicts with no run", new.run_id, new.dag_id))
+            })?;
+            return Ok(Created::Existing(run_at(&row, 0)?));
+        };
+
+        for (task_id, max_tries) in &new.tasks {
+            sqlx::query(
+                "INSERT INTO task_instances (run, task_id, state, try_number, max_tries) VALUES (?, ?, 'none', 0, ?)",
+            )
+            .bind(id)
+            .bind(task_id)
+            .bind(i64::from(*max_tries))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let run = fetch_run(&mut *tx, id).await?.ok_or_else(|| run_not_found(id))?;
+        tx.commit().await?;
+        Ok(Created::New(run))
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<Run>> {
+        fetch_run(&self.readers, id).await
+    }
+
+    async fn run_by_run_id(&self, dag_id: &str, run_id: &str) -> Result<Option<Run>> {
+        let sql = format!("SELECT {RUN_COLS} FROM runs r WHERE r.dag_id = ? AND r.run_id = ?");
+        sqlx::query(&sql)
+            .bind(dag_id)
+            .bind(run_id)
+            .fetch_optional(&self.readers)
+            .await?
+            .map(|row| run_at(&row, 0))
+            .transpose()
+    }
+
+    async fn run_by_logical_date(&self, dag_id: &str, logical_date: DateTime<Utc>) -> Result<Option<Run>> {
+        let sql = format!("SELECT {RUN_COLS} FROM runs r WHERE r.dag_id = ? AND r.logical_date = ?");
+        sqlx::query(&sql)
+            .bind(dag_id)
+            .bind(ts(logical_date))
+            .fetch_optional(&self.readers)
+            .await?
+            .map(|row| run_at(&row, 0))
+            .transpose()
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let mut sql = format!("SELECT {RUN_COLS} FROM runs r");
+        let mut clauses = Vec::new();
+        if filter.dag_id.is_some() {
+            clauses.push("r.dag_id = ?".to_string());
+        }
+        if !filter.states.is_empty() {
+            clauses.push(format!("r.state IN ({})", vec!["?"; filter.states.len()].join(", ")));
+        }
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(" ORDER BY r.logical_date DESC, r.id DESC");
+        if filter.limit.is_some() {
+            sql.push_str(" LIMIT ?");
+        }
+        let mut query = sqlx::query(&sql);
+        if let Some(dag_id) = &filter.dag_id {
+            query = query.bind(dag_id);
+        }
+        for state in &filter.states {
+            query = query.bind(state.name());
+        }
+        if let Some(limit) = filter.limit {
+            query = query.bind(i64::from(limit));
+        }
+        query.fetch_all(&self.readers).await?.iter().map(|row| run_at(row, 0)).collect()
+    }
+
+    async fn set_run_state(&self, run: i64, state: RunState, at: DateTime<Utc>) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        let query = match state {
+            RunState::Running => sqlx::query(
+                "UPDATE runs SET state = 'running', started_at = COALESCE(started_at, ?), ended_at = NULL WHERE id = ?",
+            )
+            .bind(ts(at)),
+            RunState::Queued => sqlx::query("UPDATE runs SET state = 'queued', ended_at = NULL WHERE id = ?"),
+            RunState::Success | RunState::Failed => {
+                sqlx::query("UPDATE runs SET state = ?, ended_at = ? WHERE id = ?").bind(state.name()).bind(ts(at))
+            }
+        };
+        let done = query.bind(run).execute(&mut w.conn).await?;
+        if done.rows_affected() == 0 {
+            return Err(run_not_found(run));
+        }
+        Ok(())
+    }
+
+    async fn mark_deadline_missed(&self, run: i64, at: DateTime<Utc>) -> Result<bool> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let marked: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "UPDATE runs SET deadline_missed = 1 WHERE id = ? AND deadline_missed = 0 RETURNING dag_id, run_id, deadline",
+        )
+        .bind(run)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((dag_id, run_id, deadline)) = marked else {
+            // Already marked, or no such run.
+            run_names(&mut tx, run).await?;
+            return Ok(false);
+        };
+        let detail = match deadline {
+            Some(deadline) => format!("run {run_id} was not finished by its deadline {deadline}"),
+            None => format!("run {run_id} missed its deadline"),
+        };
+        insert_event(&mut tx, at, &dag_id, Some(&run_id), None, "deadline_missed", &detail).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    // --- Task instances and tries ---
+
+    async fn task_instances(&self, run: i64) -> Result<Vec<TaskInstance>> {
+        // rowid: the order the run was created with.
+        let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE run = ? ORDER BY rowid");
+        sqlx::query(&sql).bind(run).fetch_all(&self.readers).await?.iter().map(task_instance).collect()
+    }
+
+    async fn set_task_states(&self, run: i64, states: &[(String, TaskState)], at: DateTime<Utc>) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        for (task_id, state) in states {
+            let query = if state.is_finished() {
+                sqlx::query("UPDATE task_instances SET state = ?, ended_at = ? WHERE run = ? AND task_id = ?")
+                    .bind(state.name())
+                    .bind(ts(at))
+            } else if matches!(state, TaskState::None | TaskState::Scheduled | TaskState::Queued) {
+                sqlx::query("UPDATE task_instances SET state = ?, ended_at = NULL WHERE run = ? AND task_id = ?")
+                    .bind(state.name())
+            } else {
+                sqlx::query("UPDATE task_instances SET state = ? WHERE run = ? AND task_id = ?").bind(state.name())
+            };
+            let done = query.bind(run).bind(task_id).execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(task_not_found(run, task_id));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn start_try(&self, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<u32> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let number: Option<i64> = sqlx::query_scalar(
+            "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
+             ended_at = NULL, next_try_at = NULL WHERE run = ? AND task_id = ? RETURNING try_number",
+        )
+        .bind(ts(at))
+        .bind(run)
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let number = number.ok_or_else(|| task_not_found(run, task_id))?;
+        sqlx::query(
+            "INSERT INTO tries (run, task_id, try_number, state, started_at, external_ids) \
+             VALUES (?, ?, ?, 'running', ?, '{}')",
+        )
+        .bind(run)
+        .bind(task_id)
+        .bind(number)
+        .bind(ts(at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        u32::try_from(number).map_err(|_| StoreError::Corrupt(format!("try number {number} out of range")))
+    }
+
+    async fn record_external_id(
+        &self,
+        run: i64,
+        task_id: &str,
+        try_number: u32,
+        key: &str,
+        value: &Value,
+    ) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        // Read, merge, write, under the write lock: no JSON-path quoting of arbitrary keys.
+        let ids: Option<String> =
+            sqlx::query_scalar("SELECT external_ids FROM tries WHERE run = ? AND task_id = ? AND try_number = ?")
+                .bind(run)
+                .bind(task_id)
+                .bind(i64::from(try_number))
+                .fetch_optional(&mut *tx)
+                .await?;
+        let ids = ids.ok_or_else(|| try_not_found(run, task_id, try_number))?;
+        let mut ids = parse_json_map(&ids, "try external ids")?;
+        ids.insert(key.to_string(), value.clone());
+        sqlx::query("UPDATE tries SET external_ids = ? WHERE run = ? AND task_id = ? AND try_number = ?")
+            .bind(json_text(&ids))
+            .bind(run)
+            .bind(task_id)
+            .bind(i64::from(try_number))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_try(
+        &self,
+        run: i64,
+        task_id: &str,
+        try_number: u32,
+        outcome: &TryOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let (try_state, error) = match outcome {
+            TryOutcome::Success { .. } => (TaskState::Success, None),
+            TryOutcome::Failed { error, .. } => (TaskState::Failed, Some(error.as_str())),
+            TryOutcome::Skipped { reason } => (TaskState::Skipped, Some(reason.as_str())),
+        };
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let done = sqlx::query(
+            "UPDATE tries SET state = ?, ended_at = ?, error = ? WHERE run = ? AND task_id = ? AND try_number = ?",
+        )
+        .bind(try_state.name())
+        .bind(ts(at))
+        .bind(error)
+        .bind(run)
+        .bind(task_id)
+        .bind(i64::from(try_number))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(try_not_found(run, task_id, try_number));
+        }
+
+        // The task instance follows only while this try is its current, running one: a task
+        // cleared or marked by hand while the try ran keeps what was decided meanwhile (and a
+        // stale try leaves no outputs behind).
+        let (ti_state, ti_try): (String, i64) =
+            sqlx::query_as("SELECT state, try_number FROM task_instances WHERE run = ? AND task_id = ?")
+                .bind(run)
+                .bind(task_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| task_not_found(run, task_id))?;
+        if parse_task_state(&ti_state)? != TaskState::Running || ti_try != i64::from(try_number) {
+            tx.commit().await?;
+            return Ok(());
+        }
+
+        match outcome {
+            TryOutcome::Failed { error, retry_at: Some(retry_at) } => {
+                sqlx::query(
+                    "UPDATE task_instances SET state = 'up_for_retry', next_try_at = ?, ended_at = NULL \
+                     WHERE run = ? AND task_id = ?",
+                )
+                .bind(ts(*retry_at))
+                .bind(run)
+                .bind(task_id)
+                .execute(&mut *tx)
+                .await?;
+                let (dag_id, run_id) = run_names(&mut tx, run).await?;
+                let detail = format!("try {try_number} failed: {error}; next try at {}", ts(*retry_at));
+                insert_event(&mut tx, at, &dag_id, Some(&run_id), Some(task_id), "retry", &detail).await?;
+            }
+            _ => {
+                sqlx::query(
+                    "UPDATE task_instances SET state = ?, ended_at = ?, next_try_at = NULL \
+                     WHERE run = ? AND task_id = ?",
+                )
+                .bind(try_state.name())
+                .bind(ts(at))
+                .bind(run)
+                .bind(task_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let TryOutcome::Success { outputs } = outcome {
+            for (key, value) in outputs {
+                sqlx::query(
+                    "INSERT INTO outputs (run, task_id, key, value) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (run, task_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(run)
+                .bind(task_id)
+                .bind(key)
+                .bind(value.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>> {
+        let sql = format!(
+            "SELECT {TRY_COLS} FROM tries t WHERE t.run = ?1 AND (?2 IS NULL OR t.task_id = ?2) \
+             ORDER BY t.started_at, t.rowid"
+        );
+        sqlx::query(&sql)
+            .bind(run)
+            .bind(task_id)
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(|row| try_at(row, 0))
+            .collect()
+    }
+
+    async fn running_tries(&self) -> Result<Vec<(Run, Try)>> {
+        // The literal 'running' (not a parameter) lets SQLite use the partial index.
+        let sql = format!(
+            "SELECT {RUN_COLS}, {TRY_COLS} FROM tries t JOIN runs r ON r.id = t.run \
+             WHERE t.state = 'running' ORDER BY t.started_at, t.rowid"
+        );
+        sqlx::query(&sql)
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(|row| Ok((run_at(row, 0)?, try_at(row, RUN_NCOLS)?)))
+            .collect()
+    }
+
+    async fn outputs(&self, run: i64) -> Result<BTreeMap<String, Map<String, Value>>> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT task_id, key, value FROM outputs WHERE run = ?")
+                .bind(run)
+                .fetch_all(&self.readers)
+                .await?;
+        let mut outputs: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+        for (task_id, key, value) in rows {
+            let value = serde_json::from_str(&value)
+                .map_err(|e| StoreError::Corrupt(format!("output `{key}` of task `{task_id}` is not JSON: {e}")))?;
+            outputs.entry(task_id).or_default().insert(key, value);
+        }
+        Ok(outputs)
+    }
+
+    async fn clear_tasks(&self, run: i64, tasks: &[(String, u32)], _at: DateTime<Utc>) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM runs WHERE id = ?").bind(run).fetch_optional(&mut *tx).await?;
+        let state = parse_run_state(&state.ok_or_else(|| run_not_found(run))?)?;
+        for (task_id, tries) in tasks {
+            let done = sqlx::query(
+                "UPDATE task_instances SET state = 'none', next_try_at = NULL, started_at = NULL, ended_at = NULL, \
+                 max_tries = MIN(try_number + ?, 4294967295) WHERE run = ? AND task_id = ?",
+            )
+            .bind(i64::from(*tries))
+            .bind(run)
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(task_not_found(run, task_id));
+            }
+            sqlx::query("DELETE FROM outputs WHERE run = ? AND task_id = ?")
+                .bind(run)
+                .bind(task_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if state.is_finished() {
+            sqlx::query("UPDATE runs SET state = 'queued', ended_at = NULL WHERE id = ?")
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // --- Events ---
+
+    async fn add_event(&self, event: &NewEvent) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        insert_event(
+            &mut w.conn,
+            Utc::now(),
+            &event.dag_id,
+            event.run_id.as_deref(),
+            event.task_id.as_deref(),
+            &event.kind,
+            &event.detail,
+        )
+        .await
+    }
+
+    async fn events(&self, dag_id: Option<&str>, run_id: Option<&str>, limit: u32) -> Result<Vec<Event>> {
+        let mut sql = format!("SELECT {EVENT_COLS} FROM events");
+        match (dag_id, run_id) {
+            (Some(_), Some(_)) => sql.push_str(" WHERE dag_id = ? AND run_id = ?"),
+            (Some(_), None) => sql.push_str(" WHERE dag_id = ?"),
+            (None, Some(_)) => sql.push_str(" WHERE run_id = ?"),
+            (None, None) => {}
+        }
+        // Ids only grow (AUTOINCREMENT): the highest is the last recorded.
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let mut query = sqlx::query(&sql);
+        if let Some(dag_id) = dag_id {
+            query = query.bind(dag_id);
+        }
+        if let Some(run_id) = run_id {
+            query = query.bind(run_id);
+        }
+        query.bind(i64::from(limit)).fetch_all(&self.readers).await?.iter().map(event).collect()
+    }
+
+    async fn changed_elsewhere(&self) -> Result<bool> {
+        let mut w = self.writer.lock().await;
+        let now = data_version(&mut w.conn).await?;
+        let changed = now != w.data_version;
+        w.data_version = now;
+        Ok(changed)
+    }
+}
