@@ -16,6 +16,8 @@ CREATE TABLE dags (
     paused      INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
     -- The error of the last load of its file, NULL when it loaded.
     parse_error TEXT,
+    -- The text of the last version that loaded (the CLI's fallback while the file is broken).
+    source      TEXT,
     updated_at  TEXT NOT NULL
 );
 

@@ -42,10 +42,25 @@ impl Ctx {
         crate::output::folder(&self.config.dags)
     }
 
-    /// Loads the folder and returns one DAG by id.
-    pub fn dag(&self, id: &str) -> Result<Dag> {
+    /// Loads the folder and returns one DAG by id. While the DAG's file does not load (or is
+    /// gone), the last good version the scheduler recorded is used, with a warning: the daemon
+    /// keeps running that version, so the CLI must be able to see and act on it too.
+    pub async fn dag(&self, id: &str) -> Result<Dag> {
         let folder = self.folder()?;
-        Ok(crate::output::dag(&folder, id)?.clone())
+        let err = match crate::output::dag(&folder, id) {
+            Ok(dag) => return Ok(dag.clone()),
+            Err(e) => e,
+        };
+        if let Some(store) = self.existing_store().await? {
+            if let Some((file, source)) = store.dag_source(id).await? {
+                if let Some(dag) = sluice_dag::parse_dag(Path::new(&file), &source).dag {
+                    eprintln!("warning: {err:#}");
+                    eprintln!("warning: using the last good version of `{id}` the scheduler recorded");
+                    return Ok(dag);
+                }
+            }
+        }
+        Err(err)
     }
 
     pub async fn store(&self) -> Result<Arc<dyn Store>> {

@@ -175,6 +175,10 @@ pub struct Dag {
     pub params: Map<String, Value>,
     /// Tasks in topological order (file order among independent tasks).
     pub tasks: Vec<Task>,
+    /// The file's text this DAG was read from, so a scheduler can record its last good
+    /// version.
+    #[serde(skip)]
+    pub source: String,
     #[serde(skip)]
     pub(crate) index: HashMap<String, usize>,
 }

@@ -113,7 +113,7 @@ pub fn parse_dag(path: &Path, src: &str) -> ParseOutcome {
         return ParseOutcome { dag_id: None, dag: None, diagnostics: p.sink.out };
     }
     let (dag_id, dag) = p.dag(path, root.get_ref());
-    let dag = if p.sink.has_errors() { None } else { dag };
+    let dag = if p.sink.has_errors() { None } else { dag.map(|d| Dag { source: src.to_string(), ..d }) };
     let mut diagnostics = p.sink.out;
     diagnostics.sort_by_key(|d| d.line.unwrap_or(0));
     ParseOutcome { dag_id, dag, diagnostics }
@@ -346,6 +346,7 @@ impl<'s> Parser<'s> {
             tags,
             params,
             tasks,
+            source: String::new(),
             index,
         };
         (Some(id), Some(dag))

@@ -133,7 +133,7 @@ impl Engine {
         let mut next: HashMap<String, DagEntry> = HashMap::new();
         for dag in folder.dags {
             let file = dag.file.display().to_string();
-            self.store.sync_dag(&dag.id, &file, None).await?;
+            self.store.sync_dag(&dag.id, &file, Some(&dag.source), None).await?;
             next.insert(dag.id.clone(), DagEntry::new(dag));
         }
         for f in folder.files.iter().filter(|f| f.has_errors()) {
@@ -149,7 +149,7 @@ impl Engine {
             if next.contains_key(&id) {
                 continue; // a duplicate id: the first file keeps it
             }
-            self.store.sync_dag(&id, &f.path.display().to_string(), Some(&error.join("\n"))).await?;
+            self.store.sync_dag(&id, &f.path.display().to_string(), None, Some(&error.join("\n"))).await?;
             if let Some(old) = self.dags.get(&id) {
                 warn!(dag = %id, file = %f.path.display(), "DAG file does not load; keeping its last good version");
                 next.insert(id, old.clone());
@@ -189,11 +189,17 @@ impl Engine {
             Mode::SingleRun(id) => r.id == id,
         });
         let ids: HashSet<i64> = active.iter().map(|r| r.id).collect();
+        // Runs another process finished (marked): dropped, or, while tries of theirs still
+        // run, kept only to record those tries; nothing new starts in them.
         let gone: Vec<i64> = self.runs.keys().copied().filter(|id| !ids.contains(id)).collect();
         for id in gone {
-            if !self.in_flight.keys().any(|(r, _)| *r == id) {
+            self.ready.retain(|(r, _)| *r != id);
+            if self.in_flight.keys().any(|(r, _)| *r == id) {
+                if let (Some(stored), Some(ar)) = (self.store.run(id).await?, self.runs.get_mut(&id)) {
+                    ar.run.state = stored.state;
+                }
+            } else {
                 self.runs.remove(&id);
-                self.ready.retain(|(r, _)| *r != id);
             }
         }
         for run in active {
@@ -267,17 +273,17 @@ impl Engine {
             let task = &ar.entry.dag.tasks[i];
             let rendered = render(&self.store, &ar.entry.dag, &run, i).await;
             let op = rendered.ok().and_then(|op| self.providers.iter().find_map(|p| p.build(&op, &ar.entry.dag.file)));
-            if op.is_some_and(|op| op.can_resume(&t.external_ids)) {
+            // Processes of the interrupted try are killed first, whatever happens next.
+            let killed = kill_orphan(run.id, &t.task_id, t.try_number);
+            if killed > 0 {
+                info!(task = %t.task_id, killed, "killed the orphaned processes of an interrupted try");
+            }
+            if killed == 0 && op.is_some_and(|op| op.can_resume(&t.external_ids)) {
                 info!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, r#try = t.try_number, "resuming interrupted try");
                 self.event(&run, Some(&t.task_id), "resumed", format!("try {} resumed after a restart", t.try_number))
                     .await?;
                 self.spawn_try(run.id, i, t.try_number, t.external_ids.clone());
                 continue;
-            }
-            if let Some(pid) = t.external_ids.get("pid").and_then(Value::as_i64) {
-                if kill_orphan(pid, run.id, &t.task_id, t.try_number) {
-                    info!(task = %t.task_id, pid, "killed the orphaned process group of an interrupted try");
-                }
             }
             let error = "interrupted: the scheduler stopped while this try was running".to_string();
             let ti = ar.tis[i];
@@ -385,16 +391,11 @@ impl Engine {
         }
     }
 
-    fn handle_done(
-        &mut self,
-        done: std::result::Result<TryDone, tokio::task::JoinError>,
-    ) -> impl std::future::Future<Output = Result<()>> + '_ {
-        async move {
-            match done {
-                Ok(done) => self.on_try_done(done).await,
-                Err(e) if e.is_cancelled() => Ok(()),
-                Err(e) => Err(SchedulerError::Internal(format!("a try panicked: {e}"))),
-            }
+    async fn handle_done(&mut self, done: std::result::Result<TryDone, tokio::task::JoinError>) -> Result<()> {
+        match done {
+            Ok(done) => self.on_try_done(done).await,
+            Err(e) if e.is_cancelled() => Ok(()),
+            Err(e) => Err(SchedulerError::Internal(format!("a try panicked: {e}"))),
         }
     }
 
@@ -609,7 +610,11 @@ impl Engine {
             return Ok(());
         }
         let mut ready = std::mem::take(&mut self.ready);
-        ready.retain(|(r, i)| self.runs.get(r).is_some_and(|ar| ar.tis[*i].state == TaskState::Scheduled));
+        ready.retain(|(r, i)| {
+            self.runs
+                .get(r)
+                .is_some_and(|ar| ar.run.state == RunState::Running && ar.tis[*i].state == TaskState::Scheduled)
+        });
         ready.sort_by_key(|(r, i)| {
             let ar = &self.runs[r];
             (std::cmp::Reverse(ar.entry.dag.tasks[*i].priority), ar.run.logical_date, *r, *i)
@@ -695,11 +700,9 @@ impl Engine {
 
     async fn on_try_done(&mut self, done: TryDone) -> Result<()> {
         let key = (done.run, done.task);
-        if let Some(pool) = self.in_flight.remove(&key) {
-            if let Some(pool) = pool {
-                if let Some(n) = self.pool_usage.get_mut(&pool) {
-                    *n = n.saturating_sub(1);
-                }
+        if let Some(Some(pool)) = self.in_flight.remove(&key) {
+            if let Some(n) = self.pool_usage.get_mut(&pool) {
+                *n = n.saturating_sub(1);
             }
         }
         let Some(ar) = self.runs.get_mut(&done.run) else { return Ok(()) };
@@ -723,13 +726,28 @@ impl Engine {
                 (TryOutcome::Failed { error: e.message, retry_at }, state)
             }
         };
-        self.store.finish_try(done.run, &task.id, done.try_number, &outcome, now).await?;
-        if state != TaskState::UpForRetry {
+        // The store has the last word: a task cleared or marked while this try ran keeps what
+        // was decided meanwhile.
+        let applied = self.store.finish_try(done.run, &task.id, done.try_number, &outcome, now).await?;
+        if applied != state {
+            info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, outcome = %state, now = %applied, "the task was changed while its try ran; keeping that");
+        } else if state != TaskState::UpForRetry {
             info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, state = %state, "task finished");
         }
-        ar.tis[done.task].state = state;
-        if state.is_finished() {
+        ar.tis[done.task].state = applied;
+        if applied.is_finished() {
             ar.dirty.extend(ar.entry.downs[done.task].iter().copied());
+        }
+        if applied == TaskState::None {
+            ar.dirty.insert(done.task);
+        }
+        if ar.run.state.is_finished() && !self.in_flight.keys().any(|(r, _)| *r == done.run) {
+            self.runs.remove(&done.run);
+        }
+        if applied != state {
+            // Someone changed this run while the try ran: catch up with the rest of it now
+            // rather than at the next change check.
+            self.load_active_runs().await?;
         }
         Ok(())
     }

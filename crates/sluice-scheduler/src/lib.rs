@@ -1,11 +1,11 @@
 //! The Sluice scheduler: turns DAGs into runs and runs into executed tasks.
 //!
-//! - [`engine`]: the event loop over active runs: trigger rules, slots (parallelism, pools,
+//! - [`engine`]; the event loop over active runs: trigger rules, slots (parallelism, pools,
 //!   `max_active_tasks`), retries with backoff, timeouts, deadlines, recovery after a crash.
-//! - [`operators`]: the operator trait and the local operators (`command`, `wait`, `noop`).
-//! - [`runs`]: creating runs (cron, manual, backfill), clearing and marking them.
-//! - [`daemon`]: `dagctl scheduler`: the engine with a watched DAG folder and a graceful stop.
-//! - [`config`]: `sluice.toml`.
+//! - [`operators`]; the operator trait and the local operators (`command`, `wait`, `noop`).
+//! - [`runs`]; creating runs (cron, manual, backfill), clearing and marking them.
+//! - [`daemon`]; `dagctl scheduler`: the engine with a watched DAG folder and a graceful stop.
+//! - [`config`]; `sluice.toml`.
 //!
 //! State lives in a [`sluice_store::Store`]; the engine writes every change there before
 //! acting on it, so a crash at any point leaves a state the next start resumes from.

@@ -208,9 +208,13 @@ pub struct NewEvent {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- DAGs ---
-    /// Records that `dag_id` was loaded from `file` (error `None`) or that its file failed to
-    /// load (`parse_error`). Creates the row if needed; never changes `paused`.
-    async fn sync_dag(&self, dag_id: &str, file: &str, parse_error: Option<&str>) -> Result<()>;
+    /// Records that `dag_id` was loaded from `file` with its text `source` (then
+    /// `parse_error` is `None`), or that its file failed to load (`source` `None`, the last
+    /// good source is kept). Creates the row if needed; never changes `paused`.
+    async fn sync_dag(&self, dag_id: &str, file: &str, source: Option<&str>, parse_error: Option<&str>) -> Result<()>;
+    /// The file and the text of the last version of `dag_id` that loaded, if one was recorded:
+    /// what the CLI falls back to while the file is broken.
+    async fn dag_source(&self, dag_id: &str) -> Result<Option<(String, String)>>;
     /// Pauses or unpauses a DAG, creating its row if needed.
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()>;
     async fn dags(&self) -> Result<Vec<DagRow>>;
@@ -250,7 +254,9 @@ pub trait Store: Send + Sync + 'static {
         value: &Value,
     ) -> Result<()>;
     /// Ends a try: the try row, the task instance, its outputs (on success) and a `retry`
-    /// event (on a retry), in one transaction.
+    /// event (on a retry), in one transaction. The task instance follows only while this try
+    /// is its current running one: a task cleared or marked while the try ran keeps what was
+    /// decided meanwhile. Returns the task instance's state after the call.
     async fn finish_try(
         &self,
         run: i64,
@@ -258,7 +264,7 @@ pub trait Store: Send + Sync + 'static {
         try_number: u32,
         outcome: &TryOutcome,
         at: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<TaskState>;
     /// The tries of a run (of one task, when given), oldest first.
     async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>>;
     /// Every try still `running`, with its run: what a restarted daemon must recover.

@@ -96,6 +96,22 @@ impl SqliteStore {
     /// `sqlite://PATH`, a bare file path, or `sqlite::memory:` (private to this handle). Any
     /// other scheme is [`StoreError::UnsupportedUrl`].
     pub async fn open(url: &str) -> Result<SqliteStore> {
+        // Several processes opening a new file at the same moment (the daemon and the CLI)
+        // contend for switching it to WAL and for migrating it; SQLite answers some of those
+        // attempts "database is locked" without waiting. Such an open is simply tried again.
+        let mut attempt = 0u32;
+        loop {
+            match Self::open_once(url).await {
+                Err(e) if attempt < OPEN_ATTEMPTS && is_locked(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(url: &str) -> Result<SqliteStore> {
         let (options, memory) = connect_options(url)?;
         let options = options
             .create_if_missing(true)
@@ -127,6 +143,15 @@ impl SqliteStore {
         self.writer.into_inner().conn.close().await?;
         Ok(())
     }
+}
+
+/// How often [`SqliteStore::open`] tries again when the new file is locked (about 5 s in all).
+const OPEN_ATTEMPTS: u32 = 20;
+
+/// "database is locked" (SQLITE_BUSY or SQLITE_LOCKED, however the error arrived).
+fn is_locked(e: &StoreError) -> bool {
+    let text = e.to_string();
+    text.contains("database is locked") || text.contains("database table is locked") || text.contains("(code: 5)")
 }
 
 /// Parses the URL into options, and whether the database is in memory.
@@ -353,20 +378,33 @@ fn try_not_found(run: i64, task_id: &str, try_number: u32) -> StoreError {
 impl Store for SqliteStore {
     // --- DAGs ---
 
-    async fn sync_dag(&self, dag_id: &str, file: &str, parse_error: Option<&str>) -> Result<()> {
+    async fn sync_dag(&self, dag_id: &str, file: &str, source: Option<&str>, parse_error: Option<&str>) -> Result<()> {
         let mut w = self.writer.lock().await;
         sqlx::query(
-            "INSERT INTO dags (dag_id, file, paused, parse_error, updated_at) VALUES (?, ?, 0, ?, ?) \
+            "INSERT INTO dags (dag_id, file, paused, source, parse_error, updated_at) VALUES (?, ?, 0, ?, ?, ?) \
              ON CONFLICT (dag_id) DO UPDATE SET file = excluded.file, parse_error = excluded.parse_error, \
-             updated_at = excluded.updated_at",
+             source = COALESCE(excluded.source, dags.source), updated_at = excluded.updated_at",
         )
         .bind(dag_id)
         .bind(file)
+        .bind(source)
         .bind(parse_error)
         .bind(ts(Utc::now()))
         .execute(&mut w.conn)
         .await?;
         Ok(())
+    }
+
+    async fn dag_source(&self, dag_id: &str) -> Result<Option<(String, String)>> {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT file, source FROM dags WHERE dag_id = ?")
+                .bind(dag_id)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(match row {
+            Some((Some(file), Some(source))) => Some((file, source)),
+            _ => None,
+        })
     }
 
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
@@ -645,7 +683,7 @@ impl Store for SqliteStore {
         try_number: u32,
         outcome: &TryOutcome,
         at: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<TaskState> {
         let (try_state, error) = match outcome {
             TryOutcome::Success { .. } => (TaskState::Success, None),
             TryOutcome::Failed { error, .. } => (TaskState::Failed, Some(error.as_str())),
@@ -678,11 +716,16 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| task_not_found(run, task_id))?;
-        if parse_task_state(&ti_state)? != TaskState::Running || ti_try != i64::from(try_number) {
+        let current = parse_task_state(&ti_state)?;
+        if current != TaskState::Running || ti_try != i64::from(try_number) {
             tx.commit().await?;
-            return Ok(());
+            return Ok(current);
         }
 
+        let applied = match outcome {
+            TryOutcome::Failed { retry_at: Some(_), .. } => TaskState::UpForRetry,
+            _ => try_state,
+        };
         match outcome {
             TryOutcome::Failed { error, retry_at: Some(retry_at) } => {
                 sqlx::query(
@@ -726,7 +769,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(applied)
     }
 
     async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>> {

@@ -120,7 +120,7 @@ async fn unsupported_urls_are_refused() {
 async fn reopening_keeps_the_data() {
     let dir = TempDir::new().unwrap();
     let store = open(&dir).await;
-    store.sync_dag("daily", "dags/daily.toml", None).await.unwrap();
+    store.sync_dag("daily", "dags/daily.toml", Some("v1"), None).await.unwrap();
     let mut new = new_run("daily", "scheduled__2026-03-01", "2026-03-01T05:00:00Z");
     new.conf = Some(map(json!({"region": "eu", "n": 3})));
     new.deadline = Some(t("2026-03-02T07:00:00Z"));
@@ -243,9 +243,12 @@ async fn racing_processes_create_a_run_exactly_once() {
             (store, created)
         }));
     }
+    // A task that failed to open would never reach the barrier: bound the wait so that shows
+    // as a failure, not a hang.
     let mut results = Vec::new();
     for h in handles {
-        results.push(h.await.unwrap());
+        results
+            .push(tokio::time::timeout(std::time::Duration::from_secs(60), h).await.expect("no open hangs").unwrap());
     }
     let new: Vec<_> = results.iter().filter(|(_, c)| matches!(c, Created::New(_))).collect();
     assert_eq!(new.len(), 1, "exactly one creator");
@@ -492,10 +495,14 @@ async fn paused_survives_sync_dag() {
     let dir = TempDir::new().unwrap();
     let store = open(&dir).await;
     store.set_paused("fresh", true).await.unwrap();
-    store.sync_dag("fresh", "dags/fresh.toml", None).await.unwrap();
-    store.sync_dag("other", "dags/other.toml", None).await.unwrap();
+    store.sync_dag("fresh", "dags/fresh.toml", Some("fresh v1"), None).await.unwrap();
+    store.sync_dag("other", "dags/other.toml", Some("other v1"), None).await.unwrap();
     store.set_paused("other", true).await.unwrap();
-    store.sync_dag("other", "dags/other.toml", Some("line 3: unknown key `shedule`")).await.unwrap();
+    store.sync_dag("other", "dags/other.toml", None, Some("line 3: unknown key `shedule`")).await.unwrap();
+    // The last good source survives a failed load.
+    let (file, source) = store.dag_source("other").await.unwrap().unwrap();
+    assert_eq!((file.as_str(), source.as_str()), ("dags/other.toml", "other v1"));
+    assert_eq!(store.dag_source("never_loaded").await.unwrap(), None);
 
     let dags = store.dags().await.unwrap();
     assert_eq!(dags.len(), 2);
@@ -506,7 +513,8 @@ async fn paused_survives_sync_dag() {
     assert_eq!(other.parse_error.as_deref(), Some("line 3: unknown key `shedule`"));
 
     store.set_paused("other", false).await.unwrap();
-    store.sync_dag("other", "dags/other.toml", None).await.unwrap();
+    store.sync_dag("other", "dags/other.toml", Some("other v2"), None).await.unwrap();
+    assert_eq!(store.dag_source("other").await.unwrap().unwrap().1, "other v2");
     let other = &store.dags().await.unwrap()[1];
     assert!(!other.paused);
     assert_eq!(other.parse_error, None, "a good load clears the error");
@@ -605,7 +613,7 @@ async fn changed_elsewhere_sees_other_handles_writes_only() {
     cli.dags().await.unwrap();
     daemon.dags().await.unwrap();
     create(&daemon, &new_run("d", "r", "2026-03-01T00:00:00Z")).await;
-    daemon.sync_dag("d", "d.toml", None).await.unwrap();
+    daemon.sync_dag("d", "d.toml", Some("src"), None).await.unwrap();
     assert!(!daemon.changed_elsewhere().await.unwrap());
     // ...but they are for the other handle.
     assert!(cli.changed_elsewhere().await.unwrap());

@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
-    let dag = ctx.dag(&args.dag)?;
+    let dag = ctx.dag(&args.dag).await?;
     let store = ctx.store().await?;
     let run = find_run(store.as_ref(), &dag, args.date.as_deref(), args.run.as_deref()).await?;
     let cleared =

@@ -20,7 +20,7 @@ pub struct UnpauseArgs {
 }
 
 pub async fn run(ctx: &Ctx, dag: &str, paused: bool) -> Result<u8> {
-    ctx.dag(dag)?;
+    ctx.dag(dag).await?;
     ctx.store().await?.set_paused(dag, paused).await?;
     println!("{dag} {}", if paused { "paused" } else { "unpaused" });
     Ok(exit::OK)

@@ -28,7 +28,7 @@ pub struct Args {
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     crate::output::init_tracing(false);
-    let dag = ctx.dag(&args.dag)?;
+    let dag = ctx.dag(&args.dag).await?;
     let conf = args.conf.as_deref().map(crate::cmd::render::parse_conf).transpose()?;
     let logical = args.date.as_deref().map(|d| crate::cmd::render::logical_date(&dag, d)).transpose()?;
     // A test run leaves the real database alone: nothing to collide with, nothing for a

@@ -44,7 +44,7 @@ enum RerunArg {
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
-    let dag = ctx.dag(&args.dag)?;
+    let dag = ctx.dag(&args.dag).await?;
     let conf = args.conf.as_deref().map(crate::cmd::render::parse_conf).transpose()?;
     let store = ctx.store().await?;
     if let (Some(from), Some(to)) = (&args.from, &args.to) {

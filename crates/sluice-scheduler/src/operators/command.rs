@@ -1,10 +1,11 @@
 //! `command`: a local process through `sh -c`.
 //!
 //! The process gets its own process group, so a timeout or a cancel kills the whole tree (the
-//! shell and everything it started): SIGTERM, then SIGKILL after a short grace. Its pid is
-//! recorded the moment it starts; a scheduler restarting after a crash finds the orphan by that
-//! pid and a marker in its environment, and kills it before the task is retried. stdout and
-//! stderr go to the try's log; the last non-empty stdout line is the output `output`.
+//! shell and everything it started): SIGTERM, then SIGKILL after a short grace. Every process
+//! of a try carries a marker (`SLUICE_TRY_MARKER`) in its environment and the pid is recorded
+//! the moment it starts; a scheduler restarting after a crash finds the orphans by the marker
+//! and kills them before the task is retried. stdout and stderr go to the try's log; the last
+//! non-empty stdout line is the output `output`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -42,17 +43,26 @@ pub fn marker(run: i64, task: &str, try_number: u32) -> String {
     format!("{run}:{task}:{try_number}")
 }
 
-/// Kills the process group of a try's recorded pid, if that process still runs and carries the
-/// try's marker (so a reused pid is never killed). Returns whether it killed something.
-pub fn kill_orphan(pid: i64, run: i64, task: &str, try_number: u32) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+/// Kills every process that carries the try's marker in its environment (the shell and all
+/// it started, which inherit it), found by scanning `/proc`. Works whether or not the pid was
+/// recorded before the scheduler died, and never touches a process that merely reuses a pid.
+/// Returns how many processes it killed.
+pub fn kill_orphan(run: i64, task: &str, try_number: u32) -> usize {
     let wanted = format!("{TRY_MARKER_ENV}={}", marker(run, task, try_number));
-    if !environ.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()) {
-        return false;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()) {
+            // SAFETY: sending a signal; a process that already exited yields ESRCH.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            killed += 1;
+        }
     }
-    let Ok(pid) = i32::try_from(pid) else { return false };
-    signal_group(pid, libc::SIGKILL);
-    true
+    killed
 }
 
 fn signal_group(pgid: i32, sig: i32) {
@@ -132,5 +142,11 @@ impl TaskOperator for CommandOperator {
             ctx.log.line(&why);
             Err(TaskError::retryable(why))
         }
+    }
+
+    /// A try that recorded no pid never started its process (any process it did start would
+    /// carry its marker and be killed first by recovery): it can simply start now.
+    fn can_resume(&self, recorded: &Map<String, Value>) -> bool {
+        !recorded.contains_key("pid")
     }
 }

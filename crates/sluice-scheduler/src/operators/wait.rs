@@ -32,7 +32,9 @@ impl TaskOperator for WaitOperator {
         Ok(Outcome::Success(Map::new()))
     }
 
-    fn can_resume(&self, recorded: &Map<String, Value>) -> bool {
-        recorded.contains_key("until")
+    /// Always: with `until` recorded it waits for what is left, without it (stopped before it
+    /// recorded anything) it starts waiting now.
+    fn can_resume(&self, _recorded: &Map<String, Value>) -> bool {
+        true
     }
 }

@@ -1,0 +1,811 @@
+//! The scheduler daemon as an operator runs it: the real `dagctl` binary, a real SQLite file,
+//! real processes, `kill -9`, SIGTERM, and DAG files edited while it runs.
+//!
+//! Each test has its own temp folder (DAGs, database, logs, daemon logs) and runs every process
+//! with that folder as its working directory and without `SLUICE_*` variables, so nothing of
+//! the machine's own setup leaks in. Assertions are on the state recorded in the database, read
+//! back with `--json`; waiting is done by polling with deadlines.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+const DAGCTL: &str = env!("CARGO_BIN_EXE_dagctl");
+
+/// Every variable `dagctl` reads its settings from; removed so the tests see only their flags.
+const SLUICE_VARS: [&str; 7] = [
+    "SLUICE_DAGS",
+    "SLUICE_DB",
+    "SLUICE_LOGS",
+    "SLUICE_CONFIG",
+    "SLUICE_PARALLELISM",
+    "SLUICE_GRACE_PERIOD",
+    "SLUICE_LOG",
+];
+
+/// One test's world: `dags/`, `sluice.db`, `logs/` and the daemons' own logs in a temp folder.
+struct Env {
+    dir: tempfile::TempDir,
+    daemons: Cell<u32>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("dags")).unwrap();
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        Env { dir, daemons: Cell::new(0) }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn dags(&self) -> PathBuf {
+        self.root().join("dags")
+    }
+
+    /// A path in the temp folder, as a string for DAG commands.
+    fn file(&self, name: &str) -> String {
+        self.root().join(name).display().to_string()
+    }
+
+    fn write_dag(&self, name: &str, src: &str) {
+        std::fs::write(self.dags().join(name), src).unwrap();
+    }
+
+    /// `dagctl` with this test's DAG folder, database and logs.
+    fn command(&self, dags: &Path) -> Command {
+        let mut c = Command::new(DAGCTL);
+        c.arg("--dags")
+            .arg(dags)
+            .arg("--db")
+            .arg(format!("sqlite:{}", self.root().join("sluice.db").display()))
+            .arg("--logs")
+            .arg(self.root().join("logs"))
+            .current_dir(self.root())
+            .stdin(Stdio::null());
+        for v in SLUICE_VARS {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(&self.dags()).args(args).output().expect("dagctl runs")
+    }
+
+    /// Runs `dagctl`, asserts it exits 0, returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(&self.dags(), args)
+    }
+
+    /// Like `ok`, with another DAG folder (same database and logs).
+    fn ok_in(&self, dags: &Path, args: &[&str]) -> String {
+        let o = self.command(dags).args(args).output().expect("dagctl runs");
+        assert_eq!(o.status.code(), Some(0), "dagctl {args:?}\n{}", self.explain(&o));
+        text(&o.stdout)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("dagctl {args:?}: not JSON ({e}):\n{out}"))
+    }
+
+    /// `dagctl tasks DAG --date D --json`: `{run, tasks: [...]}`.
+    fn tasks(&self, dag: &str, date: &str) -> Value {
+        self.json(&["tasks", dag, "--date", date, "--json"])
+    }
+
+    /// `dagctl runs DAG --json`.
+    fn runs(&self, dag: &str) -> Vec<Value> {
+        self.json(&["runs", dag, "--json"]).as_array().expect("a JSON array").clone()
+    }
+
+    /// Starts `dagctl scheduler` and waits until it says it is running.
+    fn daemon(&self, extra: &[&str]) -> Daemon {
+        let n = self.daemons.get() + 1;
+        self.daemons.set(n);
+        let log = self.root().join(format!("daemon-{n}.log"));
+        let child = self
+            .command(&self.dags())
+            .arg("scheduler")
+            .args(extra)
+            .stdout(File::create(self.root().join(format!("daemon-{n}.out"))).unwrap())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("the daemon starts");
+        let mut d = Daemon { child, log };
+        self.wait_until("the daemon to start", Duration::from_secs(15), || {
+            if let Some(status) = d.child.try_wait().unwrap() {
+                panic!("the daemon exited at start ({status}):\n{}", self.daemon_logs());
+            }
+            d.logs().contains("scheduler running").then_some(())
+        });
+        d
+    }
+
+    /// Polls `probe` every 100 ms until it returns something; panics (with the daemons' logs)
+    /// at the deadline.
+    fn wait_until<T>(&self, what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {timeout:?} waiting for {what}\n{}", self.daemon_logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for a run to end; returns its `tasks --json`.
+    fn wait_run_finished(&self, dag: &str, date: &str, timeout: Duration) -> Value {
+        self.wait_until(&format!("the run of {dag} on {date} to finish"), timeout, || {
+            let v = self.tasks(dag, date);
+            matches!(v["run"]["state"].as_str(), Some("success" | "failed")).then_some(v)
+        })
+    }
+
+    /// Every daemon log of this test, for failure messages.
+    fn daemon_logs(&self) -> String {
+        let mut out = String::new();
+        for n in 1..=self.daemons.get() {
+            let log = std::fs::read_to_string(self.root().join(format!("daemon-{n}.log"))).unwrap_or_default();
+            out.push_str(&format!("--- daemon {n} ---\n{log}"));
+        }
+        out
+    }
+
+    fn explain(&self, o: &Output) -> String {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}\n{}",
+            o.status.code(),
+            text(&o.stdout),
+            text(&o.stderr),
+            self.daemon_logs()
+        )
+    }
+}
+
+/// A running `dagctl scheduler`; killed (SIGKILL) when dropped.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: the daemon gets no chance to record anything.
+    fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL the daemon");
+        self.child.wait().expect("reap the daemon");
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().expect("kill runs");
+        assert!(ok.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Waits for the daemon to exit on its own.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The entry of one task in a `tasks --json` answer.
+fn task<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["tasks"]
+        .as_array()
+        .expect("tasks array")
+        .iter()
+        .find(|t| t["task_id"] == id)
+        .unwrap_or_else(|| panic!("no task `{id}` in {v:#}"))
+}
+
+/// A task's tries, by try number.
+fn tries(t: &Value) -> Vec<Value> {
+    let mut v = t["tries"].as_array().expect("tries array").clone();
+    v.sort_by_key(|t| t["try_number"].as_u64());
+    v
+}
+
+fn state(t: &Value) -> &str {
+    t["state"].as_str().unwrap_or("?")
+}
+
+/// Lines in a file (0 when it does not exist).
+fn lines(path: &str) -> usize {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
+    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}")).with_timezone(&Utc)
+}
+
+/// A process as `/proc/PID/stat` shows it.
+#[derive(Debug)]
+struct Proc {
+    comm: String,
+    state: char,
+}
+
+/// Every process whose process group is `pgid` (zombies included).
+fn process_group(pgid: i32) -> Vec<Proc> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = stat[open + 1..close].to_string();
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let (Some(st), Some(pgrp)) = (rest.first(), rest.get(2)) else { continue };
+        if pgrp.parse::<i32>().ok() == Some(pgid) {
+            out.push(Proc { comm, state: st.chars().next().unwrap_or('?') });
+        }
+    }
+    out
+}
+
+/// The members of a process group that are still alive (not zombies).
+fn alive(pgid: i32) -> Vec<Proc> {
+    process_group(pgid).into_iter().filter(|p| p.state != 'Z').collect()
+}
+
+/// A crashed daemon loses no finished work and repeats none: the finished task is not run
+/// again, the interrupted command is counted as one failed try (its orphaned process group
+/// killed) and retried, the interrupted `wait` is resumed as the same try.
+#[test]
+fn kill_dash_nine_mid_run_loses_nothing_and_repeats_nothing() {
+    let env = Env::new();
+    env.write_dag(
+        "crash.toml",
+        &format!(
+            r#"
+[tasks.first]
+operator = "command"
+command = "echo once >> '{first}'"
+
+[tasks.long]
+operator = "command"
+depends_on = ["first"]
+retries = 1
+retry_delay = "1s"
+# `long.done` is written only by a try that lived to the end of its sleep: an orphan left
+# alive after the crash would write it too.
+command = "echo started >> '{long}'; sleep 4; echo finished >> '{done}'; echo ok"
+
+[tasks.pause]
+operator = "wait"
+duration = "3s"
+
+[tasks.after]
+operator = "command"
+depends_on = ["long"]
+command = "echo once >> '{after}'"
+"#,
+            first = env.file("first.count"),
+            long = env.file("long.count"),
+            done = env.file("long.done"),
+            after = env.file("after.count"),
+        ),
+    );
+    let date = "2026-01-01";
+    let mut first_daemon = env.daemon(&[]);
+    env.ok(&["trigger", "crash", "--date", date]);
+
+    // Both `long` and `pause` running, each with its external id recorded.
+    let (pid, until) = env.wait_until("`long` and `pause` to be running", Duration::from_secs(20), || {
+        let v = env.tasks("crash", date);
+        let (long, pause) = (task(&v, "long"), task(&v, "pause"));
+        if state(long) != "running" || state(pause) != "running" {
+            return None;
+        }
+        let pid = tries(long).first()?["external_ids"]["pid"].as_i64()?;
+        let until = tries(pause).first()?["external_ids"]["until"].as_str()?.to_string();
+        Some((i32::try_from(pid).unwrap(), until))
+    });
+    // The command's shell leads its own process group, and its `sleep` runs in it.
+    env.wait_until("long's `sleep` to run", Duration::from_secs(10), || {
+        alive(pid).iter().any(|p| p.comm == "sleep").then_some(())
+    });
+
+    first_daemon.kill9();
+
+    // What the crash left: both tries still recorded as running, `first` done once.
+    let v = env.tasks("crash", date);
+    assert_eq!(state(task(&v, "first")), "success", "{v:#}");
+    assert_eq!(state(task(&v, "long")), "running", "the crash came too late: {v:#}");
+    assert_eq!(state(task(&v, "pause")), "running", "the crash came too late: {v:#}");
+    assert!(!alive(pid).is_empty(), "the orphaned process group of long's try 1 should outlive the daemon");
+
+    let _second_daemon = env.daemon(&[]);
+
+    // The orphan is killed on restart (had it been left to end its `sleep 4` on its own,
+    // `long.done` below would have two lines).
+    env.wait_until("the orphaned process group of long's try 1 to be killed", Duration::from_secs(10), || {
+        alive(pid).is_empty().then_some(())
+    });
+    let v = env.wait_run_finished("crash", date, Duration::from_secs(30));
+    let logs = env.daemon_logs();
+
+    assert_eq!(v["run"]["state"], "success", "{v:#}\n{logs}");
+    assert_eq!(lines(&env.file("first.count")), 1, "`first` finished before the crash and must not run again");
+    assert_eq!(lines(&env.file("after.count")), 1, "`after` runs exactly once");
+    assert_eq!(lines(&env.file("long.count")), 2, "`long` starts twice: the interrupted try and its retry");
+    assert_eq!(lines(&env.file("long.done")), 1, "only the retry of `long` may finish: the orphan must be killed");
+
+    let first = task(&v, "first");
+    assert_eq!(tries(first).len(), 1, "{first:#}");
+
+    let long = task(&v, "long");
+    let long_tries = tries(long);
+    assert_eq!(state(long), "success", "{long:#}");
+    assert_eq!(long["try_number"], 2, "{long:#}");
+    assert_eq!(long_tries.len(), 2, "{long:#}");
+    assert_eq!(long_tries[0]["state"], "failed", "{long:#}");
+    let error = long_tries[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("interrupted"), "try 1 should say it was interrupted: {long:#}");
+    assert_eq!(long_tries[0]["external_ids"]["pid"], pid, "{long:#}");
+    assert_eq!(long_tries[1]["state"], "success", "{long:#}");
+    assert_ne!(long_tries[1]["external_ids"]["pid"], pid, "the retry is a new process: {long:#}");
+
+    let pause = task(&v, "pause");
+    let pause_tries = tries(pause);
+    assert_eq!(state(pause), "success", "{pause:#}");
+    assert_eq!(pause["try_number"], 1, "the wait is resumed, not restarted: {pause:#}");
+    assert_eq!(pause_tries.len(), 1, "{pause:#}");
+    assert_eq!(pause_tries[0]["state"], "success", "{pause:#}");
+    assert_eq!(pause_tries[0]["external_ids"]["until"], until.as_str(), "the resumed wait keeps its end: {pause:#}");
+    let pause_log = env.ok(&["logs", "crash", "pause", "--date", date]);
+    assert!(pause_log.contains("resuming: waiting until"), "{pause_log}");
+
+    let after = task(&v, "after");
+    assert_eq!(state(after), "success", "{after:#}");
+    assert_eq!(tries(after).len(), 1, "{after:#}");
+}
+
+const GOOD_V1: &str = "[tasks.hello]\noperator = \"command\"\ncommand = \"echo good-v1\"\n";
+/// An unknown top-level key (with a changed command the daemon must not pick up).
+const GOOD_BROKEN: &str = "nope = 1\n[tasks.hello]\noperator = \"command\"\ncommand = \"echo good-v2\"\n";
+/// Not even TOML.
+const BAD: &str = "[tasks.x\noperator = \"noop\"\n";
+
+/// A file that stops loading neither disturbs the other DAGs nor its own DAG: the daemon keeps
+/// the last good version and says which files fail and why.
+#[test]
+fn broken_dag_file_does_not_disturb_other_dags() {
+    let env = Env::new();
+    env.write_dag("good.toml", GOOD_V1);
+    let mut daemon = env.daemon(&[]);
+
+    env.write_dag("bad.toml", BAD);
+    env.wait_until("the daemon to reload the folder with bad.toml", Duration::from_secs(10), || {
+        daemon.logs().contains("DAG folder changed; reloaded").then_some(())
+    });
+    let out = env.ok(&["trigger", "good", "--date", "2026-01-01", "--wait"]);
+    assert!(out.contains("success"), "{out}");
+    assert!(env.ok(&["logs", "good", "hello", "--date", "2026-01-01"]).contains("good-v1"));
+
+    env.write_dag("good.toml", GOOD_BROKEN);
+    env.wait_until("the daemon to keep good's last good version", Duration::from_secs(10), || {
+        daemon.logs().contains("keeping its last good version").then_some(())
+    });
+    // The CLI reads a DAG from the folder it is given, and good.toml no longer loads there (see
+    // `cli_commands_work_while_the_dag_file_is_broken`): talk to the daemon's database from
+    // another checkout of the folder that still has the good version, as a deploy machine
+    // would. The daemon must run the new run with the version it kept.
+    let checkout = env.root().join("checkout");
+    std::fs::create_dir(&checkout).unwrap();
+    std::fs::write(checkout.join("good.toml"), GOOD_V1).unwrap();
+    let out = env.ok_in(&checkout, &["trigger", "good", "--date", "2026-01-02", "--wait"]);
+    assert!(out.contains("success"), "{out}");
+    let v: Value =
+        serde_json::from_str(&env.ok_in(&checkout, &["tasks", "good", "--date", "2026-01-02", "--json"])).unwrap();
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+    let log = env.ok_in(&checkout, &["logs", "good", "hello", "--date", "2026-01-02"]);
+    assert!(log.contains("good-v1") && !log.contains("good-v2"), "the last good version runs:\n{log}");
+
+    let o = env.run(&["list", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "broken files make `list` exit 1\n{}", env.explain(&o));
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let failed = list["failed_files"].as_array().expect("failed_files");
+    assert_eq!(failed.len(), 2, "{list:#}");
+    let message = |file: &str| -> String {
+        let f = failed
+            .iter()
+            .find(|f| f["file"].as_str().is_some_and(|p| p.ends_with(file)))
+            .unwrap_or_else(|| panic!("{file} is not in failed_files: {list:#}"));
+        f["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(message("good.toml").contains("unknown key `nope`"), "{list:#}");
+    assert!(!message("bad.toml").trim().is_empty(), "{list:#}");
+    assert!(daemon.is_running(), "the daemon survives broken files\n{}", env.daemon_logs());
+}
+
+/// What `broken_dag_file_does_not_disturb_other_dags` would do with the folder the daemon
+/// watches: look at and trigger a DAG whose file broke after the daemon loaded it.
+#[test]
+fn cli_commands_work_while_the_dag_file_is_broken() {
+    let env = Env::new();
+    env.write_dag("good.toml", GOOD_V1);
+    let daemon = env.daemon(&[]);
+    env.ok(&["trigger", "good", "--date", "2026-01-01", "--wait"]);
+    env.write_dag("good.toml", GOOD_BROKEN);
+    env.wait_until("the daemon to keep good's last good version", Duration::from_secs(10), || {
+        daemon.logs().contains("keeping its last good version").then_some(())
+    });
+    // The runs of the DAG can still be looked at...
+    assert_eq!(env.tasks("good", "2026-01-01")["run"]["state"], "success");
+    assert!(env.ok(&["logs", "good", "hello", "--date", "2026-01-01"]).contains("good-v1"));
+    // ... and a new run goes to the daemon, which runs the last good version.
+    let out = env.ok(&["trigger", "good", "--date", "2026-01-02", "--wait"]);
+    assert!(out.contains("success"), "{out}");
+    assert!(env.ok(&["logs", "good", "hello", "--date", "2026-01-02"]).contains("good-v1"));
+}
+
+/// SIGTERM: no new task starts, the running one finishes within the grace period and is
+/// recorded, the daemon exits 0; the next daemon carries on with the run.
+#[test]
+fn sigterm_lets_running_tasks_finish_within_grace() {
+    let env = Env::new();
+    env.write_dag(
+        "slow.toml",
+        "[tasks.work]\noperator = \"command\"\ncommand = \"sleep 2; echo done\"\n\
+         [tasks.next]\noperator = \"command\"\ndepends_on = [\"work\"]\ncommand = \"echo next\"\n",
+    );
+    let date = "2026-01-01";
+    let mut daemon = env.daemon(&["--grace-period", "10s"]);
+    env.ok(&["trigger", "slow", "--date", date]);
+    env.wait_until("`work` to run", Duration::from_secs(15), || {
+        let v = env.tasks("slow", date);
+        let work = task(&v, "work");
+        (state(work) == "running" && tries(work).first()?["external_ids"]["pid"].is_i64()).then_some(())
+    });
+
+    daemon.sigterm();
+    let status = daemon.wait_exit(Duration::from_secs(15));
+    let logs = env.daemon_logs();
+    let status = status.unwrap_or_else(|| panic!("the daemon did not exit after SIGTERM\n{logs}"));
+    assert_eq!(status.code(), Some(0), "{logs}");
+
+    let v = env.tasks("slow", date);
+    let work = task(&v, "work");
+    assert_eq!(state(work), "success", "the running task finishes within the grace period: {v:#}\n{logs}");
+    assert_eq!(tries(work).len(), 1, "{v:#}");
+    assert_eq!(tries(work)[0]["state"], "success", "{v:#}");
+    let next = task(&v, "next");
+    assert!(tries(next).is_empty(), "no task starts after SIGTERM: {v:#}\n{logs}");
+    assert_eq!(v["run"]["state"], "running", "{v:#}");
+
+    // The next daemon finishes the run without running `work` again.
+    let _daemon = env.daemon(&[]);
+    let v = env.wait_run_finished("slow", date, Duration::from_secs(15));
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+    assert_eq!(tries(task(&v, "work")).len(), 1, "{v:#}");
+    assert_eq!(tries(task(&v, "next")).len(), 1, "{v:#}");
+}
+
+/// A backfill across the spring-forward change creates one run per schedule tick, each with
+/// its own `ds`; running it again creates nothing.
+#[test]
+fn backfill_creates_one_run_per_tick_with_its_ds() {
+    let env = Env::new();
+    // `end_date` only keeps the daemon from creating today's scheduled run (catchup is off,
+    // so without it the latest tick before now would run too).
+    env.write_dag(
+        "london.toml",
+        "schedule = \"0 5 * * *\"\ntimezone = \"Europe/London\"\nstart_date = \"2026-01-01\"\nend_date = \"2026-04-30\"\n\
+         [tasks.report]\noperator = \"command\"\ncommand = \"echo {{ ds }}\"\n",
+    );
+    let _daemon = env.daemon(&[]);
+    let days = ["2026-03-27", "2026-03-28", "2026-03-29", "2026-03-30", "2026-03-31"];
+
+    let out = env.ok(&["trigger", "london", "--from", "2026-03-27", "--to", "2026-03-31", "--wait"]);
+    assert_eq!(out.matches(" created").count(), 5, "{out}");
+    for day in days {
+        assert!(out.contains(&format!("ds {day}  created")), "{out}");
+    }
+
+    let mut runs = env.runs("london");
+    runs.sort_by_key(|r| time(&r["logical_date"]));
+    assert_eq!(runs.len(), 5, "{runs:#?}");
+    // 05:00 London: GMT before 29 March, BST from then on.
+    let expected = [
+        ("2026-03-27T05:00:00Z", "backfill__2026-03-27T05:00:00+00:00"),
+        ("2026-03-28T05:00:00Z", "backfill__2026-03-28T05:00:00+00:00"),
+        ("2026-03-29T04:00:00Z", "backfill__2026-03-29T05:00:00+01:00"),
+        ("2026-03-30T04:00:00Z", "backfill__2026-03-30T05:00:00+01:00"),
+        ("2026-03-31T04:00:00Z", "backfill__2026-03-31T05:00:00+01:00"),
+    ];
+    for (run, (logical, run_id)) in runs.iter().zip(expected) {
+        assert_eq!(time(&run["logical_date"]), logical.parse::<DateTime<Utc>>().unwrap(), "{run:#}");
+        assert_eq!(run["run_id"], run_id, "{run:#}");
+        assert_eq!(run["kind"], "backfill", "{run:#}");
+        assert_eq!(run["state"], "success", "{run:#}");
+    }
+    for day in days {
+        let log = env.ok(&["logs", "london", "report", "--date", day]);
+        assert!(log.lines().any(|l| l.trim() == day), "the log of {day} prints its ds:\n{log}");
+        for other in days.iter().filter(|d| **d != day) {
+            assert!(!log.contains(other), "the log of {day} mentions {other}:\n{log}");
+        }
+    }
+
+    let again = env.ok(&["trigger", "london", "--from", "2026-03-27", "--to", "2026-03-31", "--wait"]);
+    assert_eq!(again.matches("left alone").count(), 5, "{again}");
+    assert!(!again.contains("created"), "{again}");
+    assert_eq!(env.runs("london").len(), 5);
+}
+
+/// `max_active_runs = 1`: the runs of a backfill run one after the other.
+#[test]
+fn max_active_runs_is_never_exceeded() {
+    let env = Env::new();
+    env.write_dag(
+        "serial.toml",
+        "schedule = \"@daily\"\nstart_date = \"2026-01-01\"\nend_date = \"2026-01-31\"\nmax_active_runs = 1\n\
+         [tasks.nap]\noperator = \"command\"\ncommand = \"sleep 0.5\"\n",
+    );
+    let _daemon = env.daemon(&[]);
+    env.ok(&["trigger", "serial", "--from", "2026-01-01", "--to", "2026-01-03", "--wait"]);
+
+    let mut runs = env.runs("serial");
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    for r in &runs {
+        assert_eq!(r["state"], "success", "{r:#}");
+    }
+    runs.sort_by_key(|r| time(&r["started_at"]));
+    for pair in runs.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(
+            time(&a["ended_at"]) <= time(&b["started_at"]),
+            "{} (until {}) overlaps {} (from {})",
+            a["run_id"],
+            a["ended_at"],
+            b["run_id"],
+            b["started_at"]
+        );
+    }
+    // Oldest logical date first.
+    let order: Vec<DateTime<Utc>> = runs.iter().map(|r| time(&r["logical_date"])).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{runs:#?}");
+}
+
+/// `clear --task b --downstream` runs a failed task and what follows it again, and nothing
+/// else; `mark` changes a task's state by hand.
+#[test]
+fn clear_and_mark() {
+    let env = Env::new();
+    let flag = env.file("fixed.flag");
+    env.write_dag(
+        "flaky.toml",
+        &format!(
+            "[tasks.a]\noperator = \"command\"\ncommand = \"echo a >> '{a}'\"\n\
+             [tasks.b]\noperator = \"command\"\ndepends_on = [\"a\"]\ncommand = \"test -f '{flag}'\"\n\
+             [tasks.c]\noperator = \"command\"\ndepends_on = [\"b\"]\ncommand = \"echo c\"\n",
+            a = env.file("a.count"),
+        ),
+    );
+    let date = "2026-01-01";
+    let _daemon = env.daemon(&[]);
+
+    let o = env.run(&["trigger", "flaky", "--date", date, "--wait"]);
+    assert_eq!(o.status.code(), Some(1), "a failed run exits 1\n{}", env.explain(&o));
+    let v = env.tasks("flaky", date);
+    assert_eq!(v["run"]["state"], "failed", "{v:#}");
+    assert_eq!(state(task(&v, "a")), "success", "{v:#}");
+    assert_eq!(state(task(&v, "b")), "failed", "{v:#}");
+    assert_eq!(state(task(&v, "c")), "upstream_failed", "{v:#}");
+
+    std::fs::write(&flag, "").unwrap();
+    let out = env.ok(&["clear", "flaky", "--date", date, "--task", "b", "--downstream"]);
+    assert!(out.contains("cleared 2 task(s)") && out.contains("b, c"), "{out}");
+    let v = env.wait_run_finished("flaky", date, Duration::from_secs(20));
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+
+    let a = task(&v, "a");
+    assert_eq!(state(a), "success", "{v:#}");
+    assert_eq!(tries(a).len(), 1, "`a` was not cleared: {v:#}");
+    assert_eq!(lines(&env.file("a.count")), 1);
+    let b = task(&v, "b");
+    let b_tries = tries(b);
+    assert_eq!(state(b), "success", "{v:#}");
+    assert_eq!(b["try_number"], 2, "{v:#}");
+    assert_eq!(b_tries.len(), 2, "{v:#}");
+    assert_eq!(b_tries[0]["state"], "failed", "{v:#}");
+    assert_eq!(b_tries[1]["state"], "success", "{v:#}");
+    let c = task(&v, "c");
+    assert_eq!(state(c), "success", "{v:#}");
+    assert_eq!(tries(c).len(), 1, "{v:#}");
+
+    let out = env.ok(&["mark", "flaky", "failed", "--date", date, "--task", "a"]);
+    assert!(out.contains("a"), "{out}");
+    let v = env.tasks("flaky", date);
+    assert_eq!(state(task(&v, "a")), "failed", "{v:#}");
+    assert_eq!(state(task(&v, "b")), "success", "only `a` is marked: {v:#}");
+    assert_eq!(tries(task(&v, "a")).len(), 1, "marking runs nothing: {v:#}");
+}
+
+/// A paused DAG starts no run; unpaused, its queued run goes ahead.
+#[test]
+fn pause_stops_new_runs() {
+    let env = Env::new();
+    env.write_dag("held.toml", "[tasks.hi]\noperator = \"command\"\ncommand = \"echo hi\"\n");
+    let date = "2026-01-01";
+    let _daemon = env.daemon(&[]);
+    assert!(env.ok(&["pause", "held"]).contains("held paused"));
+    env.ok(&["trigger", "held", "--date", date]);
+
+    // The daemon looks at the database every second: for two seconds the run must stay queued.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let v = env.tasks("held", date);
+        assert_eq!(v["run"]["state"], "queued", "a paused DAG's run started: {v:#}\n{}", env.daemon_logs());
+        assert!(tries(task(&v, "hi")).is_empty(), "{v:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let list = env.json(&["list", "--json"]);
+    assert_eq!(list["dags"][0]["paused"], true, "{list:#}");
+
+    assert!(env.ok(&["unpause", "held"]).contains("held unpaused"));
+    let v = env.wait_run_finished("held", date, Duration::from_secs(15));
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+    assert_eq!(tries(task(&v, "hi")).len(), 1, "{v:#}");
+}
+
+/// `mark DAG failed --date D` on a run in progress: the run and its unfinished tasks are
+/// failed, and stay so: the try that was running when the mark came does not bring the run
+/// back to life, and nothing downstream starts.
+#[test]
+fn marking_a_running_run_failed_stops_it() {
+    let env = Env::new();
+    env.write_dag(
+        "stop.toml",
+        &format!(
+            "[tasks.a]\noperator = \"command\"\ncommand = \"sleep 2\"\n\
+             [tasks.b]\noperator = \"command\"\ndepends_on = [\"a\"]\ncommand = \"echo b >> '{b}'\"\n",
+            b = env.file("b.count"),
+        ),
+    );
+    let date = "2026-01-01";
+    let _daemon = env.daemon(&[]);
+    env.ok(&["trigger", "stop", "--date", date]);
+    env.wait_until("`a` to run", Duration::from_secs(15), || {
+        (state(task(&env.tasks("stop", date), "a")) == "running").then_some(())
+    });
+    let out = env.ok(&["mark", "stop", "failed", "--date", date]);
+    assert!(out.contains("a, b"), "{out}");
+
+    // The try of `a` that was running ends (the mark does not kill it)...
+    env.wait_until("a's try to end", Duration::from_secs(15), || {
+        let v = env.tasks("stop", date);
+        (tries(task(&v, "a"))[0]["state"] != "running").then_some(())
+    });
+    // ... and for two seconds after, what was marked stays marked.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let v = env.tasks("stop", date);
+        let logs = env.daemon_logs();
+        assert_eq!(v["run"]["state"], "failed", "the run marked failed came back: {v:#}\n{logs}");
+        assert_eq!(state(task(&v, "a")), "failed", "{v:#}\n{logs}");
+        assert_eq!(state(task(&v, "b")), "failed", "{v:#}\n{logs}");
+        assert!(tries(task(&v, "b")).is_empty(), "`b` ran after its run was marked failed: {v:#}\n{logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(lines(&env.file("b.count")), 0);
+}
+
+/// `clear --task a` while `a` runs: `a` runs again (a new try) after the current try ends,
+/// as the store keeps the cleared state over the late result of the old try.
+#[test]
+fn clearing_a_running_task_runs_it_again() {
+    let env = Env::new();
+    env.write_dag(
+        "again.toml",
+        &format!(
+            "[tasks.a]\noperator = \"command\"\ncommand = \"echo a >> '{a}'; sleep 2\"\n\
+             [tasks.b]\noperator = \"command\"\ndepends_on = [\"a\"]\ncommand = \"echo b\"\n",
+            a = env.file("a.count"),
+        ),
+    );
+    let date = "2026-01-01";
+    let _daemon = env.daemon(&[]);
+    env.ok(&["trigger", "again", "--date", date]);
+    env.wait_until("`a` to run", Duration::from_secs(15), || {
+        (state(task(&env.tasks("again", date), "a")) == "running" && lines(&env.file("a.count")) == 1).then_some(())
+    });
+    let out = env.ok(&["clear", "again", "--date", date, "--task", "a"]);
+    assert!(out.contains("cleared 1 task(s)"), "{out}");
+
+    let v = env.wait_run_finished("again", date, Duration::from_secs(20));
+    let logs = env.daemon_logs();
+    let a = task(&v, "a");
+    assert_eq!(v["run"]["state"], "success", "{v:#}\n{logs}");
+    assert_eq!(state(a), "success", "a run cannot succeed with a task that never finished: {v:#}\n{logs}");
+    assert_eq!(tries(a).len(), 2, "the cleared task runs again: {v:#}\n{logs}");
+    assert_eq!(lines(&env.file("a.count")), 2);
+}
+
+/// SIGTERM with a task that outlasts the grace period: the daemon exits 0 at the end of the
+/// grace, the task's process group is stopped with it, and the next start counts the cut-off
+/// try as interrupted.
+#[test]
+fn sigterm_past_the_grace_period_cuts_the_task_off() {
+    let env = Env::new();
+    env.write_dag("endless.toml", "[tasks.forever]\noperator = \"command\"\ncommand = \"sleep 30; echo never\"\n");
+    let date = "2026-01-01";
+    let mut daemon = env.daemon(&["--grace-period", "1s"]);
+    env.ok(&["trigger", "endless", "--date", date]);
+    let pid = env.wait_until("`forever` to run", Duration::from_secs(15), || {
+        let v = env.tasks("endless", date);
+        let t = task(&v, "forever");
+        let pid = tries(t).first()?["external_ids"]["pid"].as_i64()?;
+        let pid = i32::try_from(pid).unwrap();
+        alive(pid).iter().any(|p| p.comm == "sleep").then_some(pid)
+    });
+
+    daemon.sigterm();
+    let status = daemon.wait_exit(Duration::from_secs(10));
+    let logs = env.daemon_logs();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "the daemon exits 0 at the end of the grace\n{logs}");
+    env.wait_until("the cut-off task's process group to stop", Duration::from_secs(10), || {
+        alive(pid).is_empty().then_some(())
+    });
+    let v = env.tasks("endless", date);
+    assert_eq!(tries(task(&v, "forever"))[0]["state"], "running", "left for the next start to recover: {v:#}");
+
+    let _daemon = env.daemon(&[]);
+    let v = env.wait_run_finished("endless", date, Duration::from_secs(15));
+    let t = task(&v, "forever");
+    assert_eq!(v["run"]["state"], "failed", "{v:#}");
+    assert_eq!(state(t), "failed", "{v:#}");
+    assert_eq!(tries(t).len(), 1, "{v:#}");
+    assert!(tries(t)[0]["error"].as_str().unwrap_or_default().contains("interrupted"), "{v:#}");
+}
