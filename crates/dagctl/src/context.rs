@@ -127,3 +127,11 @@ pub async fn find_run(
         .await?
         .with_context(|| format!("DAG `{}` has no run with logical date {date}", dag.id))
 }
+
+/// The operators every run can use: the local ones, then the AWS ones.
+pub fn providers(config: &sluice_scheduler::Config) -> Vec<Arc<dyn sluice_scheduler::operators::OperatorProvider>> {
+    vec![
+        Arc::new(sluice_scheduler::operators::LocalOperators),
+        Arc::new(sluice_aws::AwsOperators::new(config.connections.clone())),
+    ]
+}

@@ -60,6 +60,7 @@ enum Command {
     Logs(cmd::logs::Args),
     Clear(cmd::clear::Args),
     Mark(cmd::mark::Args),
+    Clusters(cmd::clusters::Args),
     Pause(cmd::pause::Args),
     Unpause(cmd::pause::UnpauseArgs),
 }
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
             Command::Logs(a) => ctx.block_on(cmd::logs::run(&ctx, a)),
             Command::Clear(a) => ctx.block_on(cmd::clear::run(&ctx, a)),
             Command::Mark(a) => ctx.block_on(cmd::mark::run(&ctx, a)),
+            Command::Clusters(a) => ctx.block_on(cmd::clusters::run(&ctx, a)),
             Command::Pause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, true)),
             Command::Unpause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, false)),
         }

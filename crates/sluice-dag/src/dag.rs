@@ -149,6 +149,8 @@ pub struct Task {
     pub pool: Option<String>,
     pub priority: i64,
     pub depends_on_past: bool,
+    /// The `[connections.NAME]` of `sluice.toml` its AWS calls use (the task's, else the DAG's).
+    pub connection: Option<String>,
     pub doc: Option<String>,
     /// Line of the task's table in its file.
     pub line: usize,
@@ -172,6 +174,8 @@ pub struct Dag {
     #[serde(serialize_with = "ser_display_opt")]
     pub deadline: Option<Deadline>,
     pub tags: Vec<String>,
+    /// The DAG's default `connection`.
+    pub connection: Option<String>,
     pub params: Map<String, Value>,
     /// Tasks in topological order (file order among independent tasks).
     pub tasks: Vec<Task>,
@@ -315,7 +319,17 @@ impl Dag {
     /// Renders the task's keys with `ctx` and reads them back as its typed operator.
     pub fn render_task(&self, task: &Task, ctx: &TemplateContext) -> Result<(Value, Operator), String> {
         let env = template::environment();
-        let rendered = template::render_value(&env, &Value::Object(task.keys.clone()), ctx)?;
+        let mut rendered = template::render_value(&env, &Value::Object(task.keys.clone()), ctx)?;
+        // An Athena `query_file` is a template too: it is read and rendered into `query`.
+        if let Some(obj) = rendered.as_object_mut() {
+            if let Some(Value::String(file)) = obj.remove("query_file") {
+                let path = crate::parse::relative_to(&self.file, &file);
+                let sql = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let sql = template::render_value(&env, &Value::String(sql), ctx)
+                    .map_err(|e| e.replacen("key ``", &format!("query_file {file}"), 1))?;
+                obj.insert("query".into(), sql);
+            }
+        }
         let mut tagged = rendered.as_object().cloned().unwrap_or_default();
         tagged.insert("operator".into(), Value::String(task.operator.kind().name().into()));
         let op: Operator = serde_json::from_value(Value::Object(tagged))

@@ -130,6 +130,20 @@ impl Operator {
         }
     }
 
+    /// The time between two status checks, for operators that wait on remote work.
+    pub fn poke_interval_mut(&mut self) -> Option<&mut Duration> {
+        match self {
+            Operator::CreateEmrCluster(c) => Some(&mut c.poke_interval),
+            Operator::AddSteps(c) => Some(&mut c.poke_interval),
+            Operator::Sensor(c) => Some(&mut c.poke_interval),
+            Operator::Crawler(c) => Some(&mut c.poke_interval),
+            Operator::Athena(c) => Some(&mut c.poke_interval),
+            Operator::Terminate(c) => Some(&mut c.poke_interval),
+            Operator::EmrServerless(c) => Some(&mut c.poke_interval),
+            Operator::Command(_) | Operator::Wait(_) | Operator::Noop(_) => None,
+        }
+    }
+
     /// Checks that serde cannot express (one of two keys, non-empty lists). Each problem is
     /// returned with the key it concerns.
     pub fn check(&self) -> Vec<(Option<&'static str>, String)> {

@@ -37,6 +37,7 @@ pub const DAG_KEYS: &[&str] = &[
     "max_active_tasks",
     "deadline",
     "tags",
+    "connection",
     "params",
     "defaults",
     "tasks",
@@ -55,12 +56,22 @@ pub const TASK_KEYS: &[&str] = &[
     "pool",
     "priority",
     "depends_on_past",
+    "connection",
     "doc",
 ];
 
 /// Keys `[defaults]` may set for every task.
-pub const DEFAULT_KEYS: &[&str] =
-    &["retries", "retry_delay", "retry_backoff", "max_retry_delay", "timeout", "pool", "priority", "depends_on_past"];
+pub const DEFAULT_KEYS: &[&str] = &[
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "timeout",
+    "pool",
+    "priority",
+    "depends_on_past",
+    "connection",
+];
 
 pub const DEFAULT_MAX_ACTIVE_TASKS: u32 = 16;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
@@ -137,6 +148,7 @@ struct Common {
     pool: Option<String>,
     priority: Option<i64>,
     depends_on_past: Option<bool>,
+    connection: Option<String>,
 }
 
 impl Common {
@@ -150,6 +162,7 @@ impl Common {
             pool: self.pool.or_else(|| d.pool.clone()),
             priority: self.priority.or(d.priority),
             depends_on_past: self.depends_on_past.or(d.depends_on_past),
+            connection: self.connection.or_else(|| d.connection.clone()),
         }
     }
 }
@@ -307,10 +320,15 @@ impl<'s> Parser<'s> {
             },
             None => Map::new(),
         };
-        let defaults = match top.get("defaults") {
+        let mut defaults = match top.get("defaults") {
             Some((_, v)) => self.defaults(v),
             None => Common::default(),
         };
+        // A DAG-level `connection` is the default of every task that sets none.
+        let connection = top.get("connection").and_then(|(_, v)| self.read::<String>("connection", v, None));
+        if defaults.connection.is_none() {
+            defaults.connection = connection.clone();
+        }
 
         let mut drafts = Vec::new();
         match top.get("tasks") {
@@ -344,6 +362,7 @@ impl<'s> Parser<'s> {
             max_active_tasks,
             deadline,
             tags,
+            connection,
             params,
             tasks,
             source: String::new(),
@@ -385,6 +404,7 @@ impl<'s> Parser<'s> {
             "pool" => c.pool = self.read(key, v, task),
             "priority" => c.priority = self.read(key, v, task),
             "depends_on_past" => c.depends_on_past = self.read(key, v, task),
+            "connection" => c.connection = self.read(key, v, task),
             _ => return false,
         }
         true
@@ -655,6 +675,7 @@ impl<'s> Parser<'s> {
                     pool: c.pool,
                     priority: c.priority.unwrap_or(DEFAULT_PRIORITY),
                     depends_on_past: c.depends_on_past.unwrap_or(false),
+                    connection: c.connection,
                     doc: d.doc,
                     line,
                 })

@@ -24,6 +24,34 @@ pub struct Config {
     pub grace_period: Duration,
     /// Named pools and their slot counts; a task with `pool = "x"` takes one slot of `x`.
     pub pools: BTreeMap<String, usize>,
+    /// Named AWS connections; a DAG or task with `connection = "x"` uses `[connections.x]`.
+    /// A task that names none uses `[connections.default]` if declared, else the default
+    /// credential chain and region.
+    pub connections: BTreeMap<String, Connection>,
+    /// Caps every operator's `poke_interval` (e.g. "1s" against a local emulator, where the
+    /// DAGs' production intervals would only slow things down). Default: no cap.
+    pub max_poke_interval: Option<Duration>,
+}
+
+/// How to reach AWS. Credentials never appear here nor in DAG files: they come from the
+/// default chain (environment, profile, instance role), optionally through `profile` and
+/// `role_arn`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// AWS region, e.g. "eu-west-2".
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A named profile of the shared AWS config files.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// A role to assume (STS AssumeRole) on top of those credentials.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Another endpoint for every service (an emulator, a VPC endpoint); S3 then uses
+    /// path-style addressing.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
 }
 
 impl Default for Config {
@@ -35,6 +63,8 @@ impl Default for Config {
             parallelism: 32,
             grace_period: Duration::from_secs(30),
             pools: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            max_poke_interval: None,
         }
     }
 }

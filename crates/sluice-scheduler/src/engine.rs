@@ -27,6 +27,8 @@ type Result<T> = std::result::Result<T, SchedulerError>;
 
 /// How often the loop asks the store whether another process wrote to it.
 const EXTERNAL_CHECK: StdDuration = StdDuration::from_secs(1);
+/// How long an operator may take to cancel its remote work after a timeout.
+const CANCEL_LIMIT: StdDuration = StdDuration::from_secs(60);
 
 /// What the engine runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -272,7 +274,7 @@ impl Engine {
             let Some(i) = ar.entry.dag.task_index(&t.task_id) else { continue };
             let task = &ar.entry.dag.tasks[i];
             let rendered = render(&self.store, &ar.entry.dag, &run, i).await;
-            let op = rendered.ok().and_then(|op| self.providers.iter().find_map(|p| p.build(&op, &ar.entry.dag.file)));
+            let op = rendered.ok().and_then(|op| self.providers.iter().find_map(|p| p.build(&op, &ar.entry.dag, task)));
             // Processes of the interrupted try are killed first, whatever happens next.
             let killed = kill_orphan(run.id, &t.task_id, t.try_number);
             if killed > 0 {
@@ -587,6 +589,14 @@ impl Engine {
             let failed = ar.tis.iter().enumerate().any(|(i, t)| ar.entry.downs[i].is_empty() && t.state.is_failure());
             let state = if failed { RunState::Failed } else { RunState::Success };
             self.store.set_run_state(id, state, Utc::now()).await?;
+            // Cost safety: what the run left behind (an EMR cluster nobody terminated) is
+            // cleaned up in the background, so the loop goes on.
+            let mut ended = ar.run.clone();
+            ended.state = state;
+            for p in self.providers.iter() {
+                let (p, store, dag, ended) = (p.clone(), self.store.clone(), ar.entry.dag.clone(), ended.clone());
+                tokio::spawn(async move { p.run_finished(&dag, &ended, store.as_ref()).await });
+            }
             if failed {
                 warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, "run failed");
             } else {
@@ -693,6 +703,7 @@ impl Engine {
             try_number,
             resumed,
             log_path: log_path(&self.config.logs, &ar.run.dag_id, &ar.run.run_id, &task.id, try_number),
+            max_poke_interval: self.config.max_poke_interval,
         };
         info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = try_number, "task started");
         self.tries.spawn(job.execute());
@@ -861,6 +872,7 @@ struct Job {
     try_number: u32,
     resumed: Map<String, Value>,
     log_path: PathBuf,
+    max_poke_interval: Option<sluice_dag::Duration>,
 }
 
 impl Job {
@@ -883,7 +895,12 @@ impl Job {
             if self.resumed.is_empty() { "started" } else { "resumed" }
         ));
         let op = match render(&self.store, &self.dag, &self.run, self.task).await {
-            Ok(op) => op,
+            Ok(mut op) => {
+                if let (Some(cap), Some(p)) = (self.max_poke_interval, op.poke_interval_mut()) {
+                    *p = (*p).min(cap);
+                }
+                op
+            }
             Err(e) if e.message.starts_with("SKIP: ") => {
                 let reason = e.message.trim_start_matches("SKIP: ").to_string();
                 log.line(&format!("[sluice] skipped: {reason}"));
@@ -894,7 +911,7 @@ impl Job {
                 return Err(e);
             }
         };
-        let Some(operator) = self.providers.iter().find_map(|p| p.build(&op, &self.dag.file)) else {
+        let Some(operator) = self.providers.iter().find_map(|p| p.build(&op, &self.dag, task)) else {
             let e = TaskError::fatal(format!("operator `{}` is not available in this build of Sluice", op.kind()));
             log.line(&format!("[sluice] {}", e.message));
             return Err(e);
@@ -908,6 +925,7 @@ impl Job {
             task_id: task.id.clone(),
             try_number: self.try_number,
             dag_file: self.dag.file.clone(),
+            dates,
             resumed: self.resumed.clone(),
             log: log.clone(),
             env: vec![
@@ -922,7 +940,21 @@ impl Job {
         let result = match task.timeout {
             Some(t) => match tokio::time::timeout(t.as_std(), operator.run(&ctx)).await {
                 Ok(r) => r,
-                Err(_) => Err(TaskError::retryable(format!("timed out after {t}"))),
+                Err(_) => {
+                    log.line(&format!("[sluice] timed out after {t}; cancelling what the try started"));
+                    if tokio::time::timeout(CANCEL_LIMIT, operator.cancel(&ctx)).await.is_err() {
+                        log.line("[sluice] cancelling took too long; given up");
+                    }
+                    match &op {
+                        // A sensor's timeout is its answer, as in Airflow: no retry, and with
+                        // `soft_fail` the task ends skipped.
+                        sluice_dag::Operator::Sensor(s) if s.soft_fail => {
+                            Ok(Outcome::Skipped(format!("sensor timed out after {t} (soft_fail)")))
+                        }
+                        sluice_dag::Operator::Sensor(_) => Err(TaskError::fatal(format!("sensor timed out after {t}"))),
+                        _ => Err(TaskError::retryable(format!("timed out after {t}"))),
+                    }
+                }
             },
             None => operator.run(&ctx).await,
         };

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod clear;
+pub mod clusters;
 pub mod list;
 pub mod logs;
 pub mod mark;

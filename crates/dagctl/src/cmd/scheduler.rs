@@ -1,9 +1,6 @@
 //! `dagctl scheduler`: the daemon.
 
-use std::sync::Arc;
-
 use anyhow::Result;
-use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use tokio::sync::watch;
 
 use crate::context::Ctx;
@@ -46,7 +43,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         }
         let _ = tx.send(true);
     });
-    let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(LocalOperators)];
+    let providers = crate::context::providers(&config);
     sluice_scheduler::daemon::run(config, store, providers, rx).await?;
     Ok(exit::OK)
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use sluice_scheduler::engine::{Engine, Mode};
-use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::runs;
 use sluice_store::{RunKind, RunState, SqliteStore, Store};
 use tokio::sync::{mpsc, watch};
@@ -38,7 +37,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let dates = runs::manual_dates(&dag, logical, Utc::now());
     let run = runs::create_run(store.as_ref(), &dag, &dates, RunKind::Test, conf).await?.run().clone();
     println!("testing {} for ds {} (run {}), logs in {}", dag.id, dates.ds(), run.run_id, ctx.config.logs.display());
-    let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(LocalOperators)];
+    let providers = crate::context::providers(&ctx.config);
     let mut engine = Engine::new(store.clone(), ctx.config.clone(), providers, Mode::SingleRun(run.id));
     engine.add_dag(dag.clone());
     engine.load_active_runs().await?;

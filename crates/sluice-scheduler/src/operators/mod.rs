@@ -11,13 +11,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
-use sluice_dag::Operator;
-use sluice_store::Store;
+use sluice_dag::{Dag, Operator, RunDates, Task};
+use sluice_store::{Run, Store};
 
 mod command;
+mod time;
 mod wait;
 
 pub use command::{kill_orphan, CommandOperator, TRY_MARKER_ENV};
+pub use time::TimeSensor;
 pub use wait::WaitOperator;
 
 /// How a try ended well.
@@ -81,6 +83,8 @@ pub struct TryContext {
     pub try_number: u32,
     /// The DAG file, for keys relative to it (`cwd`, `query_file`).
     pub dag_file: PathBuf,
+    /// The run's dates, in the DAG's zone.
+    pub dates: RunDates,
     /// External ids this same try recorded before the scheduler stopped; empty when fresh.
     pub resumed: Map<String, Value>,
     pub log: TryLog,
@@ -101,6 +105,27 @@ impl TryContext {
     pub fn resumed(&self, key: &str) -> Option<&Value> {
         self.resumed.get(key)
     }
+
+    /// What this try has recorded so far (read back from the store).
+    pub async fn recorded(&self) -> Map<String, Value> {
+        match self.store.tries(self.run, Some(&self.task_id)).await {
+            Ok(tries) => {
+                tries.into_iter().find(|t| t.try_number == self.try_number).map(|t| t.external_ids).unwrap_or_default()
+            }
+            Err(_) => self.resumed.clone(),
+        }
+    }
+
+    /// The earlier tries of this task in this run, oldest first: a retry re-attaches to remote
+    /// work they started that is still running or already succeeded.
+    pub async fn earlier_tries(&self) -> Result<Vec<sluice_store::Try>, TaskError> {
+        let tries = self
+            .store
+            .tries(self.run, Some(&self.task_id))
+            .await
+            .map_err(|e| TaskError::retryable(format!("reading earlier tries: {e}")))?;
+        Ok(tries.into_iter().filter(|t| t.try_number < self.try_number).collect())
+    }
 }
 
 /// A task's behaviour.
@@ -114,22 +139,38 @@ pub trait TaskOperator: Send + Sync {
     fn can_resume(&self, _recorded: &Map<String, Value>) -> bool {
         false
     }
+
+    /// The try was cut off (its `timeout`) while `run` was waiting: stop the remote work it
+    /// started (cancel the steps, stop the query) so nothing keeps running and billing.
+    async fn cancel(&self, _ctx: &TryContext) {}
 }
 
 /// Builds operators from rendered task keys. The scheduler asks each provider in turn.
+#[async_trait::async_trait]
 pub trait OperatorProvider: Send + Sync {
-    fn build(&self, op: &Operator, dag_file: &std::path::Path) -> Option<Box<dyn TaskOperator>>;
+    /// The operator for a task, with its keys rendered into `op`; `None` when this provider
+    /// does not know the operator.
+    fn build(&self, op: &Operator, dag: &Dag, task: &Task) -> Option<Box<dyn TaskOperator>>;
+
+    /// A run has ended: clean up what its tasks left behind (the AWS provider terminates the
+    /// clusters the run created and did not terminate).
+    async fn run_finished(&self, _dag: &Dag, _run: &Run, _store: &dyn Store) {}
 }
 
 /// `command`, `wait` and `noop`.
 pub struct LocalOperators;
 
+#[async_trait::async_trait]
 impl OperatorProvider for LocalOperators {
-    fn build(&self, op: &Operator, dag_file: &std::path::Path) -> Option<Box<dyn TaskOperator>> {
+    fn build(&self, op: &Operator, dag: &Dag, _task: &Task) -> Option<Box<dyn TaskOperator>> {
         match op {
-            Operator::Command(c) => Some(Box::new(CommandOperator::new(c, dag_file))),
+            Operator::Command(c) => Some(Box::new(CommandOperator::new(c, &dag.file))),
             Operator::Wait(w) => Some(Box::new(WaitOperator { duration: w.duration.as_std() })),
             Operator::Noop(_) => Some(Box::new(NoopOperator)),
+            Operator::Sensor(sluice_dag::operators::Sensor {
+                kind: sluice_dag::operators::SensorKind::Time(t),
+                ..
+            }) => Some(Box::new(TimeSensor { at: t.at })),
             _ => None,
         }
     }

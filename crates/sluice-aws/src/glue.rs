@@ -1,0 +1,269 @@
+//! Glue: the `crawler` operator and the `glue_crawler` sensor.
+//!
+//! A crawler has no run id, so a crawl is told apart by its start time: before StartCrawler
+//! the task records `previous_crawl_start` (the start of the crawler's last crawl, or null),
+//! after it `crawler` (the name). A crawl whose `LastCrawl.StartTime` differs from the one
+//! recorded, or a crawler seen RUNNING since, is this task's crawl. So a resumed try never
+//! starts a second crawl: while the crawler is RUNNING or STOPPING it waits; when it is READY
+//! after a crawl newer than the recorded one it only reads that crawl's outcome; it starts
+//! the crawler only when no newer crawl happened. When StartCrawler answers that the crawler
+//! is already running, the task waits for that crawl and takes its outcome.
+//!
+//! Success is READY with the last crawl SUCCEEDED (AWS) or COMPLETED (what moto says); a
+//! FAILED, CANCELLED (or moto's STOPPED) crawl fails the task with Glue's error message.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_glue::error::ProvideErrorMetadata;
+use aws_sdk_glue::types::{Crawler, CrawlerState, CrawlerTargets, S3Target};
+use aws_smithy_types::date_time::Format;
+use serde_json::{json, Map, Value};
+use sluice_dag::operators as ops;
+use sluice_scheduler::operators::{Outcome, TaskError, TaskOperator, TryContext};
+
+use crate::clients::Clients;
+use crate::wait::{aws_error, call, AwsError, Poll, Waiter};
+
+/// The start of a crawler's last crawl, as recorded (RFC 3339 with fractions).
+fn last_crawl_start(c: &Crawler) -> Option<String> {
+    c.last_crawl().and_then(|l| l.start_time()).and_then(|t| t.fmt(Format::DateTime).ok())
+}
+
+/// A crawler's state, or `None` when it does not exist.
+async fn get_crawler(glue: &aws_sdk_glue::Client, name: &str) -> Result<Option<Crawler>, AwsError> {
+    match glue.get_crawler().name(name).send().await {
+        Ok(out) => Ok(out.crawler().cloned()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => Ok(None),
+        Err(e) => Err(aws_error("GetCrawler", e)),
+    }
+}
+
+fn state_name(c: &Crawler) -> &str {
+    c.state().map_or("UNKNOWN", |s| s.as_str())
+}
+
+/// What a READY crawler's last crawl says: done well, failed (why), or still nothing to read.
+fn last_crawl_outcome(name: &str, c: &Crawler) -> Poll<()> {
+    let Some(last) = c.last_crawl() else {
+        return Poll::Pending("READY, never crawled".into());
+    };
+    let status = last.status().map(|s| s.as_str()).unwrap_or("UNKNOWN");
+    match status {
+        "SUCCEEDED" | "COMPLETED" => Poll::Ready(()),
+        "FAILED" | "CANCELLED" | "STOPPED" => Poll::Failed(format!(
+            "crawler {name}: last crawl {status}: {}",
+            last.error_message().filter(|m| !m.is_empty()).unwrap_or("no error message given")
+        )),
+        other => Poll::Pending(format!("READY, last crawl {other}")),
+    }
+}
+
+/// Waits until the crawler is READY after this task's crawl (one newer than `previous`, or
+/// any crawl once the crawler was seen running), then reads that crawl's outcome.
+async fn wait_crawl(
+    glue: &aws_sdk_glue::Client,
+    ctx: &TryContext,
+    name: &str,
+    previous: Option<&str>,
+    seen_running: bool,
+    delay: Duration,
+) -> Result<(), TaskError> {
+    let seen_running = AtomicBool::new(seen_running);
+    Waiter::new(format!("crawler {name} to be READY"), delay)
+        .wait(ctx, || async {
+            let Some(c) = get_crawler(glue, name).await? else {
+                return Ok(Poll::Failed(format!("crawler {name} does not exist")));
+            };
+            Ok(match c.state() {
+                Some(CrawlerState::Ready) => {
+                    let newer = last_crawl_start(&c).as_deref() != previous;
+                    if seen_running.load(Ordering::Relaxed) || newer {
+                        last_crawl_outcome(name, &c)
+                    } else {
+                        Poll::Pending("READY, the crawl has not started yet".into())
+                    }
+                }
+                Some(CrawlerState::Running | CrawlerState::Stopping) => {
+                    seen_running.store(true, Ordering::Relaxed);
+                    Poll::Pending(state_name(&c).to_string())
+                }
+                _ => Poll::Pending(state_name(&c).to_string()),
+            })
+        })
+        .await
+}
+
+/// `crawler`.
+pub struct CrawlerOperator {
+    pub cfg: ops::Crawler,
+    pub clients: Arc<Clients>,
+    pub connection: Option<String>,
+}
+
+impl CrawlerOperator {
+    /// Creates the crawler, or updates it when it exists (given role, database and targets).
+    async fn create_or_update(&self, glue: &aws_sdk_glue::Client, ctx: &TryContext) -> Result<(), TaskError> {
+        let c = &self.cfg;
+        let (Some(role), Some(database)) = (&c.role, &c.database) else { return Ok(()) };
+        if c.s3_targets.is_empty() {
+            return Ok(());
+        }
+        let targets = CrawlerTargets::builder()
+            .set_s3_targets(Some(c.s3_targets.iter().map(|p| S3Target::builder().path(p).build()).collect()))
+            .build();
+        let exists = call(ctx, || get_crawler(glue, &c.name)).await?.is_some();
+        if !exists {
+            let created = glue
+                .create_crawler()
+                .name(&c.name)
+                .role(role)
+                .database_name(database)
+                .targets(targets.clone())
+                .set_table_prefix(c.table_prefix.clone())
+                .set_description(c.description.clone())
+                .send()
+                .await;
+            match created {
+                Ok(_) => {
+                    ctx.log.line(&format!("[aws] created crawler {}", c.name));
+                    return Ok(());
+                }
+                // Created meanwhile by someone else: update it below.
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => {}
+                Err(e) => return Err(aws_error("CreateCrawler", e).into()),
+            }
+        }
+        let updated = glue
+            .update_crawler()
+            .name(&c.name)
+            .role(role)
+            .database_name(database)
+            .targets(targets)
+            .set_table_prefix(c.table_prefix.clone())
+            .set_description(c.description.clone())
+            .send()
+            .await;
+        match updated {
+            Ok(_) => ctx.log.line(&format!("[aws] updated crawler {}", c.name)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_crawler_running_exception()) => {
+                ctx.log.line(&format!("[aws] crawler {} is running; not updated (its crawl is awaited)", c.name))
+            }
+            Err(e) => return Err(aws_error("UpdateCrawler", e).into()),
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskOperator for CrawlerOperator {
+    async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
+        let glue = self.clients.glue(self.connection.as_deref()).await?;
+        let name = self.cfg.name.as_str();
+        let delay = self.cfg.poke_interval.as_std();
+
+        // Resumed after a restart: wait for the crawl this try started, if it did.
+        if ctx.resumed("previous_crawl_start").is_some() || ctx.resumed("crawler").is_some() {
+            let previous = ctx.resumed("previous_crawl_start").and_then(Value::as_str).map(str::to_string);
+            let started = ctx.resumed("crawler").is_some();
+            let Some(c) = call(ctx, || get_crawler(&glue, name)).await? else {
+                return Err(TaskError::retryable(format!("crawler {name} does not exist")));
+            };
+            let running = matches!(c.state(), Some(CrawlerState::Running | CrawlerState::Stopping));
+            let newer = last_crawl_start(&c) != previous;
+            if running || newer {
+                ctx.log.line(&format!("[aws] re-attaching to crawler {name} ({})", state_name(&c)));
+                if !started {
+                    ctx.record("crawler", json!(name)).await?;
+                }
+                wait_crawl(&glue, ctx, name, previous.as_deref(), running, delay).await?;
+                return Ok(Outcome::Success(Map::new()));
+            }
+            ctx.log.line(&format!("[aws] crawler {name} did not crawl since; starting it"));
+        } else {
+            self.create_or_update(&glue, ctx).await?;
+        }
+
+        let Some(c) = call(ctx, || get_crawler(&glue, name)).await? else {
+            return Err(TaskError::fatal(format!(
+                "crawler {name} does not exist (give `role`, `database` and `s3_targets` to create it)"
+            )));
+        };
+        let previous = last_crawl_start(&c);
+        ctx.record("previous_crawl_start", json!(previous)).await?;
+        let already_running = call(ctx, || async {
+            match glue.start_crawler().name(name).send().await {
+                Ok(_) => Ok(false),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_crawler_running_exception()) => Ok(true),
+                Err(e) => Err(aws_error("StartCrawler", e)),
+            }
+        })
+        .await?;
+        ctx.log.line(&if already_running {
+            format!("[aws] crawler {name} is already running; waiting for that crawl")
+        } else {
+            format!("[aws] started crawler {name}")
+        });
+        ctx.record("crawler", json!(name)).await?;
+        wait_crawl(&glue, ctx, name, previous.as_deref(), already_running, delay).await?;
+        ctx.log.line(&format!("[aws] crawler {name} finished its crawl"));
+        Ok(Outcome::Success(Map::new()))
+    }
+
+    fn can_resume(&self, _recorded: &Map<String, Value>) -> bool {
+        true
+    }
+
+    /// Timed out: the crawl is stopped.
+    async fn cancel(&self, ctx: &TryContext) {
+        if !ctx.recorded().await.contains_key("crawler") {
+            return;
+        }
+        if let Ok(glue) = self.clients.glue(self.connection.as_deref()).await {
+            let r = glue.stop_crawler().name(&self.cfg.name).send().await;
+            ctx.log.line(&format!(
+                "[aws] stopping crawler {}: {}",
+                self.cfg.name,
+                match r {
+                    Ok(_) => "requested".to_string(),
+                    Err(e) if e.code() == Some("CrawlerNotRunningException") => "it is not running".to_string(),
+                    Err(e) => aws_error("StopCrawler", e).message,
+                }
+            ));
+        }
+    }
+}
+
+/// `sensor` of kind `glue_crawler`: the crawler is READY and its last crawl succeeded. A
+/// crawler that does not exist (yet) is waited for; a failed last crawl fails the task.
+pub struct CrawlerSensor {
+    pub name: String,
+    pub poke_interval: Duration,
+    pub clients: Arc<Clients>,
+    pub connection: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl TaskOperator for CrawlerSensor {
+    async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
+        let glue = self.clients.glue(self.connection.as_deref()).await?;
+        let name = self.name.as_str();
+        Waiter::new(format!("crawler {name} to be READY after a successful crawl"), self.poke_interval)
+            .wait(ctx, || async {
+                let Some(c) = get_crawler(&glue, name).await? else {
+                    return Ok(Poll::Pending(format!("crawler {name} does not exist yet")));
+                };
+                Ok(match c.state() {
+                    Some(CrawlerState::Ready) => last_crawl_outcome(name, &c),
+                    _ => Poll::Pending(state_name(&c).to_string()),
+                })
+            })
+            .await?;
+        Ok(Outcome::Success(Map::new()))
+    }
+
+    fn can_resume(&self, _recorded: &Map<String, Value>) -> bool {
+        true
+    }
+}

@@ -1,0 +1,103 @@
+//! Sluice's AWS operators, over the official aws-sdk-rust crates.
+//!
+//! - [`clients`]; one SDK configuration per connection (`[connections.NAME]` in
+//!   `sluice.toml`, or the default chain).
+//! - [`wait`]; the one waiting mechanism (poll, delay, success and failure states) with
+//!   backoff on throttling and server errors.
+//! - [`emr`]; create cluster, add steps, terminate, EMR sensors, leftover clean-up.
+//!
+//! Every operator records each external id (cluster, steps, query, job run) the moment AWS
+//! returns it, and re-attaches to that work after a crash or on a retry instead of submitting
+//! it again; the window between request and record is closed by tags, names or idempotency
+//! tokens. The scheduler reaches these operators through [`AwsOperators`], an
+//! `OperatorProvider`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sluice_dag::operators::SensorKind;
+use sluice_dag::{Dag, Operator, Task};
+use sluice_scheduler::config::Connection;
+use sluice_scheduler::operators::{OperatorProvider, TaskOperator};
+use sluice_store::{Run, Store};
+
+pub mod athena;
+pub mod clients;
+pub mod emr;
+pub mod glue;
+pub mod s3;
+pub mod serverless;
+pub mod wait;
+
+pub use clients::Clients;
+
+/// The AWS operators, as the scheduler sees them.
+pub struct AwsOperators {
+    clients: Arc<Clients>,
+}
+
+impl AwsOperators {
+    pub fn new(connections: BTreeMap<String, Connection>) -> AwsOperators {
+        AwsOperators { clients: Arc::new(Clients::new(connections)) }
+    }
+
+    pub fn clients(&self) -> Arc<Clients> {
+        self.clients.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl OperatorProvider for AwsOperators {
+    fn build(&self, op: &Operator, _dag: &Dag, task: &Task) -> Option<Box<dyn TaskOperator>> {
+        let clients = self.clients.clone();
+        let connection = task.connection.clone();
+        Some(match op {
+            Operator::CreateEmrCluster(cfg) => Box::new(emr::CreateCluster { cfg: cfg.clone(), clients, connection }),
+            Operator::AddSteps(cfg) => Box::new(emr::AddSteps { cfg: cfg.clone(), clients, connection }),
+            Operator::Terminate(cfg) => Box::new(emr::TerminateCluster { cfg: cfg.clone(), clients, connection }),
+            Operator::Crawler(cfg) => Box::new(glue::CrawlerOperator { cfg: cfg.clone(), clients, connection }),
+            Operator::Athena(cfg) => Box::new(athena::AthenaQuery { cfg: cfg.clone(), clients, connection }),
+            Operator::EmrServerless(cfg) => Box::new(serverless::JobRun { cfg: cfg.clone(), clients, connection }),
+            Operator::Sensor(s) => {
+                let poke_interval = s.poke_interval.as_std();
+                match &s.kind {
+                    SensorKind::EmrStep(k) => Box::new(emr::StepSensor {
+                        cluster_id: k.cluster_id.clone(),
+                        step_id: k.step_id.clone(),
+                        poke_interval,
+                        clients,
+                        connection,
+                    }),
+                    SensorKind::EmrCluster(k) => {
+                        Box::new(emr::ClusterSensor { cfg: k.clone(), poke_interval, clients, connection })
+                    }
+                    SensorKind::S3Key(k) => Box::new(s3::KeySensor {
+                        bucket: k.bucket.clone(),
+                        key: k.key.clone(),
+                        poke_interval,
+                        clients,
+                        connection,
+                    }),
+                    SensorKind::GlueCrawler(k) => {
+                        Box::new(glue::CrawlerSensor { name: k.name.clone(), poke_interval, clients, connection })
+                    }
+                    SensorKind::AthenaQuery(k) => Box::new(athena::QuerySensor {
+                        query_execution_id: k.query_execution_id.clone(),
+                        poke_interval,
+                        clients,
+                        connection,
+                    }),
+                    SensorKind::EmrServerlessJob(k) => {
+                        Box::new(serverless::JobRunSensor { cfg: k.clone(), poke_interval, clients, connection })
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    async fn run_finished(&self, dag: &Dag, run: &Run, store: &dyn Store) {
+        emr::terminate_run_clusters(&self.clients, dag, run, store).await;
+    }
+}

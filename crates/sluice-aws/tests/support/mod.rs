@@ -1,0 +1,248 @@
+//! Test support: a real AWS API emulator (moto, server mode) on a loopback port, one per test
+//! that asks for it, with Sluice's additions (`tests/tooling/moto_launcher.py`): EMR steps that
+//! finish on a clock, failure injection by the `SLUICE_FAIL` marker, and injected throttling.
+//! `tests/tooling/README.md` says what is real moto and what is ours.
+//!
+//! ```ignore
+//! mod support;
+//! let moto = support::Moto::start();
+//! // point the SDK at moto.endpoint with support::{ACCESS_KEY_ID, SECRET_ACCESS_KEY, REGION}
+//! // (S3: force_path_style(true))
+//! moto.inject_fault("elasticmapreduce", Some("DescribeStep"), 2, 400, "ThrottlingException");
+//! // ... the operator retries ...
+//! assert_eq!(moto.faults_served(), 2);
+//! ```
+//!
+//! The server needs the project's Python venv (`.venv` at the workspace root, made by
+//! `bash .ci/run` or by hand as `tests/tooling/README.md` says). Each `Moto` is its own process
+//! with its own empty state; it is killed when the `Moto` is dropped, and it also exits by
+//! itself when the test process dies (it watches its stdin, a pipe from this process).
+//!
+//! The control calls below are blocking HTTP/1.1 over `std::net::TcpStream` (loopback, a few
+//! milliseconds); calling them from an async test is fine.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Credentials moto accepts (any value works; these are the conventional ones).
+pub const ACCESS_KEY_ID: &str = "testing";
+pub const SECRET_ACCESS_KEY: &str = "testing";
+/// The region the tests use; moto keeps separate state per region.
+pub const REGION: &str = "us-east-1";
+/// moto's account: IAM role ARNs given to EMR Serverless must be in it.
+pub const ACCOUNT_ID: &str = "123456789012";
+/// Put this in an EMR step (name or args), an Athena query, an EMR Serverless job run (name or
+/// job driver), a Glue crawler's name or a Glue job run (job name or arguments) to make it fail.
+pub const FAIL_MARKER: &str = "SLUICE_FAIL";
+
+/// How long `start` waits for the launcher's `READY` line (moto imports take a few seconds).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct Moto {
+    /// `http://127.0.0.1:PORT`: the endpoint URL for every AWS client of the test.
+    pub endpoint: String,
+    pub port: u16,
+    child: Child,
+    /// Held open so that the launcher (`--exit-on-stdin-eof`) dies with this process.
+    _stdin: Option<ChildStdin>,
+}
+
+/// The workspace root: `crates/sluice-aws/../..`.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+impl Moto {
+    /// Starts a server with the launcher's defaults (EMR steps: 1 s PENDING, 2 s RUNNING;
+    /// Glue crawls and job runs, Athena queries: one state per second).
+    pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// Starts a server with extra launcher flags, e.g.
+    /// `&["--emr-step-seconds", "0.5", "--emr-cluster-seconds", "1"]` (see the README).
+    pub fn start_with(args: &[&str]) -> Moto {
+        let root = workspace_root();
+        let python = root.join(".venv/bin/python");
+        if !python.exists() {
+            panic!(
+                "{} is missing: the AWS tests need the project's Python venv with moto. Run `bash \
+                 .ci/run` once, or from {}: `python3 -m venv .venv && .venv/bin/pip install -r \
+                 tests/tooling/requirements.txt` (tests/tooling/README.md)",
+                python.display(),
+                root.display()
+            );
+        }
+        let launcher = root.join("tests/tooling/moto_launcher.py");
+        let mut child = Command::new(&python)
+            .arg(&launcher)
+            .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
+            .args(args)
+            .current_dir(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", launcher.display()));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("launcher stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(read.map(|_| line));
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => {
+                let _ = child.kill();
+                panic!("reading the moto launcher's output: {e}");
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the moto launcher printed no READY line within {START_TIMEOUT:?}");
+            }
+        };
+        let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse::<u16>().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            panic!(
+                "the moto launcher did not start (first line {line:?}, exit {status:?}); its \
+                 error is above in stderr"
+            );
+        };
+        Moto { endpoint: format!("http://127.0.0.1:{port}"), port, child, _stdin: stdin }
+    }
+
+    /// Environment for a child process (e.g. `dagctl`) that should talk to this server through
+    /// the default credential chain and the SDK's `AWS_ENDPOINT_URL`.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_string()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ]
+    }
+
+    /// Makes the next `count` requests to `service` (the SigV4 signing name: `elasticmapreduce`,
+    /// `emr-serverless`, `glue`, `athena`, `s3`), and to operation `action` when given (e.g.
+    /// `DescribeStep`, `GetJobRun`, `HeadObject`), fail with HTTP `status` and error `code`
+    /// (`ThrottlingException` 400; for S3 `SlowDown` 503; or e.g. `InternalServerException` 500),
+    /// in the service's own error format.
+    pub fn inject_fault(&self, service: &str, action: Option<&str>, count: u32, status: u16, code: &str) {
+        let body = serde_json::json!({
+            "service": service, "action": action, "count": count, "status": status, "code": code,
+        });
+        let (st, text) = self.request("POST", "/_sluice/faults", Some(&body));
+        assert_eq!(st, 201, "POST /_sluice/faults {body}: {text}");
+    }
+
+    /// `GET /_sluice/faults`: `{"faults": [ ...pending, with "remaining" ], "served": N}`.
+    pub fn faults(&self) -> serde_json::Value {
+        let (st, text) = self.request("GET", "/_sluice/faults", None);
+        assert_eq!(st, 200, "GET /_sluice/faults: {text}");
+        serde_json::from_str(&text).expect("faults JSON")
+    }
+
+    /// How many injected errors the server has answered so far (since start or `clear_faults`).
+    pub fn faults_served(&self) -> u64 {
+        self.faults()["served"].as_u64().expect("served")
+    }
+
+    /// Drops the pending faults and resets the served count.
+    pub fn clear_faults(&self) {
+        let (st, text) = self.request("DELETE", "/_sluice/faults", None);
+        assert_eq!(st, 200, "DELETE /_sluice/faults: {text}");
+    }
+
+    /// moto's state manager: how `model` (`glue::crawl`, `glue::job_run`, `athena::execution`,
+    /// ...) advances, e.g. `json!({"progression": "time", "seconds": 2})`,
+    /// `json!({"progression": "manual", "times": 3})` or `json!({"progression": "immediate"})`.
+    pub fn set_transition(&self, model: &str, transition: serde_json::Value) {
+        let body = serde_json::json!({ "model_name": model, "transition": transition });
+        let (st, text) = self.request("POST", "/moto-api/state-manager/set-transition", Some(&body));
+        assert_eq!(st, 201, "set-transition {body}: {text}");
+    }
+
+    /// Queues Athena result sets: each later query takes the next one when its results are
+    /// first read (`GetQueryResults`), and moto also writes it as CSV to the query's S3 output
+    /// location. `results` is a list of `{"rows": [{"Data": [{"VarCharValue": "1"}]}],
+    /// "column_info": [{"Name": "n", "Type": "integer"}]}` (first row = header, as in Athena).
+    pub fn seed_athena_results(&self, results: serde_json::Value) {
+        let body = serde_json::json!({ "region": REGION, "results": results });
+        let (st, text) = self.request("POST", "/moto-api/static/athena/query-results", Some(&body));
+        assert_eq!(st, 201, "athena query-results: {text}");
+    }
+
+    /// Empties every moto backend (faults and transitions stay as they are).
+    pub fn reset(&self) {
+        let (st, text) = self.request("POST", "/moto-api/reset", None);
+        assert_eq!(st, 200, "moto reset: {text}");
+    }
+
+    /// One plain HTTP/1.1 request to the server; returns the status and the body.
+    pub fn request(&self, method: &str, path: &str, json: Option<&serde_json::Value>) -> (u16, String) {
+        let body = json.map(|j| j.to_string()).unwrap_or_default();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes())).expect("send");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read response");
+        parse_response(&raw).unwrap_or_else(|| {
+            panic!("unreadable HTTP response to {method} {path}: {:?}", String::from_utf8_lossy(&raw))
+        })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status and body of an HTTP/1.1 response read to the end (`Connection: close`); handles
+/// `Transfer-Encoding: chunked`.
+fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n")?;
+            let size_text = std::str::from_utf8(&rest[..eol]).ok()?;
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                break;
+            }
+            let start = eol + 2;
+            out.extend_from_slice(rest.get(start..start + size)?);
+            rest = rest.get(start + size + 2..)?;
+        }
+        body = out;
+    }
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
