@@ -343,6 +343,10 @@ impl AddSteps {
             return Ok(Some(mine));
         }
         for earlier in ctx.earlier_tries().await?.iter().rev() {
+            // A try that ended well was followed by a clear: the task is meant to run again.
+            if matches!(earlier.state, sluice_store::TaskState::Success | sluice_store::TaskState::Skipped) {
+                break;
+            }
             let ids = ids_of(earlier.external_ids.get("step_ids"));
             if ids.is_empty()
                 || earlier.external_ids.get("cluster_id").and_then(Value::as_str) != Some(self.cfg.cluster_id.as_str())

@@ -103,6 +103,20 @@ pub struct CrawlerOperator {
 }
 
 impl CrawlerOperator {
+    /// Whether an existing crawler already has the role, database, targets, prefix and
+    /// description given (then it is not updated: no new crawler version for nothing).
+    fn up_to_date(&self, current: &Crawler) -> bool {
+        let c = &self.cfg;
+        let paths: Vec<&str> =
+            current.targets().map(|t| t.s3_targets().iter().filter_map(|t| t.path()).collect()).unwrap_or_default();
+        let text = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
+        current.role() == c.role.as_deref()
+            && current.database_name() == c.database.as_deref()
+            && paths == c.s3_targets.iter().map(String::as_str).collect::<Vec<_>>()
+            && text(current.table_prefix()) == text(c.table_prefix.as_deref())
+            && text(current.description()) == text(c.description.as_deref())
+    }
+
     /// Creates the crawler, or updates it when it exists (given role, database and targets).
     async fn create_or_update(&self, glue: &aws_sdk_glue::Client, ctx: &TryContext) -> Result<(), TaskError> {
         let c = &self.cfg;
@@ -113,8 +127,13 @@ impl CrawlerOperator {
         let targets = CrawlerTargets::builder()
             .set_s3_targets(Some(c.s3_targets.iter().map(|p| S3Target::builder().path(p).build()).collect()))
             .build();
-        let exists = call(ctx, || get_crawler(glue, &c.name)).await?.is_some();
-        if !exists {
+        let existing = call(ctx, || get_crawler(glue, &c.name)).await?;
+        if let Some(current) = &existing {
+            if self.up_to_date(current) {
+                ctx.log.line(&format!("[aws] crawler {} is up to date", c.name));
+                return Ok(());
+            }
+        } else {
             let created = glue
                 .create_crawler()
                 .name(&c.name)

@@ -5,6 +5,10 @@
 //! - [`wait`]; the one waiting mechanism (poll, delay, success and failure states) with
 //!   backoff on throttling and server errors.
 //! - [`emr`]; create cluster, add steps, terminate, EMR sensors, leftover clean-up.
+//! - [`s3`]; the `s3_key` sensor, with `*` and `?` wildcards over a prefix listing.
+//! - [`glue`]; the `crawler` operator (create or update, start, wait) and its sensor.
+//! - [`athena`]; the `athena` operator (idempotency token per try) and its sensor.
+//! - [`serverless`]; the `emr_serverless` operator (client token per try) and its sensor.
 //!
 //! Every operator records each external id (cluster, steps, query, job run) the moment AWS
 //! returns it, and re-attaches to that work after a crash or on a retry instead of submitting

@@ -145,6 +145,24 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses_with_its_connections() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sluice.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.connections["default"].region.as_deref(), Some("eu-west-2"));
+        let a = &c.connections["analytics"];
+        assert_eq!(a.profile.as_deref(), Some("analytics"));
+        assert!(a.role_arn.as_deref().unwrap().ends_with(":role/sluice-runner"));
+        assert_eq!(c.pools["emr"], 2);
+        let e = Config::parse(
+            Path::new("s.toml"),
+            "[connections.x]
+regoin = \"eu-west-1\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `regoin`"), "{e}");
+    }
+
+    #[test]
     fn zero_slots_are_rejected() {
         assert!(Config::parse(Path::new("s.toml"), "[pools]\nx = 0\n").is_err());
         assert!(Config::parse(Path::new("s.toml"), "parallelism = 0\n").is_err());

@@ -573,7 +573,10 @@ impl Engine {
     }
 
     /// Ends runs whose tasks are all finished. As in Airflow, a run fails when one of its
-    /// leaves (tasks without downstream) failed or is upstream_failed, and succeeds otherwise.
+    /// leaves failed or is upstream_failed, and succeeds otherwise; as with Airflow's teardown
+    /// tasks, a `terminate` does not hide a failure before it: a failed task whose only
+    /// downstream tasks are teardowns counts as a leaf. (A teardown that fails still fails
+    /// the run: a cluster left up is a failure worth seeing.)
     async fn finish_runs(&mut self) -> Result<()> {
         let done: Vec<i64> = self
             .runs
@@ -586,7 +589,12 @@ impl Engine {
                 continue;
             }
             let ar = self.runs.remove(&id).expect("active run");
-            let failed = ar.tis.iter().enumerate().any(|(i, t)| ar.entry.downs[i].is_empty() && t.state.is_failure());
+            let teardown = |i: usize| ar.entry.dag.tasks[i].operator.kind() == sluice_dag::OperatorKind::Terminate;
+            let failed = ar
+                .tis
+                .iter()
+                .enumerate()
+                .any(|(i, t)| t.state.is_failure() && ar.entry.downs[i].iter().all(|d| teardown(*d)));
             let state = if failed { RunState::Failed } else { RunState::Success };
             self.store.set_run_state(id, state, Utc::now()).await?;
             // Cost safety: what the run left behind (an EMR cluster nobody terminated) is

@@ -57,6 +57,66 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
+/// The venv's python, with moto importable: created on first use (`python3 -m venv .venv`,
+/// then `pip install -r tests/tooling/requirements.txt`), so `cargo test` works on a fresh
+/// machine with python3 and PyPI; `.ci/run` does the same ahead of time. Tests in parallel
+/// (threads or processes) take turns through a lock directory.
+fn ensure_venv(root: &Path) -> PathBuf {
+    let python = root.join(".venv/bin/python");
+    let ready =
+        || Command::new(&python).args(["-c", "import moto"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if ready() {
+        return python;
+    }
+    let lock = root.join(".venv-setup.lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        if std::fs::create_dir(&lock).is_ok() {
+            break;
+        }
+        // Another test sets it up (or a setup died: a lock older than the deadline is stale).
+        if ready() {
+            return python;
+        }
+        let stale = std::fs::metadata(&lock)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(600));
+        if stale || std::time::Instant::now() > deadline {
+            let _ = std::fs::remove_dir(&lock);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let setup = || -> Result<(), String> {
+        if ready() {
+            return Ok(());
+        }
+        eprintln!("setting up {} for the AWS emulator (tests/tooling/requirements.txt)", root.join(".venv").display());
+        let run = |cmd: &mut Command| match cmd.current_dir(root).status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("{cmd:?} exited with {s}")),
+            Err(e) => Err(format!("{cmd:?}: {e}")),
+        };
+        run(Command::new("python3").args(["-m", "venv", ".venv"]))?;
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+            "tests/tooling/requirements.txt",
+        ]))
+    };
+    let result = setup();
+    let _ = std::fs::remove_dir(&lock);
+    if let Err(e) = result {
+        panic!(
+            "the AWS tests need a Python venv with moto and it could not be set up: {e} (see tests/tooling/README.md)"
+        );
+    }
+    python
+}
+
 impl Moto {
     /// Starts a server with the launcher's defaults (EMR steps: 1 s PENDING, 2 s RUNNING;
     /// Glue crawls and job runs, Athena queries: one state per second).
@@ -68,16 +128,7 @@ impl Moto {
     /// `&["--emr-step-seconds", "0.5", "--emr-cluster-seconds", "1"]` (see the README).
     pub fn start_with(args: &[&str]) -> Moto {
         let root = workspace_root();
-        let python = root.join(".venv/bin/python");
-        if !python.exists() {
-            panic!(
-                "{} is missing: the AWS tests need the project's Python venv with moto. Run `bash \
-                 .ci/run` once, or from {}: `python3 -m venv .venv && .venv/bin/pip install -r \
-                 tests/tooling/requirements.txt` (tests/tooling/README.md)",
-                python.display(),
-                root.display()
-            );
-        }
+        let python = ensure_venv(&root);
         let launcher = root.join("tests/tooling/moto_launcher.py");
         let mut child = Command::new(&python)
             .arg(&launcher)

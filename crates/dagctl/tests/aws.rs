@@ -1,0 +1,399 @@
+//! The AWS pipelines end to end: the real `dagctl` binary runs the shipped DAGs against moto
+//! (the AWS API emulator, started on loopback by `support::Moto`), and each test then looks at
+//! the emulator with the AWS SDK to check what really happened there: how many clusters and
+//! steps exist, in which state, which queries and job runs were submitted.
+//!
+//! Needs the project venv with moto (`bash .ci/run` creates it; see tests/tooling/README.md).
+
+#[path = "../../sluice-aws/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_emr::types::{ClusterState, StepState};
+use serde_json::Value;
+use support::Moto;
+
+const BUCKET: &str = "car-rentals-data";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A temp folder with `sluice.toml` pointing every AWS call at the emulator.
+struct World {
+    dir: tempfile::TempDir,
+    moto: Moto,
+}
+
+impl World {
+    fn new(moto: Moto) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dags/sql")).unwrap();
+        let toml = format!(
+            "db = \"sluice.db\"\ndags = \"dags\"\nlogs = \"logs\"\nmax_poke_interval = \"1s\"\ngrace_period = \"2s\"\n\
+             [connections.default]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n",
+            moto.endpoint
+        );
+        std::fs::write(dir.path().join("sluice.toml"), toml).unwrap();
+        for sql in std::fs::read_dir(repo().join("dags/sql")).unwrap() {
+            let sql = sql.unwrap().path();
+            std::fs::copy(&sql, dir.path().join("dags/sql").join(sql.file_name().unwrap())).unwrap();
+        }
+        World { dir, moto }
+    }
+
+    /// Copies a shipped DAG into the folder, through `edit`.
+    fn ship(&self, name: &str, edit: impl Fn(String) -> String) {
+        let src = std::fs::read_to_string(repo().join(format!("dags/{name}.toml"))).unwrap();
+        std::fs::write(self.dir.path().join(format!("dags/{name}.toml")), edit(src)).unwrap();
+    }
+
+    fn write_dag(&self, name: &str, src: &str) {
+        std::fs::write(self.dir.path().join(format!("dags/{name}.toml")), src).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_dagctl"));
+        // The janitor DAG runs `dagctl` itself.
+        let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+        let mut c = Command::new(bin);
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("PATH", path)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("SLUICE_LOG", "info");
+        for v in [
+            "SLUICE_DAGS",
+            "SLUICE_DB",
+            "SLUICE_LOGS",
+            "SLUICE_CONFIG",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+        ] {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    fn dagctl(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn daemon(&self) -> Child {
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos())))
+                .unwrap();
+        self.command(&["scheduler"]).stdout(Stdio::null()).stderr(log).spawn().unwrap()
+    }
+
+    fn tasks(&self, dag: &str, date: &str) -> Value {
+        let out = self.dagctl(&["tasks", dag, "--date", date, "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.moto.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await
+    }
+
+    async fn s3(&self) -> aws_sdk_s3::Client {
+        let c = self.sdk().await;
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&c).force_path_style(true).build())
+    }
+
+    async fn emr(&self) -> aws_sdk_emr::Client {
+        aws_sdk_emr::Client::new(&self.sdk().await)
+    }
+
+    /// The raw data the pipelines' S3 sensor waits for.
+    async fn land_raw_data(&self, ds: &str) {
+        let s3 = self.s3().await;
+        let _ = s3.create_bucket().bucket(BUCKET).send().await;
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(format!("raw/rental_transactions/{ds}/part-0000.csv"))
+            .body(b"transaction_id,user_id\n1,2\n".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The clusters Sluice created for `dag`, with their state and step names.
+    async fn clusters(&self, dag: &str) -> Vec<(String, ClusterState, Vec<(String, StepState)>)> {
+        let emr = self.emr().await;
+        let mut out = Vec::new();
+        let list = emr.list_clusters().send().await.unwrap();
+        for c in list.clusters() {
+            let id = c.id().unwrap().to_string();
+            let d = emr.describe_cluster().cluster_id(&id).send().await.unwrap();
+            let cluster = d.cluster().unwrap();
+            if !cluster.tags().iter().any(|t| t.key() == Some("sluice:dag") && t.value() == Some(dag)) {
+                continue;
+            }
+            let state = cluster.status().unwrap().state().unwrap().clone();
+            let steps = emr.list_steps().cluster_id(&id).send().await.unwrap();
+            let steps = steps
+                .steps()
+                .iter()
+                .map(|s| (s.name().unwrap().to_string(), s.status().unwrap().state().unwrap().clone()))
+                .collect();
+            out.push((id, state, steps));
+        }
+        out
+    }
+}
+
+fn ok(o: &Output) -> bool {
+    if !o.status.success() {
+        eprintln!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    }
+    o.status.success()
+}
+
+fn task<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["tasks"].as_array().unwrap().iter().find(|t| t["task_id"] == id).unwrap_or_else(|| panic!("no task {id} in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipeline_1_emr_runs_to_success_and_leaves_one_terminated_cluster() {
+    let w = World::new(Moto::start());
+    w.land_raw_data("2026-03-01").await;
+    w.ship("car_rental_emr", |s| s);
+    let out = w.dagctl(&["test", "car_rental_emr", "--date", "2026-03-01"]);
+    assert!(ok(&out));
+    let clusters = w.clusters("car_rental_emr").await;
+    assert_eq!(clusters.len(), 1, "exactly one cluster: {clusters:?}");
+    let (_, state, steps) = &clusters[0];
+    assert_eq!(*state, ClusterState::Terminated);
+    assert_eq!(steps.len(), 2, "one step per job, each submitted once: {steps:?}");
+    assert!(steps.iter().all(|(name, s)| *s == StepState::Completed && name.contains("[sluice test__")));
+    let glue = aws_sdk_glue::Client::new(&w.sdk().await);
+    let crawler = glue.get_crawler().name("car-rental-processed").send().await.unwrap();
+    assert_eq!(crawler.crawler().unwrap().state().unwrap().as_str(), "READY");
+    let athena = aws_sdk_athena::Client::new(&w.sdk().await);
+    let queries = athena.list_query_executions().send().await.unwrap();
+    assert_eq!(queries.query_execution_ids().len(), 3, "the three report queries, once each");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipeline_2_staged_runs_to_success() {
+    let w = World::new(Moto::start());
+    w.land_raw_data("2026-03-01").await;
+    // The shipped pauses are minutes long; the same DAG with second-long pauses.
+    w.ship("car_rental_emr_staged", |s| {
+        s.replace("duration = \"2m\"", "duration = \"1s\"").replace("duration = \"1m\"", "duration = \"1s\"")
+    });
+    let out = w.dagctl(&["test", "car_rental_emr_staged", "--date", "2026-03-01"]);
+    assert!(ok(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("report_failure") && stdout.contains("skipped"), "nothing failed, so no report: {stdout}");
+    let clusters = w.clusters("car_rental_emr_staged").await;
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].1, ClusterState::Terminated);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipeline_3_serverless_runs_both_branches_and_the_summary() {
+    let w = World::new(Moto::start());
+    let serverless = aws_sdk_emrserverless::Client::new(&w.sdk().await);
+    let app = serverless
+        .create_application()
+        .name("car-rental")
+        .release_label("emr-7.2.0")
+        .r#type("SPARK")
+        .send()
+        .await
+        .unwrap();
+    let conf = format!("{{\"application_id\": \"{}\"}}", app.application_id());
+    w.ship("car_rental_serverless", |s| s);
+    let out = w.dagctl(&["test", "car_rental_serverless", "--date", "2026-03-01", "--conf", &conf]);
+    assert!(ok(&out));
+    let runs = serverless.list_job_runs().application_id(app.application_id()).send().await.unwrap();
+    assert_eq!(runs.job_runs().len(), 2, "one job run per branch");
+    assert!(runs.job_runs().iter().all(|r| r.state().as_str() == "SUCCESS"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipeline_4_star_schema_and_the_janitor() {
+    let w = World::new(Moto::start());
+    w.land_raw_data("2026-03-01").await;
+    w.ship("car_rental_star_schema", |s| s);
+    w.ship("emr_cluster_janitor", |s| s);
+    assert!(ok(&w.dagctl(&["test", "car_rental_star_schema", "--date", "2026-03-01"])));
+    let clusters = w.clusters("car_rental_star_schema").await;
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].1, ClusterState::Terminated);
+
+    // A cluster left running by a run this database knows nothing of: the janitor ends it.
+    let emr = w.emr().await;
+    let tag = |k: &str, v: &str| aws_sdk_emr::types::Tag::builder().key(k).value(v).build();
+    let left = emr
+        .run_job_flow()
+        .name("forgotten")
+        .release_label("emr-7.2.0")
+        .instances(
+            aws_sdk_emr::types::JobFlowInstancesConfig::builder()
+                .master_instance_type("m5.xlarge")
+                .instance_count(1)
+                .keep_job_flow_alive_when_no_steps(true)
+                .build(),
+        )
+        .tags(tag("sluice:dag", "car_rental_emr"))
+        .tags(tag("sluice:run", "scheduled__2026-02-01T05:00:00+00:00"))
+        .tags(tag("sluice:task", "create_cluster"))
+        .service_role("EMR_DefaultRole")
+        .job_flow_role("EMR_EC2_DefaultRole")
+        .send()
+        .await
+        .unwrap();
+    let id = left.job_flow_id().unwrap().to_string();
+    let listed = w.dagctl(&["clusters", "--json"]);
+    assert!(ok(&listed));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    assert!(ok(&w.dagctl(&["test", "emr_cluster_janitor"])));
+    let d = emr.describe_cluster().cluster_id(&id).send().await.unwrap();
+    let state = d.cluster().unwrap().status().unwrap().state().unwrap().clone();
+    assert!(matches!(state, ClusterState::Terminating | ClusterState::Terminated), "{state:?}");
+}
+
+const FAILING_STEP: &str = r#"
+[tasks.create]
+operator = "create_emr_cluster"
+name = "failing-{{ ds }}"
+release_label = "emr-7.2.0"
+applications = ["Spark"]
+instance_type = "m5.xlarge"
+instance_count = 1
+
+[tasks.job]
+operator = "add_steps"
+depends_on = ["create"]
+cluster_id = "{{ tasks.create.cluster_id }}"
+steps = [{ name = "broken_job", args = ["spark-submit", "s3://bucket/job.py", "SLUICE_FAIL"] }]
+
+[tasks.stop]
+operator = "terminate"
+depends_on = ["job"]
+cluster_id = "{{ tasks.create.cluster_id }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_step_fails_its_task_and_the_cluster_is_still_terminated() {
+    let w = World::new(Moto::start());
+    w.write_dag("failing", FAILING_STEP);
+    let out = w.dagctl(&["test", "failing", "--date", "2026-03-01"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "the run fails: {stdout}");
+    assert!(stdout.contains("step `broken_job") && stdout.contains("FAILED"), "the error names the step: {stdout}");
+    let clusters = w.clusters("failing").await;
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].1, ClusterState::Terminated, "terminate (all_done) ran after the failure");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_athena_query_fails_with_its_reason() {
+    let w = World::new(Moto::start());
+    w.write_dag(
+        "report",
+        "[tasks.q]\noperator = \"athena\"\nquery = \"SELECT 'SLUICE_FAIL' FROM kpis\"\ndatabase = \"car_rental\"\noutput_location = \"s3://car-rentals-data/results/\"\n",
+    );
+    let out = w.dagctl(&["test", "report"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("q:") && stdout.contains("FAILED"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_s3_key_times_out_the_sensor_or_skips_it() {
+    let w = World::new(Moto::start());
+    let s3 = w.s3().await;
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let sensor = |soft: bool| {
+        format!(
+            "[tasks.wait]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"{BUCKET}\"\nkey = \"raw/{{{{ ds }}}}/*.csv\"\n\
+             poke_interval = \"1s\"\ntimeout = \"3s\"\nretries = 2\nsoft_fail = {soft}\n\
+             [tasks.after]\noperator = \"noop\"\ndepends_on = [\"wait\"]\n"
+        )
+    };
+    w.write_dag("hard", &sensor(false));
+    w.write_dag("soft", &sensor(true));
+    let hard = w.dagctl(&["test", "hard", "--date", "2026-03-01"]);
+    assert_eq!(hard.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&hard.stdout);
+    assert!(stdout.contains("sensor timed out after 3s"), "{stdout}");
+    assert!(stdout.contains("1/3"), "a sensor timeout is not retried: {stdout}");
+    let soft = w.dagctl(&["test", "soft", "--date", "2026-03-01"]);
+    assert!(ok(&soft));
+    let stdout = String::from_utf8_lossy(&soft.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("wait ") && l.contains("skipped")), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried() {
+    let w = World::new(Moto::start());
+    w.write_dag("throttled", FAILING_STEP.replace(", \"SLUICE_FAIL\"", "").as_str());
+    w.moto.inject_fault("elasticmapreduce", Some("DescribeCluster"), 4, 400, "ThrottlingException");
+    w.moto.inject_fault("elasticmapreduce", Some("ListSteps"), 2, 503, "ServiceUnavailable");
+    let out = w.dagctl(&["test", "throttled", "--date", "2026-03-01"]);
+    assert!(ok(&out));
+    assert!(w.moto.faults_served() >= 6, "every injected fault was met and survived");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
+    let w = World::new(Moto::start_with(&["--emr-step-seconds", "8"]));
+    w.write_dag(
+        "crash",
+        &FAILING_STEP
+            .replace(", \"SLUICE_FAIL\"", "")
+            .replace("[tasks.create]", "[tasks.create]\nretries = 1\nretry_delay = \"1s\""),
+    );
+    let mut daemon = w.daemon();
+    assert!(ok(&w.dagctl(&["trigger", "crash", "--date", "2026-03-01"])));
+    // Wait until the step is submitted (its id recorded) and running on the emulator.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = w.tasks("crash", "2026-03-01");
+        let job = t.get("tasks").map(|_| task(&t, "job").clone());
+        let submitted = job.as_ref().is_some_and(|j| {
+            j["state"] == "running"
+                && j["tries"].as_array().is_some_and(|tr| tr.iter().any(|x| x["external_ids"]["step_ids"].is_array()))
+        });
+        if submitted {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the step never started: {t}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.kill().unwrap(); // SIGKILL
+    daemon.wait().unwrap();
+    let mut daemon = w.daemon();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let run = loop {
+        let t = w.tasks("crash", "2026-03-01");
+        if t["run"]["state"] == "success" || t["run"]["state"] == "failed" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish after the restart: {t}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(run["run"]["state"], "success", "{run}");
+    let clusters = w.clusters("crash").await;
+    assert_eq!(clusters.len(), 1, "exactly one cluster for the run: {clusters:?}");
+    assert_eq!(clusters[0].2.len(), 1, "exactly one step, submitted once: {:?}", clusters[0].2);
+    assert_eq!(clusters[0].2[0].1, StepState::Completed);
+    // The interrupted try of `job` was resumed (re-attached), not retried.
+    assert_eq!(task(&run, "job")["tries"].as_array().unwrap().len(), 1, "{run}");
+}

@@ -1,0 +1,512 @@
+//! The S3, Glue, Athena and EMR Serverless operators against moto (`support::Moto`), each
+//! driven through the real engine (`Mode::SingleRun`) with a real SQLite store: sensors that
+//! find what appears during their wait, sensor timeouts, a crawler created and run, queries
+//! and job runs that succeed and fail with their reason, throttling waited out, and re-attaching
+//! to a query after a retry and after a restart.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Once, OnceLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use sluice_aws::{AwsOperators, Clients};
+use sluice_dag::{parse_dag, Dag, TaskState};
+use sluice_scheduler::config::Connection;
+use sluice_scheduler::engine::{Engine, Mode};
+use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
+use sluice_scheduler::{runs, Config};
+use sluice_store::{Run, RunKind, RunState, SqliteStore, Store, Try, TryOutcome};
+use support::Moto;
+use tokio::sync::{mpsc, watch};
+
+/// One emulator for the tests that do not count requests or inject faults; every test uses
+/// its own buckets, crawlers, workgroups and applications. Queries and crawls advance one state
+/// every 0.3 s.
+fn shared_moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| Moto::start_with(&["--transition-seconds", "0.3"]))
+}
+
+fn credentials() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", support::ACCESS_KEY_ID);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", support::SECRET_ACCESS_KEY);
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    });
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    config: Config,
+    clients: Arc<Clients>,
+}
+
+async fn setup(moto: &Moto) -> Env {
+    credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let connection = Connection {
+        endpoint_url: Some(moto.endpoint.clone()),
+        region: Some(support::REGION.into()),
+        ..Default::default()
+    };
+    let connections = BTreeMap::from([("default".to_string(), connection)]);
+    let config = Config {
+        logs: dir.path().join("logs"),
+        dags: dir.path().join("dags"),
+        connections: connections.clone(),
+        ..Config::default()
+    };
+    Env { _dir: dir, store, config, clients: Arc::new(Clients::new(connections)) }
+}
+
+fn dag(id: &str, src: &str) -> Dag {
+    let outcome = parse_dag(Path::new(&format!("{id}.toml")), src);
+    outcome.dag.unwrap_or_else(|| panic!("{:#?}", outcome.diagnostics))
+}
+
+async fn create_run(env: &Env, dag: &Dag) -> Run {
+    let dates = runs::manual_dates(dag, None, Utc::now());
+    runs::create_run(env.store.as_ref(), dag, &dates, RunKind::Manual, None).await.unwrap().run().clone()
+}
+
+/// Runs `run` to its end in-process (after resuming its interrupted tries, if any).
+async fn drive(env: &Env, dag: &Dag, run: &Run) -> Run {
+    let providers: Vec<Arc<dyn OperatorProvider>> =
+        vec![Arc::new(LocalOperators), Arc::new(AwsOperators::new(env.config.connections.clone()))];
+    let mut engine = Engine::new(env.store.clone(), env.config.clone(), providers, Mode::SingleRun(run.id));
+    engine.add_dag(dag.clone());
+    engine.load_active_runs().await.unwrap();
+    engine.recover().await.unwrap();
+    let (_tx, rx) = watch::channel(false);
+    let (_rtx, rrx) = mpsc::channel(1);
+    tokio::time::timeout(Duration::from_secs(45), engine.run(rx, rrx)).await.expect("run finishes").unwrap();
+    env.store.run(run.id).await.unwrap().unwrap()
+}
+
+async fn run_dag(env: &Env, dag: &Dag) -> Run {
+    let run = create_run(env, dag).await;
+    drive(env, dag, &run).await
+}
+
+async fn state(env: &Env, run: &Run, task: &str) -> TaskState {
+    env.store.task_instances(run.id).await.unwrap().into_iter().find(|t| t.task_id == task).unwrap().state
+}
+
+async fn tries(env: &Env, run: &Run, task: &str) -> Vec<Try> {
+    env.store.tries(run.id, Some(task)).await.unwrap()
+}
+
+fn log(env: &Env, run: &Run, task: &str, try_number: u32) -> String {
+    log_at(&env.config.logs, run, task, try_number)
+}
+
+fn log_at(logs: &Path, run: &Run, task: &str, try_number: u32) -> String {
+    let path = sluice_scheduler::engine::log_path(logs, &run.dag_id, &run.run_id, task, try_number);
+    std::fs::read_to_string(&path).unwrap_or_default()
+}
+
+/// Waits until the log of a task's first try says `text` (at most 20 s).
+async fn log_says(logs: &Path, run: &Run, task: &str, text: &str) {
+    for _ in 0..200 {
+        if log_at(logs, run, task, 1).contains(text) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the log of {task} never said {text:?}:\n{}", log_at(logs, run, task, 1));
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    s3.put_object().bucket(bucket).key(key).body(b"x".to_vec().into()).send().await.unwrap();
+}
+
+async fn bucket(s3: &aws_sdk_s3::Client, name: &str) {
+    s3.create_bucket().bucket(name).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_sensors_find_keys_and_patterns_written_during_their_wait() {
+    let env = setup(shared_moto()).await;
+    let s3 = env.clients.s3(None).await.unwrap();
+    bucket(&s3, "landing-plain").await;
+    let d = dag(
+        "s3_found",
+        "[tasks.plain]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"landing-plain\"\nkey = \"incoming/data.csv\"\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n\
+         [tasks.pattern]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"landing-late\"\nkey = \"exports/*/part-?.csv\"\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n",
+    );
+    let run = create_run(&env, &d).await;
+    let writer = {
+        let (logs, run, s3) = (env.config.logs.clone(), run.clone(), s3.clone());
+        tokio::spawn(async move {
+            // Both sensors have poked and seen nothing (a missing key; a missing bucket).
+            log_says(&logs, &run, "plain", "does not exist yet").await;
+            log_says(&logs, &run, "pattern", "bucket landing-late does not exist yet").await;
+            put(&s3, "landing-plain", "incoming/data.csv").await;
+            bucket(&s3, "landing-late").await;
+            // Near misses: two characters for `?`, another extension.
+            put(&s3, "landing-late", "exports/2024/part-12.csv").await;
+            put(&s3, "landing-late", "exports/2024/part-1.json").await;
+            log_says(&logs, &run, "pattern", "no key matches").await;
+            put(&s3, "landing-late", "exports/2024/03/part-7.csv").await;
+        })
+    };
+    let run = drive(&env, &d, &run).await;
+    writer.await.unwrap();
+    assert_eq!(run.state, RunState::Success);
+    assert!(log(&env, &run, "plain", 1).contains("found s3://landing-plain/incoming/data.csv"));
+    // `*` crosses `/`; the near misses did not match.
+    assert!(log(&env, &run, "pattern", 1).contains("found s3://landing-late/exports/2024/03/part-7.csv"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sensor_that_times_out_fails_without_retry_or_is_skipped_with_soft_fail() {
+    let env = setup(shared_moto()).await;
+    let s3 = env.clients.s3(None).await.unwrap();
+    bucket(&s3, "landing-empty").await;
+    let d = dag(
+        "s3_timeout",
+        "[tasks.strict]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"landing-empty\"\nkey = \"never/there.csv\"\npoke_interval = \"200ms\"\ntimeout = \"1500ms\"\nretries = 2\nretry_delay = \"100ms\"\n\
+         [tasks.soft]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"no-such-bucket\"\nkey = \"never/*.csv\"\npoke_interval = \"200ms\"\ntimeout = \"1500ms\"\nsoft_fail = true\n",
+    );
+    let run = run_dag(&env, &d).await;
+    assert_eq!(state(&env, &run, "strict").await, TaskState::Failed);
+    let strict = tries(&env, &run, "strict").await;
+    assert_eq!(strict.len(), 1, "a sensor's timeout is not retried");
+    assert!(strict[0].error.as_deref().unwrap_or_default().contains("timed out"), "{:?}", strict[0].error);
+    assert_eq!(state(&env, &run, "soft").await, TaskState::Skipped);
+    assert!(log(&env, &run, "soft", 1).contains("bucket no-such-bucket does not exist yet"));
+    assert_eq!(run.state, RunState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crawler_is_created_run_and_awaited_and_a_failed_crawl_fails_the_task() {
+    let env = setup(shared_moto()).await;
+    let crawler = |id: &str, name: &str| {
+        format!(
+            "[tasks.{id}]\noperator = \"crawler\"\nname = \"{name}\"\nrole = \"arn:aws:iam::123456789012:role/glue\"\n\
+             database = \"sales\"\ns3_targets = [\"s3://lake/sales/\", \"s3://lake/returns/\"]\ntable_prefix = \"raw_\"\n\
+             description = \"the sales lake\"\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n"
+        )
+    };
+    let src = format!(
+        "{}{}\
+         [tasks.crawled]\noperator = \"sensor\"\nkind = \"glue_crawler\"\nname = \"sales_crawler\"\ndepends_on = [\"crawl\"]\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n\
+         [tasks.recrawl]\noperator = \"crawler\"\nname = \"sales_crawler\"\ndepends_on = [\"crawled\"]\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n",
+        crawler("crawl", "sales_crawler"),
+        crawler("broken", "broken_SLUICE_FAIL"),
+    );
+    let d = dag("crawl", &src);
+    let run = run_dag(&env, &d).await;
+    assert_eq!(state(&env, &run, "crawl").await, TaskState::Success);
+    assert_eq!(state(&env, &run, "crawled").await, TaskState::Success);
+    assert_eq!(state(&env, &run, "recrawl").await, TaskState::Success);
+    assert!(log(&env, &run, "crawl", 1).contains("created crawler sales_crawler"));
+    // The existing crawler is started again, and its *new* crawl awaited.
+    assert!(log(&env, &run, "recrawl", 1).contains("started crawler sales_crawler"));
+    let recorded = &tries(&env, &run, "recrawl").await[0].external_ids;
+    assert_eq!(recorded["crawler"], "sales_crawler");
+    assert!(recorded["previous_crawl_start"].is_string(), "{recorded:?}");
+
+    let glue = env.clients.glue(None).await.unwrap();
+    let c = glue.get_crawler().name("sales_crawler").send().await.unwrap().crawler.unwrap();
+    assert_eq!(c.database_name(), Some("sales"));
+    assert_eq!(c.table_prefix(), Some("raw_"));
+    assert_eq!(c.description(), Some("the sales lake"));
+    let paths: Vec<_> = c.targets().unwrap().s3_targets().iter().filter_map(|t| t.path()).collect();
+    assert_eq!(paths, ["s3://lake/sales/", "s3://lake/returns/"]);
+    assert_eq!(c.state().map(|s| s.as_str()), Some("READY"));
+    assert_eq!(c.last_crawl().and_then(|l| l.status()).map(|s| s.as_str()), Some("SUCCEEDED"));
+
+    assert_eq!(state(&env, &run, "broken").await, TaskState::Failed);
+    let error = tries(&env, &run, "broken").await[0].error.clone().unwrap_or_default();
+    assert!(error.contains("last crawl FAILED") && error.contains("SLUICE_FAIL"), "{error}");
+
+    // Another DAG with the same crawler: it exists as configured, so it is only started.
+    let again = dag("crawl_again", &crawler("crawl", "sales_crawler"));
+    let run = run_dag(&env, &again).await;
+    assert_eq!(run.state, RunState::Success, "{}", log(&env, &run, "crawl", 1));
+    let log = log(&env, &run, "crawl", 1);
+    assert!(log.contains("crawler sales_crawler is up to date") && log.contains("started crawler"), "{log}");
+}
+
+const QUERY: &str = "SELECT count(*) FROM sales WHERE ds = '{{ ds }}'";
+
+fn athena_task(id: &str, query: &str, workgroup: &str) -> String {
+    format!(
+        "[tasks.{id}]\noperator = \"athena\"\nquery = \"{query}\"\ndatabase = \"sales\"\n\
+         output_location = \"s3://results/athena/\"\nworkgroup = \"{workgroup}\"\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_athena_query_succeeds_with_its_outputs_and_a_failed_one_fails_with_its_reason() {
+    let env = setup(shared_moto()).await;
+    let src = format!(
+        "{}{}\
+         [tasks.check]\noperator = \"sensor\"\nkind = \"athena_query\"\nquery_execution_id = \"{{{{ tasks.q.query_execution_id }}}}\"\ndepends_on = [\"q\"]\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n\
+         [tasks.report]\noperator = \"command\"\ncommand = \"echo {{{{ tasks.q.output_location }}}}\"\ndepends_on = [\"q\"]\n",
+        athena_task("q", QUERY, "primary"),
+        athena_task("bad", "SELECT 'SLUICE_FAIL'", "primary"),
+    );
+    let d = dag("athena", &src);
+    let run = run_dag(&env, &d).await;
+    assert_eq!(state(&env, &run, "q").await, TaskState::Success);
+    assert_eq!(state(&env, &run, "check").await, TaskState::Success);
+    let outputs = env.store.outputs(run.id).await.unwrap();
+    let id = outputs["q"]["query_execution_id"].as_str().unwrap().to_string();
+    assert_eq!(outputs["q"]["output_location"], json!(format!("s3://results/athena/{id}.csv")));
+    assert_eq!(outputs["report"]["output"], json!(format!("s3://results/athena/{id}.csv")));
+    assert_eq!(tries(&env, &run, "q").await[0].external_ids["query_execution_id"], json!(id));
+
+    let athena = env.clients.athena(None).await.unwrap();
+    let q = athena.get_query_execution().query_execution_id(&id).send().await.unwrap().query_execution.unwrap();
+    assert_eq!(
+        q.query(),
+        Some(format!("SELECT count(*) FROM sales WHERE ds = '{}'", run.logical_date.format("%Y-%m-%d")).as_str())
+    );
+    assert_eq!(q.query_execution_context().and_then(|c| c.database()), Some("sales"));
+
+    assert_eq!(state(&env, &run, "bad").await, TaskState::Failed);
+    let error = tries(&env, &run, "bad").await[0].error.clone().unwrap_or_default();
+    assert!(error.contains("FAILED") && error.contains("SLUICE_FAIL marker"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emr_serverless_job_run_succeeds_and_a_failed_one_fails_with_its_details() {
+    let env = setup(shared_moto()).await;
+    let client = env.clients.emr_serverless(None).await.unwrap();
+    let app = client
+        .create_application()
+        .name("spark-app")
+        .release_label("emr-7.2.0")
+        .r#type("SPARK")
+        .send()
+        .await
+        .unwrap()
+        .application_id
+        .clone();
+    let job = |id: &str, args: &str| {
+        format!(
+            "[tasks.{id}]\noperator = \"emr_serverless\"\napplication_id = \"{app}\"\n\
+             execution_role_arn = \"arn:aws:iam::{}:role/job\"\nentry_point = \"s3://code/job.py\"\n\
+             entry_point_args = {args}\nspark_submit_parameters = \"--conf spark.executor.cores=2\"\n\
+             name = \"nightly {id}\"\nlog_uri = \"s3://logs/serverless/\"\nexecution_timeout = \"10m\"\n\
+             tags = {{ team = \"data\" }}\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n",
+            support::ACCOUNT_ID
+        )
+    };
+    let src = format!(
+        "{}{}\
+         [tasks.done]\noperator = \"sensor\"\nkind = \"emr_serverless_job\"\napplication_id = \"{app}\"\njob_run_id = \"{{{{ tasks.job.job_run_id }}}}\"\ndepends_on = [\"job\"]\npoke_interval = \"200ms\"\ntimeout = \"30s\"\n",
+        job("job", "[\"--date\", \"{{ ds }}\"]"),
+        job("bad", "[\"--fail\", \"SLUICE_FAIL\"]"),
+    );
+    let d = dag("serverless", &src);
+    let run = run_dag(&env, &d).await;
+    assert_eq!(state(&env, &run, "job").await, TaskState::Success);
+    assert_eq!(state(&env, &run, "done").await, TaskState::Success);
+    let outputs = env.store.outputs(run.id).await.unwrap();
+    let id = outputs["job"]["job_run_id"].as_str().unwrap().to_string();
+    let recorded = &tries(&env, &run, "job").await[0].external_ids;
+    assert_eq!(recorded["job_run_id"], json!(id));
+    assert_eq!(recorded["application_id"], json!(app));
+
+    let r = client.get_job_run().application_id(&app).job_run_id(&id).send().await.unwrap().job_run.unwrap();
+    let tags = r.tags().unwrap();
+    assert_eq!(tags["team"], "data");
+    assert_eq!(tags["sluice:dag"], "serverless");
+    assert_eq!(tags["sluice:run"], run.run_id);
+    assert_eq!(tags["sluice:task"], "job");
+    assert_eq!(r.execution_timeout_minutes(), Some(10));
+    let log_uri = r
+        .configuration_overrides()
+        .and_then(|c| c.monitoring_configuration())
+        .and_then(|m| m.s3_monitoring_configuration())
+        .and_then(|s| s.log_uri());
+    assert_eq!(log_uri, Some("s3://logs/serverless/"));
+    let Some(aws_sdk_emrserverless::types::JobDriver::SparkSubmit(spark)) = r.job_driver() else { panic!("{r:?}") };
+    assert_eq!(spark.entry_point(), "s3://code/job.py");
+    assert_eq!(spark.entry_point_arguments(), ["--date".to_string(), run.logical_date.format("%Y-%m-%d").to_string()]);
+    assert_eq!(spark.spark_submit_parameters(), Some("--conf spark.executor.cores=2"));
+
+    assert_eq!(state(&env, &run, "bad").await, TaskState::Failed);
+    let error = tries(&env, &run, "bad").await[0].error.clone().unwrap_or_default();
+    assert!(error.contains("FAILED") && error.contains("SLUICE_FAIL marker"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_status_checks_are_waited_out() {
+    // Its own emulator: the injected faults would otherwise meet other tests' requests.
+    let moto = Moto::start_with(&["--transition-seconds", "0.3"]);
+    let env = setup(&moto).await;
+    moto.inject_fault("athena", Some("GetQueryExecution"), 3, 400, "ThrottlingException");
+    let d = dag("throttled", &athena_task("q", "SELECT 1", "primary"));
+    let run = run_dag(&env, &d).await;
+    assert_eq!(run.state, RunState::Success, "{}", log(&env, &run, "q", 1));
+    assert_eq!(moto.faults_served(), 3);
+    assert_eq!(tries(&env, &run, "q").await.len(), 1, "throttling is not a failed try");
+    assert!(log(&env, &run, "q", 1).contains("ThrottlingException"), "{}", log(&env, &run, "q", 1));
+}
+
+/// The query ids started in a workgroup.
+async fn executions(env: &Env, workgroup: &str) -> Vec<String> {
+    let athena = env.clients.athena(None).await.unwrap();
+    athena.list_query_executions().work_group(workgroup).send().await.unwrap().query_execution_ids().to_vec()
+}
+
+async fn workgroup_with_one_query(env: &Env, workgroup: &str, sql: &str) -> String {
+    let athena = env.clients.athena(None).await.unwrap();
+    athena.create_work_group().name(workgroup).send().await.unwrap();
+    let out = athena
+        .start_query_execution()
+        .query_string(sql)
+        .work_group(workgroup)
+        .query_execution_context(aws_sdk_athena::types::QueryExecutionContext::builder().database("sales").build())
+        .result_configuration(
+            aws_sdk_athena::types::ResultConfiguration::builder().output_location("s3://results/athena/").build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.query_execution_id().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_re_attaches_to_the_query_an_earlier_try_started() {
+    let env = setup(shared_moto()).await;
+    let d = dag(
+        "reattach",
+        &format!("{}retries = 1\nretry_delay = \"100ms\"\n", athena_task("q", "SELECT 42", "reattach")),
+    );
+    let run = create_run(&env, &d).await;
+    // Try 1 started a query, which succeeded, but the try failed before it could finish (as
+    // after a crash, recovered as "interrupted").
+    let first = workgroup_with_one_query(&env, "reattach", "SELECT 42").await;
+    let athena = env.clients.athena(None).await.unwrap();
+    for _ in 0..100 {
+        let q = athena.get_query_execution().query_execution_id(&first).send().await.unwrap();
+        if q.query_execution().and_then(|q| q.status()).and_then(|s| s.state()).map(|s| s.as_str()) == Some("SUCCEEDED")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = env.store.as_ref();
+    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), 1);
+    store.record_external_id(run.id, "q", 1, "query_execution_id", &json!(first)).await.unwrap();
+    let retry_at = Some(Utc::now());
+    store
+        .finish_try(run.id, "q", 1, &TryOutcome::Failed { error: "interrupted".into(), retry_at }, Utc::now())
+        .await
+        .unwrap();
+
+    let run = drive(&env, &d, &run).await;
+    assert_eq!(run.state, RunState::Success);
+    let t = tries(&env, &run, "q").await;
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[1].external_ids["query_execution_id"], json!(first));
+    assert_eq!(env.store.outputs(run.id).await.unwrap()["q"]["query_execution_id"], json!(first));
+    assert_eq!(executions(&env, "reattach").await, std::slice::from_ref(&first), "no second execution");
+    assert!(log(&env, &run, "q", 2).contains(&format!("try 1's query {first} is SUCCEEDED; re-attaching")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_try_interrupted_by_a_restart_resumes_waiting_for_its_query() {
+    let env = setup(shared_moto()).await;
+    let d = dag("resume", &athena_task("q", "SELECT 7", "resume"));
+    let run = create_run(&env, &d).await;
+    // The scheduler stopped while try 1 waited for its query: the try is still `running`.
+    let first = workgroup_with_one_query(&env, "resume", "SELECT 7").await;
+    let store = env.store.as_ref();
+    store.set_task_states(run.id, &[("q".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), 1);
+    store.record_external_id(run.id, "q", 1, "query_execution_id", &json!(first)).await.unwrap();
+
+    let run = drive(&env, &d, &run).await;
+    assert_eq!(run.state, RunState::Success);
+    let t = tries(&env, &run, "q").await;
+    assert_eq!(t.len(), 1, "the same try went on");
+    assert_eq!(env.store.outputs(run.id).await.unwrap()["q"]["query_execution_id"], json!(first));
+    assert_eq!(executions(&env, "resume").await, std::slice::from_ref(&first), "no second execution");
+    assert!(log(&env, &run, "q", 1).contains(&format!("re-attaching to query {first}")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_submits_again_when_the_earlier_query_was_cancelled() {
+    let env = setup(shared_moto()).await;
+    let d =
+        dag("resubmit", &format!("{}retries = 1\nretry_delay = \"100ms\"\n", athena_task("q", "SELECT 9", "resubmit")));
+    let run = create_run(&env, &d).await;
+    let first = workgroup_with_one_query(&env, "resubmit", "SELECT 9").await;
+    let athena = env.clients.athena(None).await.unwrap();
+    athena.stop_query_execution().query_execution_id(&first).send().await.unwrap();
+    let store = env.store.as_ref();
+    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), 1);
+    store.record_external_id(run.id, "q", 1, "query_execution_id", &json!(first)).await.unwrap();
+    let retry_at = Some(Utc::now());
+    store
+        .finish_try(run.id, "q", 1, &TryOutcome::Failed { error: "timed out".into(), retry_at }, Utc::now())
+        .await
+        .unwrap();
+
+    let run = drive(&env, &d, &run).await;
+    assert_eq!(run.state, RunState::Success);
+    let second = env.store.outputs(run.id).await.unwrap()["q"]["query_execution_id"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    let mut all = executions(&env, "resubmit").await;
+    all.sort();
+    let mut expected = vec![first.clone(), second];
+    expected.sort();
+    assert_eq!(all, expected);
+    assert!(log(&env, &run, "q", 2).contains(&format!("try 1's query {first} is CANCELLED; submitting anew")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_stops_the_query_the_crawl_and_the_job_run() {
+    // Its own emulator, where nothing finishes for a minute.
+    let moto = Moto::start_with(&["--transition-seconds", "60", "--emr-serverless-run-seconds", "120"]);
+    let env = setup(&moto).await;
+    let client = env.clients.emr_serverless(None).await.unwrap();
+    let app = client.create_application().name("slow").release_label("emr-7.2.0").r#type("SPARK").send().await.unwrap();
+    let app = app.application_id;
+    let src = format!(
+        "{}timeout = \"1s\"\n\
+         [tasks.crawl]\noperator = \"crawler\"\nname = \"slow_crawler\"\nrole = \"arn:aws:iam::123456789012:role/glue\"\n\
+         database = \"sales\"\ns3_targets = [\"s3://lake/sales/\"]\npoke_interval = \"200ms\"\ntimeout = \"1s\"\n\
+         [tasks.job]\noperator = \"emr_serverless\"\napplication_id = \"{app}\"\nexecution_role_arn = \"arn:aws:iam::{}:role/job\"\n\
+         entry_point = \"s3://code/job.py\"\npoke_interval = \"200ms\"\ntimeout = \"1s\"\n",
+        athena_task("q", "SELECT 1", "primary").replace("timeout = \"30s\"\n", ""),
+        support::ACCOUNT_ID,
+    );
+    let d = dag("timeouts", &src);
+    let run = run_dag(&env, &d).await;
+    for task in ["q", "crawl", "job"] {
+        assert_eq!(state(&env, &run, task).await, TaskState::Failed, "{}", log(&env, &run, task, 1));
+        let error = tries(&env, &run, task).await[0].error.clone().unwrap_or_default();
+        assert!(error.contains("timed out"), "{task}: {error}");
+    }
+
+    let query = tries(&env, &run, "q").await[0].external_ids["query_execution_id"].as_str().unwrap().to_string();
+    let athena = env.clients.athena(None).await.unwrap();
+    let q = athena.get_query_execution().query_execution_id(&query).send().await.unwrap().query_execution.unwrap();
+    assert_eq!(q.status().and_then(|s| s.state()).map(|s| s.as_str()), Some("CANCELLED"));
+    assert!(log(&env, &run, "q", 1).contains(&format!("stopping query {query}: requested")));
+
+    let glue = env.clients.glue(None).await.unwrap();
+    let c = glue.get_crawler().name("slow_crawler").send().await.unwrap().crawler.unwrap();
+    assert_eq!(c.state().map(|s| s.as_str()), Some("STOPPING"), "{c:?}");
+    assert!(log(&env, &run, "crawl", 1).contains("stopping crawler slow_crawler: requested"));
+
+    let job_run = tries(&env, &run, "job").await[0].external_ids["job_run_id"].as_str().unwrap().to_string();
+    let r = client.get_job_run().application_id(&app).job_run_id(&job_run).send().await.unwrap().job_run.unwrap();
+    assert_eq!(r.state().as_str(), "CANCELLED");
+    assert!(log(&env, &run, "job", 1).contains(&format!("cancelling job run {job_run}: requested")));
+}
