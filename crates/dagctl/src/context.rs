@@ -84,6 +84,24 @@ impl Ctx {
     }
 }
 
+/// How a command names one run: `--date D` or `--run RUN_ID`.
+#[derive(clap::Args)]
+pub struct RunRef {
+    /// The run's logical date: a date (the run whose logical date falls on that day) or a
+    /// timestamp.
+    #[arg(long, required_unless_present = "run")]
+    pub date: Option<String>,
+    /// The run id.
+    #[arg(long)]
+    pub run: Option<String>,
+}
+
+impl RunRef {
+    pub async fn find(&self, store: &dyn Store, dag: &Dag) -> Result<sluice_store::Run> {
+        find_run(store, dag, self.date.as_deref(), self.run.as_deref()).await
+    }
+}
+
 /// The run a user names with `--date D` (a date or a timestamp) or `--run RUN_ID`.
 pub async fn find_run(
     store: &dyn Store,

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use sluice_scheduler::runs;
 
-use crate::context::{find_run, Ctx};
+use crate::context::{Ctx, RunRef};
 use crate::exit;
 
 /// Reset tasks of a run so they run again (all tasks, or one with --task).
@@ -11,12 +11,8 @@ use crate::exit;
 pub struct Args {
     /// The DAG id.
     dag: String,
-    /// The run's logical date (a date or a timestamp).
-    #[arg(long, required_unless_present = "run")]
-    date: Option<String>,
-    /// The run id.
-    #[arg(long)]
-    run: Option<String>,
+    #[command(flatten)]
+    run: RunRef,
     /// Only this task.
     #[arg(long)]
     task: Option<String>,
@@ -31,7 +27,7 @@ pub struct Args {
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let dag = ctx.dag(&args.dag).await?;
     let store = ctx.store().await?;
-    let run = find_run(store.as_ref(), &dag, args.date.as_deref(), args.run.as_deref()).await?;
+    let run = args.run.find(store.as_ref(), &dag).await?;
     let cleared =
         runs::clear(store.as_ref(), &dag, &run, args.task.as_deref(), args.downstream, args.failed_only).await?;
     if cleared.is_empty() {

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::context::{find_run, Ctx};
+use crate::context::{Ctx, RunRef};
 use crate::exit;
 
 /// Print a task's log (the last try, or --try N).
@@ -12,12 +12,8 @@ pub struct Args {
     dag: String,
     /// The task id.
     task: String,
-    /// The run's logical date (a date or a timestamp).
-    #[arg(long, required_unless_present = "run")]
-    date: Option<String>,
-    /// The run id.
-    #[arg(long)]
-    run: Option<String>,
+    #[command(flatten)]
+    run: RunRef,
     /// Which try [default: the last].
     #[arg(long = "try")]
     try_number: Option<u32>,
@@ -26,7 +22,7 @@ pub struct Args {
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let dag = ctx.dag(&args.dag).await?;
     let store = ctx.store().await?;
-    let run = find_run(store.as_ref(), &dag, args.date.as_deref(), args.run.as_deref()).await?;
+    let run = args.run.find(store.as_ref(), &dag).await?;
     let tries = store.tries(run.id, Some(&args.task)).await?;
     let n = match args.try_number {
         Some(n) => n,

@@ -4,7 +4,7 @@ use anyhow::Result;
 use sluice_dag::TaskState;
 use sluice_scheduler::runs;
 
-use crate::context::{find_run, Ctx};
+use crate::context::{Ctx, RunRef};
 use crate::exit;
 
 /// Mark a task, or every unfinished task and the run, success or failed.
@@ -15,12 +15,8 @@ pub struct Args {
     /// `success` or `failed`.
     #[arg(value_enum)]
     state: MarkState,
-    /// The run's logical date (a date or a timestamp).
-    #[arg(long, required_unless_present = "run")]
-    date: Option<String>,
-    /// The run id.
-    #[arg(long)]
-    run: Option<String>,
+    #[command(flatten)]
+    run: RunRef,
     /// Only this task.
     #[arg(long)]
     task: Option<String>,
@@ -35,7 +31,7 @@ enum MarkState {
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let dag = ctx.dag(&args.dag).await?;
     let store = ctx.store().await?;
-    let run = find_run(store.as_ref(), &dag, args.date.as_deref(), args.run.as_deref()).await?;
+    let run = args.run.find(store.as_ref(), &dag).await?;
     let state = match args.state {
         MarkState::Success => TaskState::Success,
         MarkState::Failed => TaskState::Failed,

@@ -6,7 +6,7 @@ use anyhow::Result;
 use sluice_dag::Dag;
 use sluice_store::{Run, Store};
 
-use crate::context::{find_run, Ctx};
+use crate::context::{Ctx, RunRef};
 use crate::exit;
 use crate::output::{duration, time};
 
@@ -15,12 +15,8 @@ use crate::output::{duration, time};
 pub struct Args {
     /// The DAG id.
     dag: String,
-    /// The run's logical date (a date or a timestamp).
-    #[arg(long, required_unless_present = "run")]
-    date: Option<String>,
-    /// The run id.
-    #[arg(long)]
-    run: Option<String>,
+    #[command(flatten)]
+    run: RunRef,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -29,7 +25,7 @@ pub struct Args {
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let dag = ctx.dag(&args.dag).await?;
     let store = ctx.store().await?;
-    let run = find_run(store.as_ref(), &dag, args.date.as_deref(), args.run.as_deref()).await?;
+    let run = args.run.find(store.as_ref(), &dag).await?;
     if args.json {
         let tis = store.task_instances(run.id).await?;
         let tries = store.tries(run.id, None).await?;
