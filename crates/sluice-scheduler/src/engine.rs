@@ -232,9 +232,15 @@ impl Engine {
             let mut states: Vec<Ti> =
                 vec![Ti { state: TaskState::Removed, try_number: 0, max_tries: 1 }; entry.dag.tasks.len()];
             let mut removed = Vec::new();
+            let mut retry_at: HashMap<usize, DateTime<Utc>> = HashMap::new();
             for ti in tis {
                 match entry.dag.task_index(&ti.task_id) {
-                    Some(i) => states[i] = Ti { state: ti.state, try_number: ti.try_number, max_tries: ti.max_tries },
+                    Some(i) => {
+                        states[i] = Ti { state: ti.state, try_number: ti.try_number, max_tries: ti.max_tries };
+                        if let Some(at) = ti.next_try_at {
+                            retry_at.insert(i, at);
+                        }
+                    }
                     None if !ti.state.is_finished() => removed.push((ti.task_id.clone(), TaskState::Removed)),
                     None => {}
                 }
@@ -246,7 +252,7 @@ impl Engine {
                 match ti.state {
                     TaskState::Scheduled | TaskState::Queued => self.ready.push((run.id, i)),
                     TaskState::UpForRetry => {
-                        let at = self.retry_time(run.id, &entry.dag.tasks[i].id).await?.unwrap_or_else(Utc::now);
+                        let at = retry_at.get(&i).copied().unwrap_or_else(Utc::now);
                         self.retries.insert((at, run.id, i));
                     }
                     _ => {}
@@ -256,10 +262,6 @@ impl Engine {
             self.runs.insert(run.id, ActiveRun { run, entry, tis: states, dirty });
         }
         Ok(())
-    }
-
-    async fn retry_time(&self, run: i64, task: &str) -> Result<Option<DateTime<Utc>>> {
-        Ok(self.store.task_instances(run).await?.into_iter().find(|t| t.task_id == task).and_then(|t| t.next_try_at))
     }
 
     /// After a crash or a stop: every try still marked running is resumed when its operator
@@ -405,6 +407,7 @@ impl Engine {
     /// run after downtime; `catchup = true` every missed run, oldest first.
     async fn fire_schedules(&mut self, now: DateTime<Utc>) -> Result<()> {
         let entries: Vec<DagEntry> = self.dags.values().cloned().collect();
+        let mut created_any = false;
         for entry in entries {
             let dag = &entry.dag;
             if dag.schedule.is_none() || self.paused.contains(&dag.id) {
@@ -418,12 +421,16 @@ impl Engine {
                     crate::runs::create_run(self.store.as_ref(), dag, &dates, RunKind::Scheduled, None).await?;
                 if let sluice_store::Created::New(run) = created {
                     info!(dag = %dag.id, run = %run.run_id, ds = %dates.ds(), "scheduled run created");
-                    self.load_active_runs().await?;
+                    created_any = true;
                 }
             }
             let next = dag.runs_firing_after(now.with_timezone(&dag.timezone)).next();
             let next = next.map_or(DateTime::<Utc>::MAX_UTC, |r| r.fire_time().with_timezone(&Utc));
             self.next_check.insert(dag.id.clone(), next);
+        }
+        // One reload for every run created (catchup may create many at once).
+        if created_any {
+            self.load_active_runs().await?;
         }
         Ok(())
     }
