@@ -57,64 +57,23 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-/// The venv's python, with moto importable: created on first use (`python3 -m venv .venv`,
-/// then `pip install -r tests/tooling/requirements.txt`), so `cargo test` works on a fresh
-/// machine with python3 and PyPI; `.ci/run` does the same ahead of time. Tests in parallel
-/// (threads or processes) take turns through a lock directory.
-fn ensure_venv(root: &Path) -> PathBuf {
-    let python = root.join(".venv/bin/python");
-    let ready =
-        || Command::new(&python).args(["-c", "import moto"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    if ready() {
-        return python;
-    }
-    let lock = root.join(".venv-setup.lock");
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
-    loop {
-        if std::fs::create_dir(&lock).is_ok() {
-            break;
-        }
-        // Another test sets it up (or a setup died: a lock older than the deadline is stale).
-        if ready() {
-            return python;
-        }
-        let stale = std::fs::metadata(&lock)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(600));
-        if stale || std::time::Instant::now() > deadline {
-            let _ = std::fs::remove_dir(&lock);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let setup = || -> Result<(), String> {
-        if ready() {
-            return Ok(());
-        }
-        eprintln!("setting up {} for the AWS emulator (tests/tooling/requirements.txt)", root.join(".venv").display());
-        let run = |cmd: &mut Command| match cmd.current_dir(root).status() {
+/// The venv's python (with moto, PySpark and DuckDB): `tests/tooling/venv.sh` creates or
+/// updates `.venv` on first use, so `cargo test` works on a fresh machine with python3 and PyPI;
+/// `.ci/run` runs the same script ahead of time. The script is a no-op when the venv is up to
+/// date, and parallel callers take turns on its file lock. Run once per test process.
+pub fn ensure_venv(root: &Path) -> PathBuf {
+    static SETUP: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let setup = SETUP.get_or_init(|| {
+        match Command::new("bash").arg(root.join("tests/tooling/venv.sh")).current_dir(root).status() {
             Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(format!("{cmd:?} exited with {s}")),
-            Err(e) => Err(format!("{cmd:?}: {e}")),
-        };
-        run(Command::new("python3").args(["-m", "venv", ".venv"]))?;
-        run(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "-r",
-            "tests/tooling/requirements.txt",
-        ]))
-    };
-    let result = setup();
-    let _ = std::fs::remove_dir(&lock);
-    if let Err(e) = result {
-        panic!(
-            "the AWS tests need a Python venv with moto and it could not be set up: {e} (see tests/tooling/README.md)"
-        );
+            Ok(s) => Err(format!("tests/tooling/venv.sh exited with {s}")),
+            Err(e) => Err(format!("cannot run tests/tooling/venv.sh: {e}")),
+        }
+    });
+    if let Err(e) = setup {
+        panic!("the tests need the project's Python venv and it could not be set up: {e} (see tests/tooling/README.md)");
     }
-    python
+    root.join(".venv/bin/python")
 }
 
 impl Moto {
