@@ -226,12 +226,7 @@ fn car_rental_local_runs_end_to_end_through_the_daemon() {
     assert_eq!(count(ut, "rental_transactions", "unknown_user"), 30, "{ut:#}");
 }
 
-/// The count of one (dataset, reason) in a job's data-quality rows.
-fn count(rows: &Value, dataset: &str, reason: &str) -> i64 {
-    rows.as_array()
-        .unwrap_or_else(|| panic!("data-quality rows: {rows}"))
-        .iter()
-        .find(|r| r["dataset"] == dataset && r["reason"] == reason)
-        .and_then(|r| r["rows"].as_i64())
-        .unwrap_or_else(|| panic!("no {dataset}/{reason} in {rows}"))
+/// The count of one (dataset, reason) in a job's data-quality counts (`{dataset: {reason: rows}}`).
+fn count(job: &Value, dataset: &str, reason: &str) -> i64 {
+    job[dataset][reason].as_i64().unwrap_or_else(|| panic!("no {dataset}/{reason} in {job}"))
 }
