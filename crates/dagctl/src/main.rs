@@ -63,6 +63,7 @@ enum Command {
     Clusters(cmd::clusters::Args),
     Pause(cmd::pause::Args),
     Unpause(cmd::pause::UnpauseArgs),
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +87,7 @@ fn main() -> ExitCode {
             Command::Clusters(a) => ctx.block_on(cmd::clusters::run(&ctx, a)),
             Command::Pause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, true)),
             Command::Unpause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, false)),
+            Command::Generate(a) => cmd::generate::run(a),
         }
     });
     match result {

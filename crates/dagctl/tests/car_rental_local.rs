@@ -28,7 +28,12 @@ fn path_with_tools() -> String {
     let root = repo();
     support::ensure_venv(&root);
     let dagctl_dir = Path::new(DAGCTL).parent().unwrap();
-    format!("{}:{}:{}", root.join(".venv/bin").display(), dagctl_dir.display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{}:{}",
+        root.join(".venv/bin").display(),
+        dagctl_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 fn text(b: &[u8]) -> String {
@@ -186,9 +191,10 @@ fn car_rental_local_runs_end_to_end_through_the_daemon() {
     assert!(o.status.success(), "{}\n--- daemon\n{}", explain(&o), daemon_log());
     for t in w.tasks(FIXTURE_DATE) {
         assert_eq!(t["state"], "success", "{t}");
-        assert_eq!(t["tries"], 1, "{t}");
+        assert_eq!(t["try_number"], 1, "{t}");
     }
-    let after = std::fs::read(w.root().join("data/raw/rental_transactions/2026-03-01/rental_transactions.csv")).unwrap();
+    let after =
+        std::fs::read(w.root().join("data/raw/rental_transactions/2026-03-01/rental_transactions.csv")).unwrap();
     assert_eq!(after, fixture_csv, "prepare_input must not overwrite input that has landed");
 
     let report = w.report_json(FIXTURE_DATE);
@@ -207,7 +213,8 @@ fn car_rental_local_runs_end_to_end_through_the_daemon() {
     // Day 2: nothing landed, so the generator writes a small dirty day.
     let day2 = "2026-03-02";
     let conf = r#"{"transactions": 3000, "dirty": 0.01, "seed": 7}"#;
-    let o = w.dagctl().args(["trigger", "car_rental_local", "--date", day2, "--conf", conf, "--wait"]).output().unwrap();
+    let o =
+        w.dagctl().args(["trigger", "car_rental_local", "--date", day2, "--conf", conf, "--wait"]).output().unwrap();
     assert!(o.status.success(), "{}\n--- daemon\n{}", explain(&o), daemon_log());
     let generated = w.root().join("data/raw/rental_transactions").join(day2);
     assert!(generated.is_dir(), "the generator wrote the day's transactions");
@@ -217,7 +224,9 @@ fn car_rental_local_runs_end_to_end_through_the_daemon() {
     let vl = &dq["vehicle_location_metrics"];
     let ut = &dq["user_transaction_metrics"];
     assert!(!vl.is_null() && !ut.is_null(), "{dq:#}");
-    for reason in ["missing_value", "bad_timestamp", "bad_amount", "negative_amount", "end_before_start", "duplicate_id"] {
+    for reason in
+        ["missing_value", "bad_timestamp", "bad_amount", "negative_amount", "end_before_start", "duplicate_id"]
+    {
         assert_eq!(count(vl, "rental_transactions", reason), 30, "job 1 {reason}: {vl:#}");
         assert_eq!(count(ut, "rental_transactions", reason), 30, "job 2 {reason}: {ut:#}");
     }

@@ -2,6 +2,7 @@
 
 pub mod clear;
 pub mod clusters;
+pub mod generate;
 pub mod list;
 pub mod logs;
 pub mod mark;

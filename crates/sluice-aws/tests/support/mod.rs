@@ -71,7 +71,9 @@ pub fn ensure_venv(root: &Path) -> PathBuf {
         }
     });
     if let Err(e) = setup {
-        panic!("the tests need the project's Python venv and it could not be set up: {e} (see tests/tooling/README.md)");
+        panic!(
+            "the tests need the project's Python venv and it could not be set up: {e} (see tests/tooling/README.md)"
+        );
     }
     root.join(".venv/bin/python")
 }
