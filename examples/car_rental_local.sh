@@ -69,12 +69,15 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   say "Using the daemon already running (pid $(cat "$pidfile"))"
 else
   if [ -z "${AWS_ACCESS_KEY_ID:-}${AWS_PROFILE:-}" ] && [ ! -e "$HOME/.aws/credentials" ] && [ ! -e "$HOME/.aws/config" ]; then
-    say "No AWS credentials: pausing the scheduled AWS DAGs (dagctl unpause DAG to run them)"
-    dagctl list --json | python3 -c '
+    aws_dags="$(dagctl list --json | python3 -c '
 import json, sys
 for d in json.load(sys.stdin)["dags"]:
     if d.get("schedule") and d["id"] != "car_rental_local" and not d.get("paused"):
-        print(d["id"])' | while read -r dag; do dagctl pause "$dag"; done
+        print(d["id"])')"
+    if [ -n "$aws_dags" ]; then
+      say "No AWS credentials: pausing the scheduled AWS DAGs (dagctl unpause DAG to run them)"
+      for dag in $aws_dags; do dagctl pause "$dag"; done
+    fi
   fi
   say "Starting the daemon: dagctl scheduler (state in sluice.db, log in logs/scheduler.log)"
   dagctl scheduler >>logs/scheduler.log 2>&1 &
