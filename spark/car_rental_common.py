@@ -389,6 +389,18 @@ def finish(spark, output_root, job_name, date, tables, prepared):
 # --- Small helpers for the jobs ----------------------------------------------------------------
 
 
+def amount_stats(total_name):
+    """The aggregations both KPI jobs take over a group's amounts: the total (named
+    `total_name`), transaction_count, avg_amount, max_amount and min_amount, unrounded."""
+    return [
+        F.sum("amount").alias(total_name),
+        F.count(F.lit(1)).alias("transaction_count"),
+        F.avg("amount").alias("avg_amount"),
+        F.max("amount").alias("max_amount"),
+        F.min("amount").alias("min_amount"),
+    ]
+
+
 def money(column):
     return F.round(column, 2).cast(MONEY)
 

@@ -49,12 +49,8 @@ def run(spark, input, output, date):
     user_spending = (
         rentals.groupBy("user_id")
         .agg(
-            F.sum("amount").alias("total_spent"),
-            F.count(F.lit(1)).alias("transaction_count"),
+            *common.amount_stats("total_spent"),
             F.sum("rental_hours").alias("total_rental_hours"),
-            F.avg("amount").alias("avg_amount"),
-            F.max("amount").alias("max_amount"),
-            F.min("amount").alias("min_amount"),
         )
         .join(users.select("user_id", "first_name", "last_name"), "user_id")
         .select(

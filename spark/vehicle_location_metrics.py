@@ -36,11 +36,7 @@ def run(spark, input, output, date):
     location_performance = (
         rentals.groupBy("pickup_location_id")
         .agg(
-            F.sum("amount").alias("total_revenue"),
-            F.count(F.lit(1)).alias("transaction_count"),
-            F.avg("amount").alias("avg_amount"),
-            F.max("amount").alias("max_amount"),
-            F.min("amount").alias("min_amount"),
+            *common.amount_stats("total_revenue"),
             F.countDistinct("vehicle_id").alias("distinct_vehicles"),
         )
         .join(
