@@ -107,8 +107,13 @@ impl World {
 
     /// Copies the fixture's raw CSV into `data/raw/<dataset>/<date>/`.
     fn land_fixture(&self, date: &str) {
+        self.land(date, &["vehicles", "users", "locations", "rental_transactions"]);
+    }
+
+    /// Copies some of the fixture's datasets into `data/raw/<dataset>/<date>/`.
+    fn land(&self, date: &str, datasets: &[&str]) {
         let raw = repo().join("tests/fixtures/car_rental/raw");
-        for dataset in ["vehicles", "users", "locations", "rental_transactions"] {
+        for &dataset in datasets {
             let from = raw.join(dataset).join(FIXTURE_DATE);
             let to = self.root().join("data/raw").join(dataset).join(date);
             std::fs::create_dir_all(&to).unwrap();
@@ -233,6 +238,33 @@ fn car_rental_local_runs_end_to_end_through_the_daemon() {
     assert_eq!(count(vl, "rental_transactions", "unknown_vehicle"), 30, "{vl:#}");
     assert_eq!(count(vl, "rental_transactions", "unknown_location"), 30, "{vl:#}");
     assert_eq!(count(ut, "rental_transactions", "unknown_user"), 30, "{ut:#}");
+}
+
+/// A day whose export landed only in part (no users file): job 2 fails on each try with the
+/// missing folder named in its log, job 1 still succeeds, the report does not run on half the
+/// data, and the run fails; the transactions already landed are not overwritten by the
+/// generator.
+#[test]
+fn a_day_with_missing_input_fails_the_job_that_needs_it_and_the_run() {
+    let w = World::new();
+    w.land(FIXTURE_DATE, &["vehicles", "locations", "rental_transactions"]);
+    let log = File::create(w.root().join("daemon.log")).unwrap();
+    let _daemon = Daemon(w.dagctl().arg("scheduler").stdout(Stdio::null()).stderr(log).spawn().unwrap());
+
+    let o = w.dagctl().args(["trigger", "car_rental_local", "--date", FIXTURE_DATE, "--wait"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "the run must fail\n{}", explain(&o));
+    let state = |task: &str| {
+        let t = w.tasks(FIXTURE_DATE).into_iter().find(|t| t["task_id"] == task).unwrap();
+        (t["state"].as_str().unwrap().to_string(), t["try_number"].as_i64().unwrap())
+    };
+    assert_eq!(state("prepare_input"), ("success".into(), 1));
+    assert_eq!(state("vehicle_location_metrics"), ("success".into(), 1));
+    assert_eq!(state("user_transaction_metrics"), ("failed".into(), 2), "retried once, then failed");
+    assert_eq!(state("report").0, "upstream_failed");
+    let job_log = w.ok(&["logs", "car_rental_local", "user_transaction_metrics", "--date", FIXTURE_DATE]);
+    assert!(job_log.contains("missing input") && job_log.contains("users/2026-03-01"), "{job_log}");
+    assert!(!w.root().join("data/raw/users").exists(), "the generator must not fill in a day that has landed");
+    assert!(!w.root().join(format!("data/reports/car_rental_{FIXTURE_DATE}.md")).exists());
 }
 
 /// The count of one (dataset, reason) in a job's data-quality counts (`{dataset: {reason: rows}}`).
