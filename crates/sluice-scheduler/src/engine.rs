@@ -14,7 +14,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sluice_dag::{evaluate, Dag, Decision, Folder, RunDates, RunState, TaskState};
-use sluice_store::{NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
+use sluice_store::{FinishTry, NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -132,13 +132,20 @@ impl Engine {
     /// version (found by DAG id, or by file path when the id cannot be read); its error is
     /// recorded for `dagctl list`. Runs already active keep the version they started with.
     pub async fn set_dags(&mut self, folder: Folder) -> Result<()> {
+        let Folder { dags, files } = folder;
         let mut next: HashMap<String, DagEntry> = HashMap::new();
-        for dag in folder.dags {
+        for mut dag in dags {
             let file = dag.file.display().to_string();
-            self.store.sync_dag(&dag.id, &file, Some(&dag.source), None).await?;
+            // The store keeps the source (the CLI's fallback while the file is broken); the
+            // engine never reads it again.
+            let source = std::mem::take(&mut dag.source);
+            self.store.sync_dag(&dag.id, &file, Some(&source), None).await?;
+            // The parser collects tasks into a vector grown by doubling: with a thousand DAGs
+            // loaded, the spare capacity alone is megabytes.
+            dag.tasks.shrink_to_fit();
             next.insert(dag.id.clone(), DagEntry::new(dag));
         }
-        for f in folder.files.iter().filter(|f| f.has_errors()) {
+        for f in files.iter().filter(|f| f.has_errors()) {
             let error: Vec<String> = f.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
             let id = f
                 .dag_id
@@ -159,9 +166,13 @@ impl Engine {
                 warn!(dag = %id, file = %f.path.display(), "DAG file does not load");
             }
         }
+        drop(files);
         self.dags = next;
         self.next_check.clear();
         self.refresh_paused().await?;
+        // Syncing every DAG's source filled the database's page cache; it is not read again.
+        self.store.release_memory().await?;
+        release_freed_memory();
         Ok(())
     }
 
@@ -367,10 +378,12 @@ impl Engine {
             let wake = self.next_wakeup(now);
             tokio::select! {
                 Some(done) = self.tries.join_next(), if !self.tries.is_empty() => {
-                    self.handle_done(done).await?;
+                    // Every try that has ended by now is recorded in one transaction.
+                    let mut batch = vec![done];
                     while let Some(done) = self.tries.try_join_next() {
-                        self.handle_done(done).await?;
+                        batch.push(done);
                     }
+                    self.handle_done(batch).await?;
                 }
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = external.tick() => {
@@ -395,12 +408,16 @@ impl Engine {
         }
     }
 
-    async fn handle_done(&mut self, done: std::result::Result<TryDone, tokio::task::JoinError>) -> Result<()> {
-        match done {
-            Ok(done) => self.on_try_done(done).await,
-            Err(e) if e.is_cancelled() => Ok(()),
-            Err(e) => Err(SchedulerError::Internal(format!("a try panicked: {e}"))),
+    async fn handle_done(&mut self, batch: Vec<std::result::Result<TryDone, tokio::task::JoinError>>) -> Result<()> {
+        let mut done = Vec::with_capacity(batch.len());
+        for d in batch {
+            match d {
+                Ok(d) => done.push(d),
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => return Err(SchedulerError::Internal(format!("a try panicked: {e}"))),
+            }
         }
+        self.on_tries_done(done).await
     }
 
     /// Cron: creates the runs that are due. `catchup = false` creates only the latest missed
@@ -646,8 +663,9 @@ impl Engine {
         });
         ready.dedup();
         let mut waiting = Vec::new();
+        let mut starting: Vec<(i64, usize, String)> = Vec::new();
         for (run, i) in ready {
-            if self.tries.len() >= self.config.parallelism {
+            if self.tries.len() + starting.len() >= self.config.parallelism {
                 waiting.push((run, i));
                 continue;
             }
@@ -689,19 +707,37 @@ impl Engine {
                     Some(_) => {}
                 }
             }
-            let try_number = self.store.start_try(run, &task_id, Utc::now()).await?;
+            // The slots are taken now; the tries start below, all in one transaction.
+            self.reserve_slot(run, i);
+            starting.push((run, i, task_id));
+        }
+        self.ready = waiting;
+        if starting.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<(i64, String)> = starting.iter().map(|(r, _, t)| (*r, t.clone())).collect();
+        let numbers = match self.store.start_tries(&keys, Utc::now()).await {
+            Ok(n) => n,
+            Err(e) => {
+                for (run, i, _) in &starting {
+                    self.release_slot(*run, *i);
+                }
+                return Err(e.into());
+            }
+        };
+        for ((run, i, _), try_number) in starting.into_iter().zip(numbers) {
             {
                 let ar = self.runs.get_mut(&run).expect("active run");
                 ar.tis[i].state = TaskState::Running;
                 ar.tis[i].try_number = try_number;
             }
-            self.spawn_try(run, i, try_number, Map::new());
+            self.launch_try(run, i, try_number, Map::new());
         }
-        self.ready = waiting;
         Ok(())
     }
 
-    fn spawn_try(&mut self, run: i64, i: usize, try_number: u32, resumed: Map<String, Value>) {
+    /// Counts a try against `parallelism`, its DAG's `max_active_tasks` and its pool.
+    fn reserve_slot(&mut self, run: i64, i: usize) {
         let ar = &self.runs[&run];
         let task = &ar.entry.dag.tasks[i];
         *self.per_dag_running.entry(ar.run.dag_id.clone()).or_default() += 1;
@@ -709,6 +745,28 @@ impl Engine {
             *self.pool_usage.entry(pool.clone()).or_default() += 1;
         }
         self.in_flight.insert((run, i), task.pool.clone());
+    }
+
+    fn release_slot(&mut self, run: i64, i: usize) {
+        if let Some(Some(pool)) = self.in_flight.remove(&(run, i)) {
+            if let Some(n) = self.pool_usage.get_mut(&pool) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(n) = self.runs.get(&run).and_then(|ar| self.per_dag_running.get_mut(&ar.run.dag_id)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn spawn_try(&mut self, run: i64, i: usize, try_number: u32, resumed: Map<String, Value>) {
+        self.reserve_slot(run, i);
+        self.launch_try(run, i, try_number, resumed);
+    }
+
+    /// Starts a try whose slot is reserved.
+    fn launch_try(&mut self, run: i64, i: usize, try_number: u32, resumed: Map<String, Value>) {
+        let ar = &self.runs[&run];
+        let task = &ar.entry.dag.tasks[i];
         let job = Job {
             store: self.store.clone(),
             providers: self.providers.clone(),
@@ -724,55 +782,78 @@ impl Engine {
         self.tries.spawn(job.execute());
     }
 
-    async fn on_try_done(&mut self, done: TryDone) -> Result<()> {
-        let key = (done.run, done.task);
-        if let Some(Some(pool)) = self.in_flight.remove(&key) {
-            if let Some(n) = self.pool_usage.get_mut(&pool) {
+    /// Records tries that ended, all in one transaction, then wakes their downstream tasks.
+    async fn on_tries_done(&mut self, batch: Vec<TryDone>) -> Result<()> {
+        let mut finished: Vec<FinishTry> = Vec::with_capacity(batch.len());
+        let mut meta: Vec<(i64, usize, TaskState)> = Vec::with_capacity(batch.len());
+        // One time for the batch: the tries are recorded together.
+        let now = Utc::now();
+        for done in batch {
+            let key = (done.run, done.task);
+            if let Some(Some(pool)) = self.in_flight.remove(&key) {
+                if let Some(n) = self.pool_usage.get_mut(&pool) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            let Some(ar) = self.runs.get_mut(&done.run) else { continue };
+            if let Some(n) = self.per_dag_running.get_mut(&ar.run.dag_id) {
                 *n = n.saturating_sub(1);
             }
-        }
-        let Some(ar) = self.runs.get_mut(&done.run) else { return Ok(()) };
-        if let Some(n) = self.per_dag_running.get_mut(&ar.run.dag_id) {
-            *n = n.saturating_sub(1);
-        }
-        let task = &ar.entry.dag.tasks[done.task];
-        let ti = ar.tis[done.task];
-        let now = Utc::now();
-        let (outcome, state) = match done.result {
-            Ok(Outcome::Success(outputs)) => (TryOutcome::Success { outputs }, TaskState::Success),
-            Ok(Outcome::Skipped(reason)) => (TryOutcome::Skipped { reason }, TaskState::Skipped),
-            Err(e) => {
-                let retry_at = (e.retryable && done.try_number < ti.max_tries)
-                    .then(|| now + jitter(task.retry.delay_before(done.try_number + 1)));
-                let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
-                warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, error = %e.message, retry_at = ?retry_at, "task try failed");
-                if let Some(at) = retry_at {
-                    self.retries.insert((at, done.run, done.task));
+            let task = &ar.entry.dag.tasks[done.task];
+            let ti = ar.tis[done.task];
+            let (outcome, state) = match done.result {
+                Ok(Outcome::Success(outputs)) => (TryOutcome::Success { outputs }, TaskState::Success),
+                Ok(Outcome::Skipped(reason)) => (TryOutcome::Skipped { reason }, TaskState::Skipped),
+                Err(e) => {
+                    let retry_at = (e.retryable && done.try_number < ti.max_tries)
+                        .then(|| now + jitter(task.retry.delay_before(done.try_number + 1)));
+                    let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
+                    warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, error = %e.message, retry_at = ?retry_at, "task try failed");
+                    if let Some(at) = retry_at {
+                        self.retries.insert((at, done.run, done.task));
+                    }
+                    (TryOutcome::Failed { error: e.message, retry_at }, state)
                 }
-                (TryOutcome::Failed { error: e.message, retry_at }, state)
-            }
-        };
-        // The store has the last word: a task cleared or marked while this try ran keeps what
+            };
+            finished.push(FinishTry {
+                run: done.run,
+                task_id: task.id.clone(),
+                try_number: done.try_number,
+                outcome,
+                at: now,
+            });
+            meta.push((done.run, done.task, state));
+        }
+        if finished.is_empty() {
+            return Ok(());
+        }
+        // The store has the last word: a task cleared or marked while its try ran keeps what
         // was decided meanwhile.
-        let applied = self.store.finish_try(done.run, &task.id, done.try_number, &outcome, now).await?;
-        if applied != state {
-            info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, outcome = %state, now = %applied, "the task was changed while its try ran; keeping that");
-        } else if state != TaskState::UpForRetry {
-            info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, state = %state, "task finished");
+        let applied_all = self.store.finish_tries(&finished).await?;
+        let mut changed_meanwhile = false;
+        for ((run, i, state), (applied, f)) in meta.into_iter().zip(applied_all.into_iter().zip(&finished)) {
+            let Some(ar) = self.runs.get_mut(&run) else { continue };
+            let task = &ar.entry.dag.tasks[i];
+            if applied != state {
+                info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = f.try_number, outcome = %state, now = %applied, "the task was changed while its try ran; keeping that");
+                changed_meanwhile = true;
+            } else if state != TaskState::UpForRetry {
+                info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = f.try_number, state = %state, "task finished");
+            }
+            ar.tis[i].state = applied;
+            if applied.is_finished() {
+                ar.dirty.extend(ar.entry.downs[i].iter().copied());
+            }
+            if applied == TaskState::None {
+                ar.dirty.insert(i);
+            }
+            if ar.run.state.is_finished() && !self.in_flight.keys().any(|(r, _)| *r == run) {
+                self.runs.remove(&run);
+            }
         }
-        ar.tis[done.task].state = applied;
-        if applied.is_finished() {
-            ar.dirty.extend(ar.entry.downs[done.task].iter().copied());
-        }
-        if applied == TaskState::None {
-            ar.dirty.insert(done.task);
-        }
-        if ar.run.state.is_finished() && !self.in_flight.keys().any(|(r, _)| *r == done.run) {
-            self.runs.remove(&done.run);
-        }
-        if applied != state {
-            // Someone changed this run while the try ran: catch up with the rest of it now
-            // rather than at the next change check.
+        if changed_meanwhile {
+            // Someone changed a run while a try ran: catch up with the rest of it now rather
+            // than at the next change check.
             self.load_active_runs().await?;
         }
         Ok(())
@@ -826,6 +907,17 @@ impl Engine {
     }
 }
 
+/// Hands the heap pages freed since (the parse trees and diagnostics of a folder load, the
+/// DAG versions it replaced) back to the OS. glibc keeps freed memory in its arenas, one per
+/// thread that allocated, and only returns the top of each heap on its own.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Up to 20% less than the computed delay, so retries of many tasks do not land at once.
 fn jitter(d: StdDuration) -> chrono::Duration {
     let nanos = Utc::now().timestamp_subsec_nanos() as f64 / 1e9;
@@ -856,7 +948,9 @@ async fn render(
     let task = &dag.tasks[i];
     let dates = run_dates(dag, run);
     let mut ctx = dag.template_context(&task.id, &run.run_id, &dates, run.conf.as_ref());
-    ctx.tasks = store.outputs(run.id).await.map_err(|e| TaskError::retryable(format!("reading outputs: {e}")))?;
+    if reads_outputs(task) {
+        ctx.tasks = store.outputs(run.id).await.map_err(|e| TaskError::retryable(format!("reading outputs: {e}")))?;
+    }
     match dag.render_task(task, &ctx) {
         Ok((_, op)) => Ok(op),
         Err(e) => {
@@ -875,6 +969,21 @@ async fn render(
             }
         }
     }
+}
+
+/// Whether rendering the task may read upstream outputs (`tasks.<id>.<field>`): only a task
+/// with upstreams, and only when a key mentions `tasks` or names a `query_file` (itself a
+/// template). Saves a read of the run's outputs for every other try.
+fn reads_outputs(task: &sluice_dag::Task) -> bool {
+    fn mentions(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains("tasks"),
+            Value::Array(a) => a.iter().any(mentions),
+            Value::Object(o) => o.iter().any(|(k, v)| k == "query_file" || mentions(v)),
+            _ => false,
+        }
+    }
+    (!task.depends_on.is_empty() && task.keys.values().any(mentions)) || task.keys.contains_key("query_file")
 }
 
 /// Everything a try needs, moved into its own tokio task.

@@ -181,6 +181,16 @@ pub enum TryOutcome {
     Skipped { reason: String },
 }
 
+/// One try to end with [`Store::finish_tries`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishTry {
+    pub run: i64,
+    pub task_id: String,
+    pub try_number: u32,
+    pub outcome: TryOutcome,
+    pub at: DateTime<Utc>,
+}
+
 /// Something worth telling people about: `deadline_missed`, `retry`, `recovered`, ...
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
@@ -265,6 +275,25 @@ pub trait Store: Send + Sync + 'static {
         outcome: &TryOutcome,
         at: DateTime<Utc>,
     ) -> Result<TaskState>;
+    /// Starts the next try of each `(run, task id)`, as [`Store::start_try`] does, all in one
+    /// transaction (a scheduler starting many tasks at once commits once). Returns the try
+    /// numbers, in order.
+    async fn start_tries(&self, tasks: &[(i64, String)], at: DateTime<Utc>) -> Result<Vec<u32>> {
+        let mut numbers = Vec::with_capacity(tasks.len());
+        for (run, task_id) in tasks {
+            numbers.push(self.start_try(*run, task_id, at).await?);
+        }
+        Ok(numbers)
+    }
+    /// Ends several tries, each as [`Store::finish_try`] does, all in one transaction. Returns
+    /// each task instance's state after the call, in order.
+    async fn finish_tries(&self, tries: &[FinishTry]) -> Result<Vec<TaskState>> {
+        let mut states = Vec::with_capacity(tries.len());
+        for t in tries {
+            states.push(self.finish_try(t.run, &t.task_id, t.try_number, &t.outcome, t.at).await?);
+        }
+        Ok(states)
+    }
     /// The tries of a run (of one task, when given), oldest first.
     async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>>;
     /// Every try still `running`, with its run: what a restarted daemon must recover.
@@ -280,6 +309,12 @@ pub trait Store: Send + Sync + 'static {
     async fn add_event(&self, event: &NewEvent) -> Result<()>;
     /// Events, newest first.
     async fn events(&self, dag_id: Option<&str>, run_id: Option<&str>, limit: u32) -> Result<Vec<Event>>;
+
+    /// Hands memory the backend caches but does not need now back to the system (SQLite's
+    /// page cache after the DAG sources were synced). Changes no state.
+    async fn release_memory(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// True when another process has committed a change since the last call (SQLite's
     /// `data_version`); lets the daemon notice CLI writes without rescanning tables.

@@ -51,7 +51,7 @@ use sqlx::{ConnectOptions, Connection, Executor, Row};
 use tokio::sync::Mutex;
 
 use crate::{
-    Created, DagRow, Event, NewEvent, NewRun, Result, Run, RunFilter, RunKind, RunState, Store, StoreError,
+    Created, DagRow, Event, FinishTry, NewEvent, NewRun, Result, Run, RunFilter, RunKind, RunState, Store, StoreError,
     TaskInstance, TaskState, Try, TryOutcome,
 };
 
@@ -374,6 +374,275 @@ fn try_not_found(run: i64, task_id: &str, try_number: u32) -> StoreError {
     StoreError::NotFound(format!("try {try_number} of task `{task_id}` of run {run}"))
 }
 
+/// Ids per `IN (...)` list: far below SQLite's limit of bound parameters; a power of two
+/// (see [`padded`]).
+const IN_CHUNK: usize = 256;
+
+/// A bound list padded to a power of two by repeating its last item, which changes nothing in
+/// an `IN (...)` list: a handful of statement texts then serve every batch size, and the
+/// connection's cache of prepared statements is not churned by one text per size.
+fn padded<T: Copy>(items: &[T]) -> Vec<T> {
+    let mut v = items.to_vec();
+    if let Some(last) = items.last() {
+        v.resize(items.len().next_power_of_two(), *last);
+    }
+    v
+}
+
+/// Rows split into pieces of power-of-two sizes, largest first: a multi-row `INSERT` cannot be
+/// padded, so it is split instead (see [`padded`]).
+fn pow2_pieces<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut pieces = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = 1usize << (usize::BITS - 1 - rest.len().leading_zeros());
+        let (piece, tail) = rest.split_at(size);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
+}
+
+/// `?, ?, ?` (n of them).
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// The first of `ids` that has no task instance in `run`.
+async fn first_missing_task(tx: &mut SqliteConnection, run: i64, ids: &[&str]) -> Result<String> {
+    for id in ids {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM task_instances WHERE run = ? AND task_id = ?")
+            .bind(run)
+            .bind(*id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Ok(id.to_string());
+        }
+    }
+    Ok(ids.first().map_or_else(String::new, |s| s.to_string()))
+}
+
+/// [`Store::finish_tries`] for successful tries of one run ended at `at` (`chunk` indexes
+/// `tries`): the same rows and rules as [`finish_try_in`], in a few statements.
+async fn finish_successes_in(
+    tx: &mut SqliteConnection,
+    run: i64,
+    at: DateTime<Utc>,
+    tries: &[FinishTry],
+    chunk: &[usize],
+    states: &mut [Option<TaskState>],
+) -> Result<()> {
+    let at_text = ts(at);
+    let bound = padded(chunk);
+    let pairs = vec!["(?, ?)"; bound.len()].join(", ");
+    let sql = format!(
+        "UPDATE tries SET state = 'success', ended_at = ?, error = NULL \
+         WHERE run = ? AND (task_id, try_number) IN (VALUES {pairs})"
+    );
+    let mut query = sqlx::query(&sql).bind(&at_text).bind(run);
+    for k in &bound {
+        query = query.bind(&tries[*k].task_id).bind(i64::from(tries[*k].try_number));
+    }
+    let done = query.execute(&mut *tx).await?;
+    if done.rows_affected() != chunk.len() as u64 {
+        for k in chunk {
+            let t = &tries[*k];
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM tries WHERE run = ? AND task_id = ? AND try_number = ?")
+                    .bind(run)
+                    .bind(&t.task_id)
+                    .bind(i64::from(t.try_number))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_none() {
+                return Err(try_not_found(run, &t.task_id, t.try_number));
+            }
+        }
+    }
+    // The task instance follows only while this try is its current, running one.
+    let sql = format!(
+        "SELECT task_id, state, try_number FROM task_instances WHERE run = ? AND task_id IN ({})",
+        placeholders(bound.len())
+    );
+    let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql).bind(run);
+    for k in &bound {
+        query = query.bind(&tries[*k].task_id);
+    }
+    let current: std::collections::HashMap<String, (String, i64)> =
+        query.fetch_all(&mut *tx).await?.into_iter().map(|(t, s, n)| (t, (s, n))).collect();
+    let mut follow: Vec<usize> = Vec::with_capacity(chunk.len());
+    for k in chunk {
+        let t = &tries[*k];
+        let (state, number) = current.get(&t.task_id).ok_or_else(|| task_not_found(run, &t.task_id))?;
+        let state = parse_task_state(state)?;
+        if state == TaskState::Running && *number == i64::from(t.try_number) {
+            follow.push(*k);
+        } else {
+            states[*k] = Some(state);
+        }
+    }
+    if follow.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE task_instances SET state = 'success', ended_at = ?, next_try_at = NULL \
+         WHERE run = ? AND task_id IN ({})",
+        placeholders(follow.len().next_power_of_two())
+    );
+    let mut query = sqlx::query(&sql).bind(&at_text).bind(run);
+    for k in &padded(&follow) {
+        query = query.bind(&tries[*k].task_id);
+    }
+    query.execute(&mut *tx).await?;
+    let outputs: Vec<(&str, &String, String)> = follow
+        .iter()
+        .flat_map(|k| {
+            let t = &tries[*k];
+            match &t.outcome {
+                TryOutcome::Success { outputs } => {
+                    outputs.iter().map(|(key, v)| (t.task_id.as_str(), key, v.to_string())).collect::<Vec<_>>()
+                }
+                _ => Vec::new(),
+            }
+        })
+        .collect();
+    for rows in outputs.chunks(IN_CHUNK / 4).flat_map(pow2_pieces) {
+        let values = vec!["(?, ?, ?, ?)"; rows.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO outputs (run, task_id, key, value) VALUES {values} \
+             ON CONFLICT (run, task_id, key) DO UPDATE SET value = excluded.value"
+        );
+        let mut query = sqlx::query(&sql);
+        for (task_id, key, value) in rows {
+            query = query.bind(run).bind(*task_id).bind(*key).bind(value);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for k in follow {
+        states[k] = Some(TaskState::Success);
+    }
+    Ok(())
+}
+
+/// [`Store::start_try`] inside a transaction.
+async fn start_try_in(tx: &mut SqliteConnection, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<u32> {
+    let number: Option<i64> = sqlx::query_scalar(
+        "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
+         ended_at = NULL, next_try_at = NULL WHERE run = ? AND task_id = ? RETURNING try_number",
+    )
+    .bind(ts(at))
+    .bind(run)
+    .bind(task_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let number = number.ok_or_else(|| task_not_found(run, task_id))?;
+    sqlx::query(
+        "INSERT INTO tries (run, task_id, try_number, state, started_at, external_ids) \
+         VALUES (?, ?, ?, 'running', ?, '{}')",
+    )
+    .bind(run)
+    .bind(task_id)
+    .bind(number)
+    .bind(ts(at))
+    .execute(&mut *tx)
+    .await?;
+    u32::try_from(number).map_err(|_| StoreError::Corrupt(format!("try number {number} out of range")))
+}
+
+/// [`Store::finish_try`] inside a transaction.
+async fn finish_try_in(
+    tx: &mut SqliteConnection,
+    run: i64,
+    task_id: &str,
+    try_number: u32,
+    outcome: &TryOutcome,
+    at: DateTime<Utc>,
+) -> Result<TaskState> {
+    let (try_state, error) = match outcome {
+        TryOutcome::Success { .. } => (TaskState::Success, None),
+        TryOutcome::Failed { error, .. } => (TaskState::Failed, Some(error.as_str())),
+        TryOutcome::Skipped { reason } => (TaskState::Skipped, Some(reason.as_str())),
+    };
+    let done = sqlx::query(
+        "UPDATE tries SET state = ?, ended_at = ?, error = ? WHERE run = ? AND task_id = ? AND try_number = ?",
+    )
+    .bind(try_state.name())
+    .bind(ts(at))
+    .bind(error)
+    .bind(run)
+    .bind(task_id)
+    .bind(i64::from(try_number))
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(try_not_found(run, task_id, try_number));
+    }
+
+    // The task instance follows only while this try is its current, running one: a task
+    // cleared or marked by hand while the try ran keeps what was decided meanwhile (and a
+    // stale try leaves no outputs behind).
+    let (ti_state, ti_try): (String, i64) =
+        sqlx::query_as("SELECT state, try_number FROM task_instances WHERE run = ? AND task_id = ?")
+            .bind(run)
+            .bind(task_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| task_not_found(run, task_id))?;
+    let current = parse_task_state(&ti_state)?;
+    if current != TaskState::Running || ti_try != i64::from(try_number) {
+        return Ok(current);
+    }
+
+    let applied = match outcome {
+        TryOutcome::Failed { retry_at: Some(_), .. } => TaskState::UpForRetry,
+        _ => try_state,
+    };
+    match outcome {
+        TryOutcome::Failed { error, retry_at: Some(retry_at) } => {
+            sqlx::query(
+                "UPDATE task_instances SET state = 'up_for_retry', next_try_at = ?, ended_at = NULL \
+                 WHERE run = ? AND task_id = ?",
+            )
+            .bind(ts(*retry_at))
+            .bind(run)
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+            let (dag_id, run_id) = run_names(&mut *tx, run).await?;
+            let detail = format!("try {try_number} failed: {error}; next try at {}", ts(*retry_at));
+            insert_event(&mut *tx, at, &dag_id, Some(&run_id), Some(task_id), "retry", &detail).await?;
+        }
+        _ => {
+            sqlx::query(
+                "UPDATE task_instances SET state = ?, ended_at = ?, next_try_at = NULL \
+                 WHERE run = ? AND task_id = ?",
+            )
+            .bind(try_state.name())
+            .bind(ts(at))
+            .bind(run)
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    if let TryOutcome::Success { outputs } = outcome {
+        for (key, value) in outputs {
+            sqlx::query(
+                "INSERT INTO outputs (run, task_id, key, value) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (run, task_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(run)
+            .bind(task_id)
+            .bind(key)
+            .bind(value.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(applied)
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     // --- DAGs ---
@@ -597,6 +866,47 @@ impl Store for SqliteStore {
     async fn set_task_states(&self, run: i64, states: &[(String, TaskState)], at: DateTime<Utc>) -> Result<()> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let distinct: std::collections::HashSet<&str> = states.iter().map(|(t, _)| t.as_str()).collect();
+        if distinct.len() == states.len() {
+            // Each task once: one statement per state (and per chunk of ids), not per task.
+            let mut by_state: Vec<(TaskState, Vec<&str>)> = Vec::new();
+            for (task_id, state) in states {
+                match by_state.iter_mut().find(|(s, _)| s == state) {
+                    Some((_, ids)) => ids.push(task_id),
+                    None => by_state.push((*state, vec![task_id])),
+                }
+            }
+            for (state, ids) in by_state {
+                for chunk in ids.chunks(IN_CHUNK) {
+                    let set = if state.is_finished() {
+                        "state = ?, ended_at = ?"
+                    } else if matches!(state, TaskState::None | TaskState::Scheduled | TaskState::Queued) {
+                        "state = ?, ended_at = NULL"
+                    } else {
+                        "state = ?"
+                    };
+                    let sql = format!(
+                        "UPDATE task_instances SET {set} WHERE run = ? AND task_id IN ({})",
+                        placeholders(chunk.len().next_power_of_two())
+                    );
+                    let mut query = sqlx::query(&sql).bind(state.name());
+                    if state.is_finished() {
+                        query = query.bind(ts(at));
+                    }
+                    query = query.bind(run);
+                    for id in padded(chunk) {
+                        query = query.bind(id);
+                    }
+                    let done = query.execute(&mut *tx).await?;
+                    if done.rows_affected() != chunk.len() as u64 {
+                        let missing = first_missing_task(&mut tx, run, chunk).await?;
+                        return Err(task_not_found(run, &missing));
+                    }
+                }
+            }
+            tx.commit().await?;
+            return Ok(());
+        }
         for (task_id, state) in states {
             let query = if state.is_finished() {
                 sqlx::query("UPDATE task_instances SET state = ?, ended_at = ? WHERE run = ? AND task_id = ?")
@@ -620,28 +930,68 @@ impl Store for SqliteStore {
     async fn start_try(&self, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<u32> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let number: Option<i64> = sqlx::query_scalar(
-            "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
-             ended_at = NULL, next_try_at = NULL WHERE run = ? AND task_id = ? RETURNING try_number",
-        )
-        .bind(ts(at))
-        .bind(run)
-        .bind(task_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let number = number.ok_or_else(|| task_not_found(run, task_id))?;
-        sqlx::query(
-            "INSERT INTO tries (run, task_id, try_number, state, started_at, external_ids) \
-             VALUES (?, ?, ?, 'running', ?, '{}')",
-        )
-        .bind(run)
-        .bind(task_id)
-        .bind(number)
-        .bind(ts(at))
-        .execute(&mut *tx)
-        .await?;
+        let number = start_try_in(&mut tx, run, task_id, at).await?;
         tx.commit().await?;
-        u32::try_from(number).map_err(|_| StoreError::Corrupt(format!("try number {number} out of range")))
+        Ok(number)
+    }
+
+    async fn start_tries(&self, tasks: &[(i64, String)], at: DateTime<Utc>) -> Result<Vec<u32>> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let distinct: std::collections::HashSet<(i64, &str)> = tasks.iter().map(|(r, t)| (*r, t.as_str())).collect();
+        let mut numbers = Vec::with_capacity(tasks.len());
+        if distinct.len() != tasks.len() {
+            for (run, task_id) in tasks {
+                numbers.push(start_try_in(&mut tx, *run, task_id, at).await?);
+            }
+            tx.commit().await?;
+            return Ok(numbers);
+        }
+        // One UPDATE and one INSERT per run and chunk of tasks, not two statements per task.
+        let mut started: std::collections::HashMap<(i64, String), i64> = std::collections::HashMap::new();
+        let mut runs: Vec<i64> = tasks.iter().map(|(r, _)| *r).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        let at_text = ts(at);
+        for run in runs {
+            let ids: Vec<&str> = tasks.iter().filter(|(r, _)| *r == run).map(|(_, t)| t.as_str()).collect();
+            for chunk in ids.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
+                     ended_at = NULL, next_try_at = NULL WHERE run = ? AND task_id IN ({}) RETURNING task_id, try_number",
+                    placeholders(chunk.len().next_power_of_two())
+                );
+                let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(&at_text).bind(run);
+                for id in padded(chunk) {
+                    query = query.bind(id);
+                }
+                let rows = query.fetch_all(&mut *tx).await?;
+                if rows.len() != chunk.len() {
+                    let missing = chunk.iter().find(|id| !rows.iter().any(|(t, _)| t == *id)).copied().unwrap_or("?");
+                    return Err(task_not_found(run, missing));
+                }
+                for piece in pow2_pieces(&rows) {
+                    let values = vec!["(?, ?, ?, 'running', ?, '{}')"; piece.len()].join(", ");
+                    let sql = format!(
+                        "INSERT INTO tries (run, task_id, try_number, state, started_at, external_ids) VALUES {values}"
+                    );
+                    let mut insert = sqlx::query(&sql);
+                    for (task_id, number) in piece {
+                        insert = insert.bind(run).bind(task_id).bind(number).bind(&at_text);
+                    }
+                    insert.execute(&mut *tx).await?;
+                }
+                started.extend(rows.into_iter().map(|(t, n)| ((run, t), n)));
+            }
+        }
+        tx.commit().await?;
+        for (run, task_id) in tasks {
+            let number = started[&(*run, task_id.clone())];
+            numbers.push(
+                u32::try_from(number).map_err(|_| StoreError::Corrupt(format!("try number {number} out of range")))?,
+            );
+        }
+        Ok(numbers)
     }
 
     async fn record_external_id(
@@ -684,92 +1034,39 @@ impl Store for SqliteStore {
         outcome: &TryOutcome,
         at: DateTime<Utc>,
     ) -> Result<TaskState> {
-        let (try_state, error) = match outcome {
-            TryOutcome::Success { .. } => (TaskState::Success, None),
-            TryOutcome::Failed { error, .. } => (TaskState::Failed, Some(error.as_str())),
-            TryOutcome::Skipped { reason } => (TaskState::Skipped, Some(reason.as_str())),
-        };
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let done = sqlx::query(
-            "UPDATE tries SET state = ?, ended_at = ?, error = ? WHERE run = ? AND task_id = ? AND try_number = ?",
-        )
-        .bind(try_state.name())
-        .bind(ts(at))
-        .bind(error)
-        .bind(run)
-        .bind(task_id)
-        .bind(i64::from(try_number))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(try_not_found(run, task_id, try_number));
-        }
+        let state = finish_try_in(&mut tx, run, task_id, try_number, outcome, at).await?;
+        tx.commit().await?;
+        Ok(state)
+    }
 
-        // The task instance follows only while this try is its current, running one: a task
-        // cleared or marked by hand while the try ran keeps what was decided meanwhile (and a
-        // stale try leaves no outputs behind).
-        let (ti_state, ti_try): (String, i64) =
-            sqlx::query_as("SELECT state, try_number FROM task_instances WHERE run = ? AND task_id = ?")
-                .bind(run)
-                .bind(task_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| task_not_found(run, task_id))?;
-        let current = parse_task_state(&ti_state)?;
-        if current != TaskState::Running || ti_try != i64::from(try_number) {
-            tx.commit().await?;
-            return Ok(current);
-        }
-
-        let applied = match outcome {
-            TryOutcome::Failed { retry_at: Some(_), .. } => TaskState::UpForRetry,
-            _ => try_state,
-        };
-        match outcome {
-            TryOutcome::Failed { error, retry_at: Some(retry_at) } => {
-                sqlx::query(
-                    "UPDATE task_instances SET state = 'up_for_retry', next_try_at = ?, ended_at = NULL \
-                     WHERE run = ? AND task_id = ?",
-                )
-                .bind(ts(*retry_at))
-                .bind(run)
-                .bind(task_id)
-                .execute(&mut *tx)
-                .await?;
-                let (dag_id, run_id) = run_names(&mut tx, run).await?;
-                let detail = format!("try {try_number} failed: {error}; next try at {}", ts(*retry_at));
-                insert_event(&mut tx, at, &dag_id, Some(&run_id), Some(task_id), "retry", &detail).await?;
-            }
-            _ => {
-                sqlx::query(
-                    "UPDATE task_instances SET state = ?, ended_at = ?, next_try_at = NULL \
-                     WHERE run = ? AND task_id = ?",
-                )
-                .bind(try_state.name())
-                .bind(ts(at))
-                .bind(run)
-                .bind(task_id)
-                .execute(&mut *tx)
-                .await?;
+    async fn finish_tries(&self, tries: &[FinishTry]) -> Result<Vec<TaskState>> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut states: Vec<Option<TaskState>> = vec![None; tries.len()];
+        let distinct: std::collections::HashSet<(i64, &str)> =
+            tries.iter().map(|t| (t.run, t.task_id.as_str())).collect();
+        // Successes of one run at one time are written a chunk at a time (a few statements
+        // for many tries); everything else, and a batch naming a task twice, one by one.
+        let mut groups: Vec<((i64, DateTime<Utc>), Vec<usize>)> = Vec::new();
+        for (k, t) in tries.iter().enumerate() {
+            if distinct.len() == tries.len() && matches!(t.outcome, TryOutcome::Success { .. }) {
+                match groups.iter_mut().find(|(key, _)| *key == (t.run, t.at)) {
+                    Some((_, v)) => v.push(k),
+                    None => groups.push(((t.run, t.at), vec![k])),
+                }
+            } else {
+                states[k] = Some(finish_try_in(&mut tx, t.run, &t.task_id, t.try_number, &t.outcome, t.at).await?);
             }
         }
-        if let TryOutcome::Success { outputs } = outcome {
-            for (key, value) in outputs {
-                sqlx::query(
-                    "INSERT INTO outputs (run, task_id, key, value) VALUES (?, ?, ?, ?) \
-                     ON CONFLICT (run, task_id, key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(run)
-                .bind(task_id)
-                .bind(key)
-                .bind(value.to_string())
-                .execute(&mut *tx)
-                .await?;
+        for ((run, at), members) in groups {
+            for chunk in members.chunks(IN_CHUNK / 2) {
+                finish_successes_in(&mut tx, run, at, tries, chunk, &mut states).await?;
             }
         }
         tx.commit().await?;
-        Ok(applied)
+        Ok(states.into_iter().map(|s| s.unwrap_or(TaskState::Success)).collect())
     }
 
     async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>> {
@@ -885,6 +1182,25 @@ impl Store for SqliteStore {
             query = query.bind(run_id);
         }
         query.bind(i64::from(limit)).fetch_all(&self.readers).await?.iter().map(event).collect()
+    }
+
+    async fn release_memory(&self) -> Result<()> {
+        {
+            let mut w = self.writer.lock().await;
+            sqlx::query("PRAGMA shrink_memory").execute(&mut w.conn).await?;
+        }
+        // Every idle reader too (held at once, so each is a different connection).
+        let mut held = Vec::new();
+        for _ in 0..self.readers.num_idle() {
+            match self.readers.try_acquire() {
+                Some(conn) => held.push(conn),
+                None => break,
+            }
+        }
+        for conn in &mut held {
+            sqlx::query("PRAGMA shrink_memory").execute(&mut **conn).await?;
+        }
+        Ok(())
     }
 
     async fn changed_elsewhere(&self) -> Result<bool> {

@@ -655,3 +655,103 @@ async fn concurrent_writers_on_two_handles_do_not_hit_database_is_locked() {
     assert_eq!(store.running_tries().await.unwrap().len(), 200);
     assert_eq!(store.events(None, None, 1000).await.unwrap().len(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_starts_and_finishes_do_what_the_single_calls_do() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let mut new = new_run("d", "r", "2026-03-01T00:00:00Z");
+    new.tasks = (0..5).map(|i| (format!("t{i}"), 2)).collect();
+    let a = create(&store, &new).await;
+    let b = create(&store, &new_run("d", "r2", "2026-03-02T00:00:00Z")).await;
+    let t0 = t("2026-03-03T00:00:00Z");
+
+    // Scheduled in one call, per state.
+    let scheduled: Vec<(String, TaskState)> = (0..5).map(|i| (format!("t{i}"), TaskState::Scheduled)).collect();
+    store.set_task_states(a, &scheduled, t0).await.unwrap();
+    assert!(store.task_instances(a).await.unwrap().iter().all(|ti| ti.state == TaskState::Scheduled));
+    let queued = [("t0".to_string(), TaskState::Queued), ("nope".to_string(), TaskState::Queued)];
+    let missing = store.set_task_states(a, &queued, t0).await;
+    assert!(matches!(missing, Err(StoreError::NotFound(m)) if m.contains("nope")));
+    // The failed call changed nothing.
+    assert_eq!(store.task_instances(a).await.unwrap()[0].state, TaskState::Scheduled);
+
+    // Started across two runs, in the order asked.
+    let keys: Vec<(i64, String)> =
+        vec![(a, "t3".into()), (b, "extract".into()), (a, "t0".into()), (a, "t1".into()), (a, "t2".into())];
+    assert_eq!(store.start_tries(&keys, t0).await.unwrap(), vec![1, 1, 1, 1, 1]);
+    assert_eq!(store.running_tries().await.unwrap().len(), 5);
+    assert!(matches!(store.start_tries(&[(a, "nope".into())], t0).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.start_tries(&[(a, "t3".into()), (a, "t3".into())], t0).await.unwrap(), vec![2, 3]);
+
+    // t2 is cleared while its try runs: its try ends, the task keeps `none`.
+    store.clear_tasks(a, &[("t2".into(), 2)], t0).await.unwrap();
+    let t1 = t0 + Duration::seconds(3);
+    let ok = |o: Value| TryOutcome::Success { outputs: map(o) };
+    let finish = |run: i64, task: &str, n: u32, outcome: TryOutcome| sluice_store::FinishTry {
+        run,
+        task_id: task.into(),
+        try_number: n,
+        outcome,
+        at: t1,
+    };
+    let batch = vec![
+        finish(a, "t0", 1, ok(json!({"output": "x"}))),
+        finish(b, "extract", 1, TryOutcome::Failed { error: "boom".into(), retry_at: Some(t1 + Duration::minutes(1)) }),
+        finish(a, "t1", 1, ok(json!({}))),
+        finish(a, "t2", 1, ok(json!({"output": "stale"}))),
+        finish(a, "t3", 3, ok(json!({"output": "y", "n": 2}))),
+    ];
+    let states = store.finish_tries(&batch).await.unwrap();
+    assert_eq!(
+        states,
+        vec![TaskState::Success, TaskState::UpForRetry, TaskState::Success, TaskState::None, TaskState::Success]
+    );
+    let tis = store.task_instances(a).await.unwrap();
+    let state_of = |id: &str| tis.iter().find(|ti| ti.task_id == id).map(|ti| (ti.state, ti.ended_at)).unwrap();
+    assert_eq!(state_of("t0"), (TaskState::Success, Some(t1)));
+    assert_eq!(state_of("t2"), (TaskState::None, None));
+    let outputs = store.outputs(a).await.unwrap();
+    assert_eq!(outputs.get("t0"), Some(&map(json!({"output": "x"}))));
+    assert_eq!(outputs.get("t3"), Some(&map(json!({"output": "y", "n": 2}))));
+    assert!(!outputs.contains_key("t2"), "a stale try leaves no outputs");
+    let tries = store.tries(a, Some("t2")).await.unwrap();
+    assert_eq!((tries[0].state, tries[0].ended_at), (TaskState::Success, Some(t1)));
+    assert_eq!(store.events(Some("d"), Some("r2"), 10).await.unwrap()[0].kind, "retry");
+    // Tries 1 and 2 of t3 are still running (only 3 was finished).
+    assert_eq!(store.running_tries().await.unwrap().len(), 2);
+    let unknown = store.finish_tries(&[finish(a, "t4", 1, ok(json!({})))]).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound(_))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_larger_than_one_statement_are_complete() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let mut new = new_run("d", "r", "2026-03-01T00:00:00Z");
+    new.tasks = (0..300).map(|i| (format!("t{i}"), 1)).collect();
+    let id = create(&store, &new).await;
+    let t0 = t("2026-03-03T00:00:00Z");
+    let all: Vec<(i64, String)> = new.tasks.iter().map(|(t, _)| (id, t.clone())).collect();
+    let scheduled: Vec<(String, TaskState)> =
+        new.tasks.iter().map(|(t, _)| (t.clone(), TaskState::Scheduled)).collect();
+    store.set_task_states(id, &scheduled, t0).await.unwrap();
+    assert_eq!(store.start_tries(&all, t0).await.unwrap(), vec![1; 300]);
+    assert_eq!(store.running_tries().await.unwrap().len(), 300);
+    let done: Vec<sluice_store::FinishTry> = all
+        .iter()
+        .map(|(run, task)| sluice_store::FinishTry {
+            run: *run,
+            task_id: task.clone(),
+            try_number: 1,
+            outcome: TryOutcome::Success { outputs: map(json!({"output": task})) },
+            at: t0 + Duration::seconds(1),
+        })
+        .collect();
+    assert_eq!(store.finish_tries(&done).await.unwrap(), vec![TaskState::Success; 300]);
+    assert!(store.task_instances(id).await.unwrap().iter().all(|ti| ti.state == TaskState::Success));
+    assert!(store.running_tries().await.unwrap().is_empty());
+    let outputs = store.outputs(id).await.unwrap();
+    assert_eq!(outputs.len(), 300);
+    assert_eq!(outputs["t299"]["output"], json!("t299"));
+}
