@@ -64,6 +64,8 @@ stop_daemon() {
   fi
 }
 trap stop_daemon EXIT
+# Ctrl-C, a closed terminal or a closed pipe (`| head`) still stop the daemon through EXIT.
+trap 'exit 130' INT TERM HUP PIPE
 
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   say "Using the daemon already running (pid $(cat "$pidfile"))"

@@ -64,6 +64,7 @@ enum Command {
     Pause(cmd::pause::Args),
     Unpause(cmd::pause::UnpauseArgs),
     Generate(cmd::generate::Args),
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +89,7 @@ fn main() -> ExitCode {
             Command::Pause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, true)),
             Command::Unpause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, false)),
             Command::Generate(a) => cmd::generate::run(a),
+            Command::Bench(a) => ctx.block_on(cmd::bench::run(&ctx, a)),
         }
     });
     match result {

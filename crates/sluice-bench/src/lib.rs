@@ -1,0 +1,170 @@
+//! Sluice's benchmark: speed and footprint of the scheduler, measured through the real daemon.
+//!
+//! Every scenario generates its DAG files into a fresh temporary folder, starts the daemon on
+//! it (the `dagctl scheduler` binary, or the same daemon code in this process for the tests)
+//! with its SQLite file on disk, and reads what happened back from that file: a run's
+//! `created_at` (the daemon's own cron creating it: the trigger) and `ended_at`, and each
+//! try's `started_at` / `ended_at` (microseconds). Memory and CPU come from `/proc`.
+//!
+//! | scenario | what |
+//! |---|---|
+//! | `chain_50` | 50 `command` tasks running `true`, linear: trigger to run success |
+//! | `wide_200` | 200 independent `command` tasks: trigger to success |
+//! | `fan_200` | 1 -> 200 -> 1 `command` tasks: trigger to success |
+//! | `noop_10k` | 10,000 `noop` tasks, binary fan-out then fan-in: tasks per second |
+//! | `many_dags` | 1,000 files of 10 tasks: load and validate time, daemon memory after loading |
+//! | `latency` | every task of the three command scenarios: its try's recorded start minus the recorded end of its last upstream's try (a root task: minus the run's start) |
+//! | `idle` | daemon CPU over `idle_seconds` with 100 DAGs loaded and nothing due; memory |
+//!
+//! [`run`] returns a [`Report`], printed as a table ([`Report::table`]) or JSON.
+//!
+//! Each run of a DAG is checked, not only timed: the run and every task must end in success
+//! with exactly one try each, and no task may start before its upstreams ended; a scenario
+//! that does not is an error. Scratch folders are kept until the whole benchmark is over (see
+//! `run_all`), so one repetition's clean-up does not slow the next one's file creation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod daemon;
+pub mod gen;
+pub mod measure;
+mod report;
+mod scenarios;
+
+pub use daemon::DaemonKind;
+pub use report::{Metric, Report, ScenarioResult, Target};
+
+/// Errors of a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] sluice_store::StoreError),
+    #[error("{0}")]
+    Daemon(String),
+    /// A scenario ended, but not as it should (a task that did not succeed, a count off).
+    #[error("{0}")]
+    Check(String),
+    #[error("unknown scenario `{0}`; the scenarios are {names}", names = Scenario::ALL.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "))]
+    UnknownScenario(String),
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scenario {
+    Chain,
+    Wide,
+    Fan,
+    Noop,
+    ManyDags,
+    Latency,
+    Idle,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Chain,
+        Scenario::Wide,
+        Scenario::Fan,
+        Scenario::Noop,
+        Scenario::ManyDags,
+        Scenario::Latency,
+        Scenario::Idle,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Chain => "chain_50",
+            Scenario::Wide => "wide_200",
+            Scenario::Fan => "fan_200",
+            Scenario::Noop => "noop_10k",
+            Scenario::ManyDags => "many_dags",
+            Scenario::Latency => "latency",
+            Scenario::Idle => "idle",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Scenario, BenchError> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| BenchError::UnknownScenario(name.into()))
+    }
+}
+
+/// How big each scenario is. [`Sizes::full`] is the issue's; [`Sizes::small`] is for tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sizes {
+    pub chain: usize,
+    pub wide: usize,
+    pub fan: usize,
+    pub noop: usize,
+    pub many_dags: usize,
+    pub tasks_per_dag: usize,
+    pub idle_dags: usize,
+}
+
+impl Sizes {
+    pub fn full() -> Sizes {
+        Sizes { chain: 50, wide: 200, fan: 200, noop: 10_000, many_dags: 1_000, tasks_per_dag: 10, idle_dags: 100 }
+    }
+
+    pub fn small() -> Sizes {
+        Sizes { chain: 5, wide: 20, fan: 20, noop: 100, many_dags: 20, tasks_per_dag: 10, idle_dags: 5 }
+    }
+}
+
+/// What to run, and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Empty: every scenario.
+    pub scenarios: Vec<Scenario>,
+    /// Measurements per scenario; figures are medians.
+    pub repeat: u32,
+    /// How long the idle daemon is watched.
+    pub idle_seconds: u64,
+    pub sizes: Sizes,
+    pub daemon: DaemonKind,
+    /// The daemon's `--parallelism` (default 256, above the widest command scenario, so no
+    /// task of those waits for a slot). The DAGs' `max_active_tasks` is their task count, so
+    /// only this limits how much runs at once.
+    pub parallelism: usize,
+    /// Give up on a run after this long.
+    pub timeout: Duration,
+    /// Compare with the targets (meaningful at full size only).
+    pub targets: bool,
+}
+
+impl Options {
+    /// The full benchmark against a `dagctl` binary.
+    pub fn full(dagctl: PathBuf) -> Options {
+        Options {
+            scenarios: Vec::new(),
+            repeat: 5,
+            idle_seconds: 60,
+            sizes: Sizes::full(),
+            daemon: DaemonKind::Binary(dagctl),
+            parallelism: 256,
+            timeout: Duration::from_secs(300),
+            targets: true,
+        }
+    }
+
+    /// Every scenario at a small size, daemon in this process, one repetition, no targets.
+    pub fn small() -> Options {
+        Options {
+            scenarios: Vec::new(),
+            repeat: 1,
+            idle_seconds: 1,
+            sizes: Sizes::small(),
+            daemon: DaemonKind::InProcess,
+            parallelism: 256,
+            timeout: Duration::from_secs(120),
+            targets: false,
+        }
+    }
+}
+
+/// Runs the chosen scenarios (all when none is chosen), in the table's order.
+pub async fn run(options: &Options) -> Result<Report, BenchError> {
+    scenarios::run_all(options).await
+}
