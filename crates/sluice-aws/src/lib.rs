@@ -56,12 +56,14 @@ impl OperatorProvider for AwsOperators {
         let clients = self.clients.clone();
         let connection = task.connection.clone();
         Some(match op {
-            Operator::CreateEmrCluster(cfg) => Box::new(emr::CreateCluster { cfg: cfg.clone(), clients, connection }),
+            Operator::CreateEmrCluster(cfg) => {
+                Box::new(emr::CreateCluster { cfg: (**cfg).clone(), clients, connection })
+            }
             Operator::AddSteps(cfg) => Box::new(emr::AddSteps { cfg: cfg.clone(), clients, connection }),
             Operator::Terminate(cfg) => Box::new(emr::TerminateCluster { cfg: cfg.clone(), clients, connection }),
-            Operator::Crawler(cfg) => Box::new(glue::CrawlerOperator { cfg: cfg.clone(), clients, connection }),
-            Operator::Athena(cfg) => Box::new(athena::AthenaQuery { cfg: cfg.clone(), clients, connection }),
-            Operator::EmrServerless(cfg) => Box::new(serverless::JobRun { cfg: cfg.clone(), clients, connection }),
+            Operator::Crawler(cfg) => Box::new(glue::CrawlerOperator { cfg: (**cfg).clone(), clients, connection }),
+            Operator::Athena(cfg) => Box::new(athena::AthenaQuery { cfg: (**cfg).clone(), clients, connection }),
+            Operator::EmrServerless(cfg) => Box::new(serverless::JobRun { cfg: (**cfg).clone(), clients, connection }),
             Operator::Sensor(s) => {
                 let poke_interval = s.poke_interval.as_std();
                 match &s.kind {

@@ -622,7 +622,11 @@ impl<'s> Parser<'s> {
         for (i, d) in drafts.iter().enumerate() {
             let ancestors: HashSet<usize> = graph.ancestors(i).into_iter().collect();
             let mut strings = d.strings.clone();
-            if let Some(Operator::Athena(Athena { query_file: Some(file), .. })) = &d.operator {
+            let query_file = match &d.operator {
+                Some(Operator::Athena(a)) => a.query_file.as_ref(),
+                _ => None,
+            };
+            if let Some(file) = query_file {
                 let at = d
                     .table
                     .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == "query_file"))
