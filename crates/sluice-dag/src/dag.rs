@@ -139,6 +139,10 @@ pub struct Task {
     /// The operator's keys as written, the input of rendering.
     #[serde(skip)]
     pub keys: Map<String, Value>,
+    /// Whether its templates (its keys, and its `query_file`) read upstream outputs
+    /// (`tasks.<id>.<field>`); a try of a task that does not is rendered without them.
+    #[serde(skip)]
+    pub reads_outputs: bool,
     /// Direct upstream task ids, as written in `depends_on`.
     pub depends_on: Vec<String>,
     /// Direct downstream task ids.

@@ -619,6 +619,7 @@ impl<'s> Parser<'s> {
         };
 
         // Templates: every name must be known, every task output must come from upstream.
+        let mut reads_outputs = vec![false; drafts.len()];
         for (i, d) in drafts.iter().enumerate() {
             let ancestors: HashSet<usize> = graph.ancestors(i).into_iter().collect();
             let mut strings = d.strings.clone();
@@ -642,7 +643,7 @@ impl<'s> Parser<'s> {
                 }
             }
             for (key, text, at) in &strings {
-                self.check_template(&d.id, key, text, *at, params, &drafts, &index, &ancestors);
+                reads_outputs[i] |= self.check_template(&d.id, key, text, *at, params, &drafts, &index, &ancestors);
             }
         }
         self.warn_unterminated_clusters(&drafts);
@@ -658,7 +659,8 @@ impl<'s> Parser<'s> {
         let mut tasks: Vec<Option<Task>> = drafts
             .into_iter()
             .zip(downstream)
-            .map(|(d, downstream)| {
+            .zip(reads_outputs)
+            .map(|((d, downstream), reads_outputs)| {
                 let operator = d.operator?;
                 let c = d.common.or(defaults);
                 let line = self.sink.map.line(d.at);
@@ -667,6 +669,7 @@ impl<'s> Parser<'s> {
                     id: d.id,
                     operator,
                     keys: d.keys,
+                    reads_outputs,
                     depends_on: d.depends_on.into_iter().map(|(u, _)| u).collect(),
                     downstream,
                     retry: RetryPolicy {
@@ -689,6 +692,7 @@ impl<'s> Parser<'s> {
         ordered
     }
 
+    /// Reports every problem of one template; true when it reads an upstream output.
     #[allow(clippy::too_many_arguments)]
     fn check_template(
         &mut self,
@@ -700,7 +704,7 @@ impl<'s> Parser<'s> {
         drafts: &[Draft<'_, '_>],
         index: &HashMap<&str, usize>,
         ancestors: &HashSet<usize>,
-    ) {
+    ) -> bool {
         let t = Some(task);
         let names = match template::referenced_names(&self.env, text) {
             Ok(n) => n,
@@ -718,11 +722,14 @@ impl<'s> Parser<'s> {
                     d.line = Some(self.sink.map.line(at));
                 }
                 self.sink.out.push(d);
-                return;
+                return false;
             }
         };
+        let mut reads_outputs = false;
         for name in names {
-            let problem = match Reference::classify(&name) {
+            let reference = Reference::classify(&name);
+            reads_outputs |= matches!(reference, Reference::TaskOutput { .. });
+            let problem = match reference {
                 Reference::Run(_) | Reference::Function(_) | Reference::Params(None) => None,
                 Reference::Params(Some(p)) => (!params.contains_key(p)).then(|| {
                     format!(
@@ -768,6 +775,7 @@ impl<'s> Parser<'s> {
                 self.sink.error(Some(at), t, format!("key `{key}`: {problem}"));
             }
         }
+        reads_outputs
     }
 
     /// Cost safety: a cluster must have a `terminate` that runs whatever fails upstream.

@@ -92,3 +92,40 @@ fn a_missing_upstream_output_is_an_error_not_an_empty_string() {
     assert!(err.contains("key `command`"), "{err}");
     assert!(err.contains("undefined"), "{err}");
 }
+
+/// The parser records which tasks read upstream outputs, so the scheduler reads a run's
+/// outputs only for those: a template naming `tasks.<id>.<field>`, in a key or in the SQL of a
+/// `query_file`.
+#[test]
+fn tasks_that_read_upstream_outputs_are_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("q.sql"), "SELECT '{{ tasks.probe.output }}'").unwrap();
+    let src = r#"
+[tasks.probe]
+operator = "command"
+command = "echo 42 tasks"
+
+[tasks.plain]
+operator = "command"
+depends_on = ["probe"]
+command = "echo {{ ds }} tasks"
+
+[tasks.reader]
+operator = "command"
+depends_on = ["probe"]
+command = "echo {{ tasks.probe.output }}"
+
+[tasks.query]
+operator = "athena"
+depends_on = ["probe"]
+query_file = "q.sql"
+database = "db"
+output_location = "s3://bucket/results/"
+"#;
+    let dag = parse_dag(&dir.path().join("reads.toml"), src).dag.expect("valid");
+    let reads: Vec<(&str, bool)> = dag.tasks.iter().map(|t| (t.id.as_str(), t.reads_outputs)).collect();
+    assert!(reads.contains(&("probe", false)), "{reads:?}");
+    assert!(reads.contains(&("plain", false)), "{reads:?}");
+    assert!(reads.contains(&("reader", true)), "{reads:?}");
+    assert!(reads.contains(&("query", true)), "{reads:?}");
+}

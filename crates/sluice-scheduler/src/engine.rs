@@ -789,16 +789,8 @@ impl Engine {
         // One time for the batch: the tries are recorded together.
         let now = Utc::now();
         for done in batch {
-            let key = (done.run, done.task);
-            if let Some(Some(pool)) = self.in_flight.remove(&key) {
-                if let Some(n) = self.pool_usage.get_mut(&pool) {
-                    *n = n.saturating_sub(1);
-                }
-            }
+            self.release_slot(done.run, done.task);
             let Some(ar) = self.runs.get_mut(&done.run) else { continue };
-            if let Some(n) = self.per_dag_running.get_mut(&ar.run.dag_id) {
-                *n = n.saturating_sub(1);
-            }
             let task = &ar.entry.dag.tasks[done.task];
             let ti = ar.tis[done.task];
             let (outcome, state) = match done.result {
@@ -948,7 +940,7 @@ async fn render(
     let task = &dag.tasks[i];
     let dates = run_dates(dag, run);
     let mut ctx = dag.template_context(&task.id, &run.run_id, &dates, run.conf.as_ref());
-    if reads_outputs(task) {
+    if task.reads_outputs {
         ctx.tasks = store.outputs(run.id).await.map_err(|e| TaskError::retryable(format!("reading outputs: {e}")))?;
     }
     match dag.render_task(task, &ctx) {
@@ -969,21 +961,6 @@ async fn render(
             }
         }
     }
-}
-
-/// Whether rendering the task may read upstream outputs (`tasks.<id>.<field>`): only a task
-/// with upstreams, and only when a key mentions `tasks` or names a `query_file` (itself a
-/// template). Saves a read of the run's outputs for every other try.
-fn reads_outputs(task: &sluice_dag::Task) -> bool {
-    fn mentions(v: &Value) -> bool {
-        match v {
-            Value::String(s) => s.contains("tasks"),
-            Value::Array(a) => a.iter().any(mentions),
-            Value::Object(o) => o.iter().any(|(k, v)| k == "query_file" || mentions(v)),
-            _ => false,
-        }
-    }
-    (!task.depends_on.is_empty() && task.keys.values().any(mentions)) || task.keys.contains_key("query_file")
 }
 
 /// Everything a try needs, moved into its own tokio task.
