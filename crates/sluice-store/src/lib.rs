@@ -17,10 +17,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 pub use sluice_dag::{RunState, TaskState};
 
+pub mod lock;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use lock::{LockError, SchedulerLock};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +76,25 @@ pub struct DagRow {
     /// The error of the last load of its file, when it failed (the last good version keeps
     /// running).
     pub parse_error: Option<String>,
+    /// Why the scheduler stopped scheduling the DAG although its file loads (a schedule that
+    /// could not be computed); cleared when a new version of the file loads.
+    pub schedule_error: Option<String>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What a folder load found for one DAG id, for [`Store::sync_dags`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DagSync {
+    pub dag_id: String,
+    pub file: String,
+    /// The text of the version that loaded; `None` when the file failed to load (the last
+    /// good source is kept).
+    pub source: Option<String>,
+    /// The file's errors when it failed to load.
+    pub parse_error: Option<String>,
+    /// The DAG's row, when it is created now, starts paused (Airflow's
+    /// `is_paused_upon_creation`). An existing row keeps its paused flag.
+    pub paused_at_creation: bool,
 }
 
 /// A run to create, with all its tasks (created in state `none`).
@@ -107,7 +127,10 @@ pub struct Run {
     pub state: RunState,
     pub conf: Option<Map<String, Value>>,
     pub created_at: DateTime<Utc>,
+    /// When the run's latest attempt started: a run cleared after it ended starts again.
     pub started_at: Option<DateTime<Utc>>,
+    /// When the run first started (before any clear).
+    pub first_started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub deadline: Option<DateTime<Utc>>,
     pub deadline_missed: bool,
@@ -221,7 +244,23 @@ pub trait Store: Send + Sync + 'static {
     /// Records that `dag_id` was loaded from `file` with its text `source` (then
     /// `parse_error` is `None`), or that its file failed to load (`source` `None`, the last
     /// good source is kept). Creates the row if needed; never changes `paused`.
-    async fn sync_dag(&self, dag_id: &str, file: &str, source: Option<&str>, parse_error: Option<&str>) -> Result<()>;
+    async fn sync_dag(&self, dag_id: &str, file: &str, source: Option<&str>, parse_error: Option<&str>) -> Result<()> {
+        let sync = DagSync {
+            dag_id: dag_id.to_string(),
+            file: file.to_string(),
+            source: source.map(str::to_string),
+            parse_error: parse_error.map(str::to_string),
+            paused_at_creation: false,
+        };
+        self.sync_dags(std::slice::from_ref(&sync)).await
+    }
+    /// Records several DAGs as [`Store::sync_dag`] does, in one transaction; a DAG whose row is
+    /// created here starts paused when its `paused_at_creation` says so. A DAG that loaded
+    /// (`source` given) has its `schedule_error` cleared.
+    async fn sync_dags(&self, dags: &[DagSync]) -> Result<()>;
+    /// Records (or clears, with `None`) why the scheduler stopped scheduling a DAG whose file
+    /// loads: what `dagctl list` shows.
+    async fn set_schedule_error(&self, dag_id: &str, error: Option<&str>) -> Result<()>;
     /// The file and the text of the last version of `dag_id` that loaded, if one was recorded:
     /// what the CLI falls back to while the file is broken.
     async fn dag_source(&self, dag_id: &str) -> Result<Option<(String, String)>>;
@@ -239,7 +278,8 @@ pub trait Store: Send + Sync + 'static {
     async fn run_by_logical_date(&self, dag_id: &str, logical_date: DateTime<Utc>) -> Result<Option<Run>>;
     /// Runs, newest logical date first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
-    /// Sets a run's state: `started_at` is set the first time it becomes running, `ended_at`
+    /// Sets a run's state: `started_at` is set each time it becomes running (a cleared run
+    /// starts again; `first_started_at` keeps the first start), `ended_at`
     /// when it finishes (and cleared if it runs again).
     async fn set_run_state(&self, run: i64, state: RunState, at: DateTime<Utc>) -> Result<()>;
     /// Marks a run's deadline missed and records a `deadline_missed` event, once. Returns

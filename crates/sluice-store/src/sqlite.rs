@@ -51,7 +51,7 @@ use sqlx::{ConnectOptions, Connection, Executor, Row};
 use tokio::sync::Mutex;
 
 use crate::{
-    Created, DagRow, Event, FinishTry, NewEvent, NewRun, Result, Run, RunFilter, RunKind, RunState, Store, StoreError,
+    Created, DagRow, DagSync, Event, FinishTry, NewEvent, NewRun, Result, Run, RunFilter, RunKind, RunState, Store, StoreError,
     TaskInstance, TaskState, Try, TryOutcome,
 };
 
@@ -64,8 +64,9 @@ const READERS: u32 = 4;
 
 /// Columns of a run, in the order [`run_at`] reads them; the table is always aliased `r`.
 const RUN_COLS: &str = "r.id, r.dag_id, r.run_id, r.kind, r.logical_date, r.data_interval_start, \
-     r.data_interval_end, r.state, r.conf, r.created_at, r.started_at, r.ended_at, r.deadline, r.deadline_missed";
-const RUN_NCOLS: usize = 14;
+     r.data_interval_end, r.state, r.conf, r.created_at, r.started_at, r.ended_at, r.deadline, r.deadline_missed, \
+     r.first_started_at";
+const RUN_NCOLS: usize = 15;
 /// Columns of a try, in the order [`try_at`] reads them; the table is always aliased `t`.
 const TRY_COLS: &str = "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
 const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
@@ -273,6 +274,7 @@ fn run_at(row: &SqliteRow, at: usize) -> Result<Run> {
         ended_at: opt_time(row, at + 11)?,
         deadline: opt_time(row, at + 12)?,
         deadline_missed: flag(row, at + 13)?,
+        first_started_at: opt_time(row, at + 14)?,
     })
 }
 
@@ -322,6 +324,7 @@ fn dag_row(row: &SqliteRow) -> Result<DagRow> {
         paused: flag(row, 2)?,
         parse_error: opt_text(row, 3)?,
         updated_at: time(row, 4)?,
+        schedule_error: opt_text(row, 5)?,
     })
 }
 
@@ -647,17 +650,42 @@ async fn finish_try_in(
 impl Store for SqliteStore {
     // --- DAGs ---
 
-    async fn sync_dag(&self, dag_id: &str, file: &str, source: Option<&str>, parse_error: Option<&str>) -> Result<()> {
+    async fn sync_dags(&self, dags: &[DagSync]) -> Result<()> {
+        if dags.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let now = ts(Utc::now());
+        for d in dags {
+            sqlx::query(
+                "INSERT INTO dags (dag_id, file, paused, source, parse_error, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (dag_id) DO UPDATE SET file = excluded.file, parse_error = excluded.parse_error, \
+                 source = COALESCE(excluded.source, dags.source), \
+                 schedule_error = CASE WHEN excluded.source IS NULL THEN dags.schedule_error END, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&d.dag_id)
+            .bind(&d.file)
+            .bind(i64::from(d.paused_at_creation))
+            .bind(d.source.as_deref())
+            .bind(d.parse_error.as_deref())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_schedule_error(&self, dag_id: &str, error: Option<&str>) -> Result<()> {
         let mut w = self.writer.lock().await;
         sqlx::query(
-            "INSERT INTO dags (dag_id, file, paused, source, parse_error, updated_at) VALUES (?, ?, 0, ?, ?, ?) \
-             ON CONFLICT (dag_id) DO UPDATE SET file = excluded.file, parse_error = excluded.parse_error, \
-             source = COALESCE(excluded.source, dags.source), updated_at = excluded.updated_at",
+            "INSERT INTO dags (dag_id, schedule_error, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (dag_id) DO UPDATE SET schedule_error = excluded.schedule_error, updated_at = excluded.updated_at",
         )
         .bind(dag_id)
-        .bind(file)
-        .bind(source)
-        .bind(parse_error)
+        .bind(error)
         .bind(ts(Utc::now()))
         .execute(&mut w.conn)
         .await?;
@@ -691,7 +719,7 @@ impl Store for SqliteStore {
     }
 
     async fn dags(&self) -> Result<Vec<DagRow>> {
-        sqlx::query("SELECT dag_id, file, paused, parse_error, updated_at FROM dags ORDER BY dag_id")
+        sqlx::query("SELECT dag_id, file, paused, parse_error, updated_at, schedule_error FROM dags ORDER BY dag_id")
             .fetch_all(&self.readers)
             .await?
             .iter()
@@ -817,7 +845,8 @@ impl Store for SqliteStore {
         let mut w = self.writer.lock().await;
         let query = match state {
             RunState::Running => sqlx::query(
-                "UPDATE runs SET state = 'running', started_at = COALESCE(started_at, ?), ended_at = NULL WHERE id = ?",
+                "UPDATE runs SET started_at = CASE WHEN state = 'running' THEN started_at ELSE ?1 END, \
+                 first_started_at = COALESCE(first_started_at, ?1), state = 'running', ended_at = NULL WHERE id = ?2",
             )
             .bind(ts(at)),
             RunState::Queued => sqlx::query("UPDATE runs SET state = 'queued', ended_at = NULL WHERE id = ?"),
