@@ -173,6 +173,10 @@ pub struct Dag {
     pub start_date: Option<DateTime<Tz>>,
     pub end_date: Option<DateTime<Tz>>,
     pub catchup: bool,
+    /// The DAG starts paused the first time a scheduler sees it (Airflow's
+    /// `is_paused_upon_creation`); `dagctl unpause` starts it. Later loads never change the
+    /// paused flag.
+    pub paused_at_creation: bool,
     pub max_active_runs: u32,
     pub max_active_tasks: u32,
     #[serde(serialize_with = "ser_display_opt")]

@@ -33,6 +33,7 @@ pub const DAG_KEYS: &[&str] = &[
     "start_date",
     "end_date",
     "catchup",
+    "paused_at_creation",
     "max_active_runs",
     "max_active_tasks",
     "deadline",
@@ -303,6 +304,10 @@ impl<'s> Parser<'s> {
         let max_active_runs = positive(self, "max_active_runs", 1);
         let max_active_tasks = positive(self, "max_active_tasks", DEFAULT_MAX_ACTIVE_TASKS);
         let catchup = top.get("catchup").and_then(|(_, v)| self.read::<bool>("catchup", v, None)).unwrap_or(false);
+        let paused_at_creation = top
+            .get("paused_at_creation")
+            .and_then(|(_, v)| self.read::<bool>("paused_at_creation", v, None))
+            .unwrap_or(false);
         let description = top.get("description").and_then(|(_, v)| self.read::<String>("description", v, None));
         let tags = top.get("tags").and_then(|(_, v)| self.read::<Vec<String>>("tags", v, None)).unwrap_or_default();
         let deadline =
@@ -358,6 +363,7 @@ impl<'s> Parser<'s> {
             start_date,
             end_date,
             catchup,
+            paused_at_creation,
             max_active_runs,
             max_active_tasks,
             deadline,

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::engine::{Engine, Mode, Reload};
+use crate::engine::{Engine, LoadedDags, Mode, Reload};
 use crate::operators::OperatorProvider;
 use crate::SchedulerError;
 
@@ -25,8 +25,8 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SchedulerError> {
     limit_malloc_arenas();
-    let folder = load(config.dags.clone()).await?;
-    info!(dags = folder.dags.len(), failed_files = folder.files.iter().filter(|f| f.has_errors()).count(), folder = %config.dags.display(), "DAG folder loaded");
+    let (folder, counts) = load(config.dags.clone()).await?;
+    info!(dags = counts.0, failed_files = counts.1, folder = %config.dags.display(), "DAG folder loaded");
     let mut engine = Engine::new(store, config.clone(), providers, Mode::Daemon);
     engine.set_dags(folder).await?;
     engine.load_active_runs().await?;
@@ -52,11 +52,17 @@ fn limit_malloc_arenas() {
     }
 }
 
-async fn load(dir: PathBuf) -> Result<sluice_dag::Folder, SchedulerError> {
-    tokio::task::spawn_blocking(move || sluice_dag::load_folder(&dir))
-        .await
-        .map_err(|e| SchedulerError::Internal(e.to_string()))?
-        .map_err(|e| SchedulerError::Io(format!("cannot read the DAG folder: {e}")))
+/// Loads and prepares the folder on a blocking thread, never on the engine's: a huge file is
+/// parsed and made ready while the loop goes on. Also returns (DAGs, files that failed).
+async fn load(dir: PathBuf) -> Result<(LoadedDags, (usize, usize)), SchedulerError> {
+    tokio::task::spawn_blocking(move || {
+        let folder = sluice_dag::load_folder(&dir)?;
+        let counts = (folder.dags.len(), folder.files.iter().filter(|f| f.has_errors()).count());
+        Ok((LoadedDags::prepare(folder), counts))
+    })
+    .await
+    .map_err(|e| SchedulerError::Internal(e.to_string()))?
+    .map_err(|e: std::io::Error| SchedulerError::Io(format!("cannot read the DAG folder: {e}")))
 }
 
 /// Watches the DAG folder (inotify on Linux) and sends a freshly loaded folder after each
@@ -84,8 +90,8 @@ fn watch_folder(dir: PathBuf, tx: mpsc::Sender<Reload>) -> Result<notify::Recomm
                 }
             }
             match load(dir.clone()).await {
-                Ok(folder) => {
-                    info!(dags = folder.dags.len(), "DAG folder changed; reloaded");
+                Ok((folder, (dags, failed_files))) => {
+                    info!(dags, failed_files, "DAG folder changed; reloaded");
                     if tx.send(Reload::Folder(folder)).await.is_err() {
                         return;
                     }

@@ -7,18 +7,19 @@
 //! store's change counter notices what another process (the CLI) wrote.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sluice_dag::{evaluate, Dag, Decision, Folder, RunDates, RunState, TaskState};
-use sluice_store::{FinishTry, NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
+use sluice_store::{DagSync, FinishTry, NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::operators::{kill_orphan, OperatorProvider, Outcome, TaskError, TryContext, TryLog};
 use crate::SchedulerError;
@@ -79,12 +80,58 @@ struct TryDone {
 
 /// A change to the set of DAGs, from the folder watcher.
 pub enum Reload {
-    Folder(Folder),
+    Folder(LoadedDags),
+}
+
+/// A loaded folder made ready for the engine: each DAG with its adjacency and a hash of its
+/// source. Built by [`LoadedDags::prepare`] off the engine's thread (parsing and preparing a
+/// huge file never stalls the loop); [`Engine::set_dags`] only swaps it in.
+pub struct LoadedDags {
+    dags: Vec<(DagEntry, String, u64)>,
+    files: Vec<sluice_dag::LoadedFile>,
+}
+
+impl LoadedDags {
+    pub fn prepare(folder: Folder) -> LoadedDags {
+        let Folder { dags, files } = folder;
+        let dags = dags
+            .into_iter()
+            .map(|mut dag| {
+                // The store keeps the source (the CLI's fallback while the file is broken);
+                // the engine never reads it again.
+                let source = std::mem::take(&mut dag.source);
+                let hash = hash_of(&(&source, dag.file.as_os_str()));
+                // The parser collects tasks into a vector grown by doubling: with a thousand
+                // DAGs loaded, the spare capacity alone is megabytes.
+                dag.tasks.shrink_to_fit();
+                (DagEntry::new(dag), source, hash)
+            })
+            .collect();
+        LoadedDags { dags, files }
+    }
+}
+
+fn hash_of(v: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(v)
+}
+
+/// A try in flight: the slot it holds, and how to cut it off.
+struct InFlight {
+    pool: Option<String>,
+    abort: Option<tokio::task::AbortHandle>,
+    /// A sensor or a `wait`: it can be cut off at shutdown and resumed as the same try on the
+    /// next start, so a stop does not wait for it.
+    resumable: bool,
 }
 
 pub struct Engine {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     config: Config,
+    /// Environment every try's local processes get on top of the daemon's: `PATH` with this
+    /// binary's folder first (a task can call `dagctl`), and where the state is.
+    task_env: Arc<Vec<(String, String)>>,
     providers: Arc<Vec<Arc<dyn OperatorProvider>>>,
     mode: Mode,
     dags: HashMap<String, DagEntry>,
@@ -92,21 +139,29 @@ pub struct Engine {
     runs: HashMap<i64, ActiveRun>,
     ready: Vec<(i64, usize)>,
     tries: JoinSet<TryDone>,
-    in_flight: HashMap<(i64, usize), Option<String>>,
+    /// The try each spawned tokio task runs, so that a panic is recorded as that try's failure.
+    try_tasks: HashMap<tokio::task::Id, (i64, usize, u32)>,
+    in_flight: HashMap<(i64, usize), InFlight>,
     per_dag_running: HashMap<String, usize>,
     pool_usage: HashMap<String, usize>,
     retries: BTreeSet<(DateTime<Utc>, i64, usize)>,
     /// When each scheduled DAG next needs its schedule looked at (its next fire time).
     next_check: HashMap<String, DateTime<Utc>>,
+    /// The hash of each DAG's source (or of its file's errors) as last written to the store:
+    /// a reload writes only what changed.
+    synced: HashMap<String, u64>,
     stopping: Option<tokio::time::Instant>,
     shutdown_recorded: bool,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: Config, providers: Vec<Arc<dyn OperatorProvider>>, mode: Mode) -> Engine {
+        let task_env = Arc::new(task_env(&config));
         Engine {
             store,
+            clock: Arc::new(SystemClock),
             config,
+            task_env,
             providers: Arc::new(providers),
             mode,
             dags: HashMap::new(),
@@ -114,14 +169,22 @@ impl Engine {
             runs: HashMap::new(),
             ready: Vec::new(),
             tries: JoinSet::new(),
+            try_tasks: HashMap::new(),
             in_flight: HashMap::new(),
             per_dag_running: HashMap::new(),
             pool_usage: HashMap::new(),
             retries: BTreeSet::new(),
             next_check: HashMap::new(),
+            synced: HashMap::new(),
             stopping: None,
             shutdown_recorded: false,
         }
+    }
+
+    /// Takes "now" from `clock` instead of the system clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
     }
 
     fn is_daemon(&self) -> bool {
@@ -131,19 +194,25 @@ impl Engine {
     /// Takes the DAGs of a freshly loaded folder. A file that fails to load keeps its last good
     /// version (found by DAG id, or by file path when the id cannot be read); its error is
     /// recorded for `dagctl list`. Runs already active keep the version they started with.
-    pub async fn set_dags(&mut self, folder: Folder) -> Result<()> {
-        let Folder { dags, files } = folder;
-        let mut next: HashMap<String, DagEntry> = HashMap::new();
-        for mut dag in dags {
-            let file = dag.file.display().to_string();
-            // The store keeps the source (the CLI's fallback while the file is broken); the
-            // engine never reads it again.
-            let source = std::mem::take(&mut dag.source);
-            self.store.sync_dag(&dag.id, &file, Some(&source), None).await?;
-            // The parser collects tasks into a vector grown by doubling: with a thousand DAGs
-            // loaded, the spare capacity alone is megabytes.
-            dag.tasks.shrink_to_fit();
-            next.insert(dag.id.clone(), DagEntry::new(dag));
+    /// Only what changed since the last load is written to the store, in one transaction.
+    pub async fn set_dags(&mut self, loaded: LoadedDags) -> Result<()> {
+        let LoadedDags { dags, files } = loaded;
+        let mut next: HashMap<String, DagEntry> = HashMap::with_capacity(dags.len());
+        let mut syncs = Vec::new();
+        let mut synced = HashMap::with_capacity(dags.len());
+        for (entry, source, hash) in dags {
+            let dag = &entry.dag;
+            if self.synced.get(&dag.id) != Some(&hash) {
+                syncs.push(DagSync {
+                    dag_id: dag.id.clone(),
+                    file: dag.file.display().to_string(),
+                    source: Some(source),
+                    parse_error: None,
+                    paused_at_creation: dag.paused_at_creation,
+                });
+            }
+            synced.insert(dag.id.clone(), hash);
+            next.insert(dag.id.clone(), entry);
         }
         for f in files.iter().filter(|f| f.has_errors()) {
             let error: Vec<String> = f.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
@@ -158,21 +227,50 @@ impl Engine {
             if next.contains_key(&id) {
                 continue; // a duplicate id: the first file keeps it
             }
-            self.store.sync_dag(&id, &f.path.display().to_string(), None, Some(&error.join("\n"))).await?;
+            let error = error.join("\n");
+            let hash = hash_of(&(&error, f.path.as_os_str()));
+            if self.synced.get(&id) != Some(&hash) {
+                if self.dags.contains_key(&id) {
+                    warn!(dag = %id, file = %f.path.display(), "DAG file does not load; keeping its last good version");
+                } else {
+                    warn!(dag = %id, file = %f.path.display(), "DAG file does not load");
+                }
+                syncs.push(DagSync {
+                    dag_id: id.clone(),
+                    file: f.path.display().to_string(),
+                    source: None,
+                    parse_error: Some(error),
+                    paused_at_creation: false,
+                });
+            }
+            synced.insert(id.clone(), hash);
             if let Some(old) = self.dags.get(&id) {
-                warn!(dag = %id, file = %f.path.display(), "DAG file does not load; keeping its last good version");
                 next.insert(id, old.clone());
-            } else {
-                warn!(dag = %id, file = %f.path.display(), "DAG file does not load");
             }
         }
-        drop(files);
-        self.dags = next;
+        self.store.sync_dags(&syncs).await?;
+        let wrote = !syncs.is_empty();
+        drop(syncs);
+        self.synced = synced;
+        let old = std::mem::replace(&mut self.dags, next);
         self.next_check.clear();
         self.refresh_paused().await?;
-        // Syncing every DAG's source filled the database's page cache; it is not read again.
-        self.store.release_memory().await?;
-        release_freed_memory();
+        if wrote {
+            // Syncing the DAGs' sources filled the database's page cache; it is not read again.
+            self.store.release_memory().await?;
+        }
+        let free = move || {
+            drop(old);
+            drop(files);
+            release_freed_memory();
+        };
+        if self.runs.is_empty() && self.tries.is_empty() {
+            free();
+        } else {
+            // Freeing the replaced versions of a big folder (and handing the memory back)
+            // takes time: not on the loop while work is in flight.
+            tokio::task::spawn_blocking(free);
+        }
         Ok(())
     }
 
@@ -257,13 +355,13 @@ impl Engine {
                 }
             }
             if !removed.is_empty() {
-                self.store.set_task_states(run.id, &removed, Utc::now()).await?;
+                self.store.set_task_states(run.id, &removed, self.clock.now()).await?;
             }
             for (i, ti) in states.iter().enumerate() {
                 match ti.state {
                     TaskState::Scheduled | TaskState::Queued => self.ready.push((run.id, i)),
                     TaskState::UpForRetry => {
-                        let at = retry_at.get(&i).copied().unwrap_or_else(Utc::now);
+                        let at = retry_at.get(&i).copied().unwrap_or_else(|| self.clock.now());
                         self.retries.insert((at, run.id, i));
                     }
                     _ => {}
@@ -302,8 +400,8 @@ impl Engine {
             }
             let error = "interrupted: the scheduler stopped while this try was running".to_string();
             let ti = ar.tis[i];
-            let retry_at =
-                (t.try_number < ti.max_tries).then(|| Utc::now() + jitter(task.retry.delay_before(t.try_number + 1)));
+            let retry_at = (t.try_number < ti.max_tries)
+                .then(|| retry_time(self.clock.now(), task.retry.delay_before(t.try_number + 1)));
             warn!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, r#try = t.try_number, retry = retry_at.is_some(), "recovered interrupted try");
             self.store
                 .finish_try(
@@ -311,7 +409,7 @@ impl Engine {
                     &t.task_id,
                     t.try_number,
                     &TryOutcome::Failed { error: error.clone(), retry_at },
-                    Utc::now(),
+                    self.clock.now(),
                 )
                 .await?;
             self.event(&run, Some(&t.task_id), "recovered", format!("try {}: {error}", t.try_number)).await?;
@@ -349,7 +447,7 @@ impl Engine {
         let mut external = tokio::time::interval(EXTERNAL_CHECK);
         external.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let now = Utc::now();
+            let now = self.clock.now();
             if self.is_daemon() && self.stopping.is_none() {
                 self.fire_schedules(now).await?;
             }
@@ -377,10 +475,10 @@ impl Engine {
             }
             let wake = self.next_wakeup(now);
             tokio::select! {
-                Some(done) = self.tries.join_next(), if !self.tries.is_empty() => {
+                Some(done) = self.tries.join_next_with_id(), if !self.tries.is_empty() => {
                     // Every try that has ended by now is recorded in one transaction.
                     let mut batch = vec![done];
-                    while let Some(done) = self.tries.try_join_next() {
+                    while let Some(done) = self.tries.try_join_next_with_id() {
                         batch.push(done);
                     }
                     self.handle_done(batch).await?;
@@ -395,7 +493,8 @@ impl Engine {
                 changed = shutdown.changed(), if self.stopping.is_none() => {
                     if changed.is_err() || *shutdown.borrow() {
                         let grace = self.config.grace_period.as_std();
-                        info!(running = self.tries.len(), grace = %humantime::format_duration(grace), "stopping: no new tasks start; waiting for running ones");
+                        self.cut_off_resumable().await?;
+                        info!(running = self.in_flight.len(), grace = %humantime::format_duration(grace), "stopping: no new tasks start; waiting for running ones");
                         self.stopping = Some(tokio::time::Instant::now() + grace);
                     }
                 }
@@ -408,42 +507,99 @@ impl Engine {
         }
     }
 
-    async fn handle_done(&mut self, batch: Vec<std::result::Result<TryDone, tokio::task::JoinError>>) -> Result<()> {
+    async fn handle_done(
+        &mut self,
+        batch: Vec<std::result::Result<(tokio::task::Id, TryDone), tokio::task::JoinError>>,
+    ) -> Result<()> {
         let mut done = Vec::with_capacity(batch.len());
         for d in batch {
             match d {
-                Ok(d) => done.push(d),
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => return Err(SchedulerError::Internal(format!("a try panicked: {e}"))),
+                Ok((id, d)) => {
+                    self.try_tasks.remove(&id);
+                    done.push(d);
+                }
+                // Cut off on purpose (a stop): left running in the store for the next start.
+                Err(e) if e.is_cancelled() => {
+                    self.try_tasks.remove(&e.id());
+                }
+                // An operator that panicked fails its try; the daemon and the other tries go on.
+                Err(e) => {
+                    let Some((run, task, try_number)) = self.try_tasks.remove(&e.id()) else { continue };
+                    let why = panic_message(e.into_panic());
+                    let message = format!("internal error: the operator panicked: {why}");
+                    done.push(TryDone { run, task, try_number, result: Err(TaskError::fatal(message)) });
+                }
             }
         }
         self.on_tries_done(done).await
     }
 
+    /// At the start of a stop: sensors and `wait`s hold no work that a stop could lose (the
+    /// next start resumes them as the same try), so they are cut off now instead of being
+    /// waited for; their tries stay `running` in the store.
+    async fn cut_off_resumable(&mut self) -> Result<()> {
+        let cut: Vec<(i64, usize)> =
+            self.in_flight.iter().filter(|(_, f)| f.resumable && f.abort.is_some()).map(|(k, _)| *k).collect();
+        for (run, i) in cut {
+            if let Some(abort) = self.in_flight.get_mut(&(run, i)).and_then(|f| f.abort.take()) {
+                abort.abort();
+            }
+            self.release_slot(run, i);
+            if let Some(ar) = self.runs.get(&run) {
+                let (r, task) = (ar.run.clone(), ar.entry.dag.tasks[i].id.clone());
+                info!(dag = %r.dag_id, run = %r.run_id, task = %task, "stopping: sensor cut off; it resumes on the next start");
+                self.event(&r, Some(&task), "shutdown", "sensor cut off at shutdown; resumed on the next start".into())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Cron: creates the runs that are due. `catchup = false` creates only the latest missed
     /// run after downtime; `catchup = true` every missed run, oldest first.
     async fn fire_schedules(&mut self, now: DateTime<Utc>) -> Result<()> {
-        let entries: Vec<DagEntry> = self.dags.values().cloned().collect();
+        let due: Vec<Arc<Dag>> = self
+            .dags
+            .values()
+            .filter(|e| e.dag.schedule.is_some() && !self.paused.contains(&e.dag.id))
+            .filter(|e| self.next_check.get(&e.dag.id).is_none_or(|t| *t <= now))
+            .map(|e| e.dag.clone())
+            .collect();
         let mut created_any = false;
-        for entry in entries {
-            let dag = &entry.dag;
-            if dag.schedule.is_none() || self.paused.contains(&dag.id) {
-                continue;
-            }
-            if self.next_check.get(&dag.id).is_some_and(|t| *t > now) {
-                continue;
-            }
-            for dates in crate::runs::due_runs(self.store.as_ref(), dag, now).await? {
-                let created =
-                    crate::runs::create_run(self.store.as_ref(), dag, &dates, RunKind::Scheduled, None).await?;
-                if let sluice_store::Created::New(run) = created {
-                    info!(dag = %dag.id, run = %run.run_id, ds = %dates.ds(), "scheduled run created");
-                    created_any = true;
+        for dag in due {
+            // Each DAG's schedule is worked out in a task of its own: whatever a DAG's dates do,
+            // a panic stays with that DAG, which stops being scheduled (`dagctl list` says
+            // why) while the others go on.
+            let (store, d) = (self.store.clone(), dag.clone());
+            let check = tokio::spawn(async move {
+                let mut created = Vec::new();
+                for dates in crate::runs::due_runs(store.as_ref(), &d, now).await? {
+                    let run = crate::runs::create_run(store.as_ref(), &d, &dates, RunKind::Scheduled, None).await?;
+                    if let sluice_store::Created::New(run) = run {
+                        created.push((run.run_id, dates.ds()));
+                    }
+                }
+                let next = d.runs_firing_after(now.with_timezone(&d.timezone)).next();
+                let next = next.map_or(DateTime::<Utc>::MAX_UTC, |r| r.fire_time().with_timezone(&Utc));
+                Ok::<_, SchedulerError>((created, next))
+            });
+            match check.await {
+                Ok(Ok((created, next))) => {
+                    for (run, ds) in created {
+                        info!(dag = %dag.id, run = %run, ds = %ds, "scheduled run created");
+                        created_any = true;
+                    }
+                    self.next_check.insert(dag.id.clone(), next);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    let why = if e.is_panic() { panic_message(e.into_panic()) } else { e.to_string() };
+                    let error = format!("the schedule cannot be computed (internal error: {why}); the DAG is not scheduled until its file changes");
+                    warn!(dag = %dag.id, error = %error, "DAG not scheduled");
+                    self.store.set_schedule_error(&dag.id, Some(&error)).await?;
+                    self.next_check.insert(dag.id.clone(), DateTime::<Utc>::MAX_UTC);
                 }
             }
-            let next = dag.runs_firing_after(now.with_timezone(&dag.timezone)).next();
-            let next = next.map_or(DateTime::<Utc>::MAX_UTC, |r| r.fire_time().with_timezone(&Utc));
-            self.next_check.insert(dag.id.clone(), next);
         }
         // One reload for every run created (catchup may create many at once).
         if created_any {
@@ -477,7 +633,7 @@ impl Engine {
             let running =
                 self.runs.values().filter(|r| r.run.dag_id == dag_id && r.run.state == RunState::Running).count();
             if single || running < max {
-                let now = Utc::now();
+                let now = self.clock.now();
                 self.store.set_run_state(id, RunState::Running, now).await?;
                 let ar = self.runs.get_mut(&id).expect("active run");
                 ar.run.state = RunState::Running;
@@ -554,7 +710,7 @@ impl Engine {
                 }
             }
             if !changes.is_empty() {
-                self.store.set_task_states(id, &changes, Utc::now()).await?;
+                self.store.set_task_states(id, &changes, self.clock.now()).await?;
             }
         }
         Ok(())
@@ -620,7 +776,7 @@ impl Engine {
                 .enumerate()
                 .any(|(i, t)| t.state.is_failure() && ar.entry.downs[i].iter().all(|d| teardown(*d)));
             let state = if failed { RunState::Failed } else { RunState::Success };
-            self.store.set_run_state(id, state, Utc::now()).await?;
+            self.store.set_run_state(id, state, self.clock.now()).await?;
             // Cost safety: what the run left behind (an EMR cluster nobody terminated) is
             // cleaned up in the background, so the loop goes on.
             let mut ended = ar.run.clone();
@@ -681,7 +837,7 @@ impl Engine {
             if let Some(pool) = &pool {
                 match self.config.pools.get(pool) {
                     None => {
-                        let now = Utc::now();
+                        let now = self.clock.now();
                         let n = self.store.start_try(run, &task_id, now).await?;
                         let error = format!("pool `{pool}` is not declared in the [pools] of sluice.toml");
                         self.store
@@ -716,7 +872,7 @@ impl Engine {
             return Ok(());
         }
         let keys: Vec<(i64, String)> = starting.iter().map(|(r, _, t)| (*r, t.clone())).collect();
-        let numbers = match self.store.start_tries(&keys, Utc::now()).await {
+        let numbers = match self.store.start_tries(&keys, self.clock.now()).await {
             Ok(n) => n,
             Err(e) => {
                 for (run, i, _) in &starting {
@@ -744,11 +900,13 @@ impl Engine {
         if let Some(pool) = &task.pool {
             *self.pool_usage.entry(pool.clone()).or_default() += 1;
         }
-        self.in_flight.insert((run, i), task.pool.clone());
+        let resumable = matches!(task.operator, sluice_dag::Operator::Sensor(_) | sluice_dag::Operator::Wait(_));
+        self.in_flight.insert((run, i), InFlight { pool: task.pool.clone(), abort: None, resumable });
     }
 
     fn release_slot(&mut self, run: i64, i: usize) {
-        if let Some(Some(pool)) = self.in_flight.remove(&(run, i)) {
+        let Some(slot) = self.in_flight.remove(&(run, i)) else { return };
+        if let Some(pool) = slot.pool {
             if let Some(n) = self.pool_usage.get_mut(&pool) {
                 *n = n.saturating_sub(1);
             }
@@ -777,9 +935,14 @@ impl Engine {
             resumed,
             log_path: log_path(&self.config.logs, &ar.run.dag_id, &ar.run.run_id, &task.id, try_number),
             max_poke_interval: self.config.max_poke_interval,
+            task_env: self.task_env.clone(),
         };
         info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = try_number, "task started");
-        self.tries.spawn(job.execute());
+        let abort = self.tries.spawn(job.execute());
+        self.try_tasks.insert(abort.id(), (run, i, try_number));
+        if let Some(slot) = self.in_flight.get_mut(&(run, i)) {
+            slot.abort = Some(abort);
+        }
     }
 
     /// Records tries that ended, all in one transaction, then wakes their downstream tasks.
@@ -787,7 +950,7 @@ impl Engine {
         let mut finished: Vec<FinishTry> = Vec::with_capacity(batch.len());
         let mut meta: Vec<(i64, usize, TaskState)> = Vec::with_capacity(batch.len());
         // One time for the batch: the tries are recorded together.
-        let now = Utc::now();
+        let now = self.clock.now();
         for done in batch {
             self.release_slot(done.run, done.task);
             let Some(ar) = self.runs.get_mut(&done.run) else { continue };
@@ -798,7 +961,7 @@ impl Engine {
                 Ok(Outcome::Skipped(reason)) => (TryOutcome::Skipped { reason }, TaskState::Skipped),
                 Err(e) => {
                     let retry_at = (e.retryable && done.try_number < ti.max_tries)
-                        .then(|| now + jitter(task.retry.delay_before(done.try_number + 1)));
+                        .then(|| retry_time(now, task.retry.delay_before(done.try_number + 1)));
                     let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
                     warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, error = %e.message, retry_at = ?retry_at, "task try failed");
                     if let Some(at) = retry_at {
@@ -867,6 +1030,7 @@ impl Engine {
         }
         self.tries.abort_all();
         while self.tries.join_next().await.is_some() {}
+        self.try_tasks.clear();
         for (run, task) in cut {
             warn!(dag = %run.dag_id, run = %run.run_id, task = %task, "still running at shutdown; recovered on next start");
             self.event(&run, Some(&task), "shutdown", "still running when the scheduler stopped".into()).await?;
@@ -899,6 +1063,45 @@ impl Engine {
     }
 }
 
+/// What a panic said, for the try's error.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p.downcast_ref::<&str>().map_or_else(|| "(no message)".to_string(), |s| s.to_string()),
+    }
+}
+
+/// The environment of every try's processes, on top of the daemon's own: `PATH` with the folder
+/// of the running `dagctl` first, so a task's `dagctl ...` is the daemon's own binary (an alias
+/// or a PATH set only in the operator's shell does not reach task shells); and, for a task that
+/// calls `dagctl`, where this scheduler's state is (`SLUICE_DB`, `SLUICE_DAGS`, `SLUICE_LOGS`,
+/// as absolute paths, since a task may run in another folder).
+fn task_env(config: &Config) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).filter(|p| *p != dir).collect();
+        dirs.insert(0, dir);
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            env.push(("PATH".to_string(), joined.to_string_lossy().into_owned()));
+        }
+    }
+    // Only a SQLite file: a server URL may carry a password, which must not reach task
+    // environments (and their logs).
+    let sqlite_file = config
+        .db
+        .strip_prefix("sqlite://")
+        .or_else(|| config.db.strip_prefix("sqlite:"))
+        .filter(|f| !f.starts_with(':'));
+    if let Some(file) = sqlite_file {
+        env.push(("SLUICE_DB".into(), format!("sqlite:{}", cwd.join(file).display())));
+    }
+    env.push(("SLUICE_DAGS".into(), cwd.join(&config.dags).display().to_string()));
+    env.push(("SLUICE_LOGS".into(), cwd.join(&config.logs).display().to_string()));
+    env
+}
+
 /// Hands the heap pages freed since (the parse trees and diagnostics of a folder load, the
 /// DAG versions it replaced) back to the OS. glibc keeps freed memory in its arenas, one per
 /// thread that allocated, and only returns the top of each heap on its own.
@@ -910,11 +1113,12 @@ fn release_freed_memory() {
     }
 }
 
-/// Up to 20% less than the computed delay, so retries of many tasks do not land at once.
-fn jitter(d: StdDuration) -> chrono::Duration {
+/// When a retry `delay` after `now` is due: up to 20% sooner than the computed delay, so
+/// retries of many tasks do not land at once. Saturates instead of overflowing.
+fn retry_time(now: DateTime<Utc>, delay: StdDuration) -> DateTime<Utc> {
     let nanos = Utc::now().timestamp_subsec_nanos() as f64 / 1e9;
-    let d = d.mul_f64(1.0 - 0.2 * nanos);
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    let d = delay.mul_f64(1.0 - 0.2 * nanos);
+    chrono::Duration::from_std(d).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 pub fn log_path(logs: &std::path::Path, dag: &str, run_id: &str, task: &str, try_number: u32) -> PathBuf {
@@ -974,6 +1178,7 @@ struct Job {
     resumed: Map<String, Value>,
     log_path: PathBuf,
     max_poke_interval: Option<sluice_dag::Duration>,
+    task_env: Arc<Vec<(String, String)>>,
 }
 
 impl Job {
@@ -1029,14 +1234,19 @@ impl Job {
             dates,
             resumed: self.resumed.clone(),
             log: log.clone(),
-            env: vec![
-                ("SLUICE_DAG_ID".into(), self.dag.id.clone()),
-                ("SLUICE_RUN_ID".into(), self.run.run_id.clone()),
-                ("SLUICE_TASK_ID".into(), task.id.clone()),
-                ("SLUICE_TRY_NUMBER".into(), self.try_number.to_string()),
-                ("SLUICE_DS".into(), dates.ds()),
-                ("SLUICE_LOGICAL_DATE".into(), dates.ts()),
-            ],
+            env: self
+                .task_env
+                .iter()
+                .cloned()
+                .chain([
+                    ("SLUICE_DAG_ID".into(), self.dag.id.clone()),
+                    ("SLUICE_RUN_ID".into(), self.run.run_id.clone()),
+                    ("SLUICE_TASK_ID".into(), task.id.clone()),
+                    ("SLUICE_TRY_NUMBER".into(), self.try_number.to_string()),
+                    ("SLUICE_DS".into(), dates.ds()),
+                    ("SLUICE_LOGICAL_DATE".into(), dates.ts()),
+                ])
+                .collect(),
         };
         let result = match task.timeout {
             Some(t) => match tokio::time::timeout(t.as_std(), operator.run(&ctx)).await {

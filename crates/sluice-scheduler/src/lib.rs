@@ -10,12 +10,14 @@
 //! State lives in a [`sluice_store::Store`]; the engine writes every change there before
 //! acting on it, so a crash at any point leaves a state the next start resumes from.
 
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod operators;
 pub mod runs;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use engine::{Engine, Mode};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sluice_dag::{parse_dag, Dag, TaskState};
-use sluice_scheduler::engine::{Engine, Mode};
+use sluice_scheduler::engine::{Engine, LoadedDags, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Config};
 use sluice_store::{Run, RunFilter, RunKind, RunState, SqliteStore, Store, Try};
@@ -140,14 +140,34 @@ async fn fixed_retries_run_the_right_number_of_tries_with_their_delays() {
     assert_eq!(t.iter().map(|t| t.try_number).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(t.iter().all(|t| t.state == TaskState::Failed));
     assert_eq!(t[0].error.as_deref(), Some("command exited with status 7"));
-    for pair in t.windows(2) {
-        let gap = (pair[1].started_at - pair[0].ended_at.unwrap()).num_milliseconds();
-        // retry_delay 1s, jitter takes off at most 20%.
-        assert!((750..1600).contains(&gap), "gap between tries {gap} ms");
-    }
+    // retry_delay 1s, jitter takes off at most 20%.
+    assert_eq!(retry_delays(&env, &run, "flaky").await, vec![(800, 1000), (800, 1000)]);
     assert_eq!(states(&env, &run).await["flaky"], TaskState::Failed);
-    let events = env.store.events(Some("retry"), None, 10).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.kind == "retry").count(), 2);
+}
+
+/// For each retry of `task`: the delay the engine chose (from the end of the failed try to the
+/// next try's due time, both as recorded), as `(nominal * 0.8, nominal)` bounds it fell in,
+/// checked against `nominal` values read off the recorded times, and that the next try did not
+/// start before it was due. Deterministic: it reads what the engine decided, not how long the
+/// machine took.
+async fn retry_delays(env: &Env, run: &Run, task: &str) -> Vec<(i64, i64)> {
+    let t = tries(env, run, task).await;
+    let mut events: Vec<_> = env.store.events(Some(&run.dag_id), None, 100).await.unwrap();
+    events.retain(|e| e.kind == "retry" && e.task_id.as_deref() == Some(task));
+    events.reverse();
+    assert_eq!(events.len(), t.len() - 1, "one retry event per retry: {events:#?}");
+    let mut out = Vec::new();
+    for (pair, e) in t.windows(2).zip(&events) {
+        let due: DateTime<Utc> = e.detail.rsplit("next try at ").next().unwrap().parse().unwrap();
+        let ended = pair[0].ended_at.unwrap();
+        assert!(pair[1].started_at >= due, "try {} started before it was due ({due}): {t:#?}", pair[1].try_number);
+        let ms = (due - ended).num_milliseconds();
+        // Rounded to the bounds of the jitter window it must fall in.
+        let nominal = [100, 200, 500, 1000, 2000, 4000].into_iter().find(|n| ms > n * 8 / 10 - 2 && ms <= *n + 1);
+        let n = nominal.unwrap_or_else(|| panic!("a retry delay of {ms} ms fits no nominal delay"));
+        out.push((n * 8 / 10, n));
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,13 +178,9 @@ async fn exponential_backoff_doubles_the_delay_up_to_the_cap() {
         "[tasks.t]\noperator = \"command\"\ncommand = \"exit 1\"\nretries = 3\nretry_delay = \"500ms\"\nretry_backoff = \"exponential\"\nmax_retry_delay = \"1s\"\n",
     );
     let run = run_dag(&env, &d, None).await;
-    let t = tries(&env, &run, "t").await;
-    assert_eq!(t.len(), 4);
-    let gaps: Vec<i64> = t.windows(2).map(|p| (p[1].started_at - p[0].ended_at.unwrap()).num_milliseconds()).collect();
+    assert_eq!(tries(&env, &run, "t").await.len(), 4);
     // 500ms, 1s, then capped at 1s (each up to 20% less for jitter).
-    for (gap, nominal) in gaps.iter().zip([500, 1000, 1000]) {
-        assert!(*gap >= nominal * 8 / 10 - 50 && *gap < nominal + 400, "gaps {gaps:?}");
-    }
+    assert_eq!(retry_delays(&env, &run, "t").await, vec![(400, 500), (800, 1000), (800, 1000)]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -205,14 +221,14 @@ async fn a_timeout_kills_the_whole_process_tree() {
             pidfile.display()
         ),
     );
-    let started = std::time::Instant::now();
     let run = run_dag(&env, &d, None).await;
-    assert!(started.elapsed() < Duration::from_secs(10));
     let t = tries(&env, &run, "t").await;
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].error.as_deref(), Some("timed out after 1s"));
+    assert!(t[0].ended_at.unwrap() - t[0].started_at < chrono::Duration::seconds(30), "cut off, not waited for");
     let child: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // A safety limit on waiting for the kill (SIGTERM, then SIGKILL 3 s later), not a timing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while alive(child) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -270,20 +286,31 @@ async fn higher_priority_starts_first_when_slots_are_short() {
     assert!(high < low);
 }
 
-/// A daemon-mode engine over a DAG folder for `for_how_long`, then a clean stop.
-async fn daemon_for(env: &Env, for_how_long: Duration) {
+/// A daemon-mode engine over the DAG folder whose clock shows `now`, stopped (cleanly) once
+/// `done` says the store holds what the test waits for.
+async fn daemon_until(env: &Env, now: DateTime<Utc>, done: impl Fn(&[Run]) -> bool) {
     let folder = sluice_dag::load_folder(&env.config.dags).unwrap();
-    let mut engine = Engine::new(env.store.clone(), env.config.clone(), providers(), Mode::Daemon);
-    engine.set_dags(folder).await.unwrap();
+    let clock = Arc::new(sluice_scheduler::ManualClock::new(now));
+    let mut engine = Engine::new(env.store.clone(), env.config.clone(), providers(), Mode::Daemon).with_clock(clock);
+    engine.set_dags(LoadedDags::prepare(folder)).await.unwrap();
     engine.load_active_runs().await.unwrap();
     engine.recover().await.unwrap();
     let (tx, rx) = watch::channel(false);
     let (_rtx, rrx) = mpsc::channel(1);
-    tokio::spawn(async move {
-        tokio::time::sleep(for_how_long).await;
-        let _ = tx.send(true);
-    });
-    engine.run(rx, rrx).await.unwrap();
+    let store = env.store.clone();
+    let engine = tokio::spawn(async move { engine.run(rx, rrx).await });
+    // A safety limit on waiting for the event, not a timing.
+    let limit = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = store.runs(&RunFilter::default()).await.unwrap();
+        if done(&runs) {
+            break;
+        }
+        assert!(std::time::Instant::now() < limit, "the engine did not get there: {runs:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tx.send(true).unwrap();
+    engine.await.unwrap().unwrap();
 }
 
 async fn scheduled_runs(env: &Env, dag: &str) -> Vec<Run> {
@@ -294,41 +321,43 @@ async fn scheduled_runs(env: &Env, dag: &str) -> Vec<Run> {
     r
 }
 
-/// An hourly DAG whose last run was 5 hours ago: what a restarted daemon creates.
-async fn after_downtime(catchup: bool) -> Vec<Run> {
+/// An hourly DAG whose last run fired 5 hours before the engine's (simulated) now: what a
+/// restarted daemon creates.
+async fn after_downtime(catchup: bool, expected: usize) -> Vec<Run> {
     let env = setup().await;
     std::fs::create_dir_all(&env.config.dags).unwrap();
-    let start = (Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%d");
     let src = format!(
-        "schedule = \"@hourly\"\nstart_date = \"{start}\"\ncatchup = {catchup}\nmax_active_runs = 16\n[tasks.t]\noperator = \"noop\"\n"
+        "schedule = \"@hourly\"\nstart_date = \"2026-05-30\"\ncatchup = {catchup}\nmax_active_runs = 16\n[tasks.t]\noperator = \"noop\"\n"
     );
     std::fs::write(env.config.dags.join("hourly.toml"), &src).unwrap();
     let d = dag("hourly", &src);
-    // The run the daemon created before it went down: the one that fired 5 hours ago.
-    let fired = Utc::now() - chrono::Duration::hours(5);
-    let last = d.runs_firing_after((fired - chrono::Duration::hours(1)).with_timezone(&d.timezone)).next().unwrap();
+    let now: DateTime<Utc> = "2026-06-01T10:30:00Z".parse().unwrap();
+    // The run the daemon created before it went down: the one that fired at 05:00.
+    let last = d
+        .runs_firing_after("2026-06-01T04:59:00Z".parse::<DateTime<Utc>>().unwrap().with_timezone(&d.timezone))
+        .next()
+        .unwrap();
     runs::create_run(env.store.as_ref(), &d, &last, RunKind::Scheduled, None).await.unwrap();
-    daemon_for(&env, Duration::from_millis(1500)).await;
+    daemon_until(&env, now, |runs| runs.len() >= expected && runs.iter().all(|r| r.state == RunState::Success)).await;
     scheduled_runs(&env, "hourly").await
 }
-
 #[tokio::test(flavor = "multi_thread")]
 async fn catchup_false_creates_only_the_latest_missed_run() {
-    let runs = after_downtime(false).await;
+    let runs = after_downtime(false, 2).await;
     assert_eq!(runs.len(), 2, "the old run and the latest missed one: {runs:#?}");
-    let latest = runs[1].data_interval_end;
-    assert!(latest <= Utc::now() && Utc::now() - latest < chrono::Duration::hours(1));
+    assert_eq!(runs[1].data_interval_end, "2026-06-01T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
     assert!(runs.iter().all(|r| r.state == RunState::Success));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn catchup_true_creates_every_missed_run_oldest_first() {
-    let runs = after_downtime(true).await;
+    let runs = after_downtime(true, 6).await;
     assert_eq!(runs.len(), 6, "the old run and the 5 missed hourly runs: {runs:#?}");
     for pair in runs.windows(2) {
         assert_eq!(pair[1].logical_date - pair[0].logical_date, chrono::Duration::hours(1));
     }
-    assert!(runs.iter().all(|r| r.state == RunState::Success));
+    assert_eq!(runs[5].data_interval_end, "2026-06-01T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+    assert!(runs.iter().all(|r| r.state == RunState::Success), "{runs:#?}");
 }
 
 /// Steps a simulated clock through `[from, to]` and does what the daemon's cron does at each
@@ -394,13 +423,21 @@ async fn depends_on_past_waits_for_the_previous_run() {
     let mut engine = Engine::new(env.store.clone(), env.config.clone(), providers(), Mode::SingleRun(second.id));
     engine.add_dag(d.clone());
     engine.load_active_runs().await.unwrap();
-    let (_tx, rx) = watch::channel(false);
+    let (tx, rx) = watch::channel(false);
     let (_rtx, rrx) = mpsc::channel(1);
-    let blocked = tokio::time::timeout(Duration::from_millis(1500), engine.run(rx, rrx)).await;
-    assert!(blocked.is_err(), "the run must wait");
+    let running = tokio::spawn(async move { engine.run(rx, rrx).await });
+    // `t` is evaluated (and held back by its past) in the turn that starts `other`: once
+    // `other` has succeeded, `t` has been decided.
+    let limit = std::time::Instant::now() + Duration::from_secs(60);
+    while states(&env, &second).await["other"] != TaskState::Success {
+        assert!(std::time::Instant::now() < limit, "`other` never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.send(true).unwrap();
+    running.await.unwrap().unwrap();
     let s = states(&env, &second).await;
-    assert_eq!(s["t"], TaskState::None);
-    assert_eq!(s["other"], TaskState::Success);
+    assert_eq!(s["t"], TaskState::None, "the run must wait");
+    assert!(tries(&env, &second, "t").await.is_empty());
     // Once the past is fixed (cleared and succeeded), the later run goes ahead.
     std::fs::remove_file(&flag).unwrap();
     runs::clear(env.store.as_ref(), &d, &first, Some("t"), false, false).await.unwrap();
@@ -442,4 +479,137 @@ async fn a_missed_deadline_is_recorded_once() {
     assert_eq!(run.state, RunState::Success, "a late run still finishes");
     let events = env.store.events(Some("late"), None, 10).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "deadline_missed").count(), 1);
+}
+
+/// An operator that panics.
+struct Panics;
+
+#[async_trait::async_trait]
+impl sluice_scheduler::operators::TaskOperator for Panics {
+    async fn run(
+        &self,
+        _ctx: &sluice_scheduler::operators::TryContext,
+    ) -> Result<sluice_scheduler::operators::Outcome, sluice_scheduler::operators::TaskError> {
+        panic!("index out of bounds in a plugin")
+    }
+}
+
+/// Builds [`Panics`] for the command `panic`, and leaves every other task to the others.
+struct PanicProvider;
+
+#[async_trait::async_trait]
+impl OperatorProvider for PanicProvider {
+    fn build(
+        &self,
+        op: &sluice_dag::Operator,
+        _dag: &Dag,
+        _task: &sluice_dag::Task,
+    ) -> Option<Box<dyn sluice_scheduler::operators::TaskOperator>> {
+        match op {
+            sluice_dag::Operator::Command(c) if c.command == "panic" => Some(Box::new(Panics)),
+            _ => None,
+        }
+    }
+}
+
+/// A try that panicked used to end the daemon ("a try panicked"); it fails its try, with the
+/// panic's message, and the rest of the run goes on by the trigger rules.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_that_panics_fails_its_try_and_the_engine_goes_on() {
+    let env = setup().await;
+    let d = dag(
+        "boom",
+        "[tasks.bad]\noperator = \"command\"\ncommand = \"panic\"\nretries = 2\nretry_delay = \"100ms\"\n\
+         [tasks.good]\noperator = \"command\"\ncommand = \"echo fine\"\n\
+         [tasks.cleanup]\noperator = \"command\"\ncommand = \"echo cleanup\"\ndepends_on = [\"bad\"]\ntrigger_rule = \"all_done\"\n",
+    );
+    let dates = runs::manual_dates(&d, None, Utc::now());
+    let run = runs::create_run(env.store.as_ref(), &d, &dates, RunKind::Manual, None).await.unwrap().run().clone();
+    let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(PanicProvider), Arc::new(LocalOperators)];
+    let mut engine = Engine::new(env.store.clone(), env.config.clone(), providers, Mode::SingleRun(run.id));
+    engine.add_dag(d.clone());
+    engine.load_active_runs().await.unwrap();
+    let (_tx, rx) = watch::channel(false);
+    let (_rtx, rrx) = mpsc::channel(1);
+    engine.run(rx, rrx).await.expect("the engine survives a panicking operator");
+    let run = env.store.run(run.id).await.unwrap().unwrap();
+    let s = states(&env, &run).await;
+    // `bad` is not a leaf (its all_done cleanup ran), so the run's state follows its leaves.
+    assert_eq!(run.state, RunState::Success);
+    assert_eq!((s["bad"], s["good"], s["cleanup"]), (TaskState::Failed, TaskState::Success, TaskState::Success));
+    let t = tries(&env, &run, "bad").await;
+    assert_eq!(t.len(), 1, "a panic is not retried: {t:#?}");
+    let error = t[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("panicked") && error.contains("index out of bounds in a plugin"), "{error}");
+}
+
+/// A stop used to wait out the whole grace period for a sensor; a sensor (or a `wait`) is cut
+/// off at once, left running in the store, and the next start resumes it as the same try.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_does_not_wait_for_sensors_and_the_next_start_resumes_them() {
+    let mut env = setup().await;
+    // Were the stop to wait for the sensor, the test would hit its safety limit below.
+    env.config.grace_period = sluice_dag::Duration::from_secs(3600);
+    let d = dag("sensing", "[tasks.nap]\noperator = \"wait\"\nduration = \"1h\"\n");
+    std::fs::create_dir_all(&env.config.dags).unwrap();
+    std::fs::write(env.config.dags.join("sensing.toml"), "[tasks.nap]\noperator = \"wait\"\nduration = \"1h\"\n")
+        .unwrap();
+    let dates = runs::manual_dates(&d, None, Utc::now());
+    let run = runs::create_run(env.store.as_ref(), &d, &dates, RunKind::Manual, None).await.unwrap().run().clone();
+
+    let start = |env: &Env| {
+        let folder = sluice_dag::load_folder(&env.config.dags).unwrap();
+        let (store, config) = (env.store.clone(), env.config.clone());
+        let (tx, rx) = watch::channel(false);
+        let engine = tokio::spawn(async move {
+            let mut engine = Engine::new(store, config, providers(), Mode::Daemon);
+            engine.set_dags(LoadedDags::prepare(folder)).await.unwrap();
+            engine.load_active_runs().await.unwrap();
+            engine.recover().await.unwrap();
+            let (_rtx, rrx) = mpsc::channel(1);
+            engine.run(rx, rrx).await
+        });
+        (tx, engine)
+    };
+    let until_recorded = |env: &Env| {
+        let store = env.store.clone();
+        let id = run.id;
+        async move {
+            let limit = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let t = store.tries(id, Some("nap")).await.unwrap();
+                if let Some(until) = t.first().and_then(|t| t.external_ids.get("until")) {
+                    return (t.len(), until.clone());
+                }
+                assert!(std::time::Instant::now() < limit, "the wait never started");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    let (tx, engine) = start(&env);
+    let (_, until) = until_recorded(&env).await;
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), engine)
+        .await
+        .expect("the stop does not wait for the sensor")
+        .unwrap()
+        .unwrap();
+    let t = tries(&env, &run, "nap").await;
+    assert_eq!((t.len(), t[0].state), (1, TaskState::Running), "left running for the next start: {t:#?}");
+    let events = env.store.events(Some("sensing"), None, 10).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "shutdown"), "{events:#?}");
+
+    let (tx, engine) = start(&env);
+    let limit = std::time::Instant::now() + Duration::from_secs(60);
+    let log = env.config.logs.join("sensing").join(&run.run_id).join("nap").join("1.log");
+    while std::fs::read_to_string(&log).unwrap_or_default().matches("resumed").count() < 1 {
+        assert!(std::time::Instant::now() < limit, "the wait was not resumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = tries(&env, &run, "nap").await;
+    assert_eq!(t.len(), 1, "resumed as the same try: {t:#?}");
+    assert_eq!(t[0].external_ids["until"], until, "the resumed wait keeps its end");
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), engine).await.unwrap().unwrap().unwrap();
 }
