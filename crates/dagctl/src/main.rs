@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod context;
 mod output;
+mod progress;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -69,6 +70,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Scheduler(_)) {
+        // A listing piped into `head` ends quietly when the pipe closes, as `cat` does, instead
+        // of panicking on the write. The daemon keeps ignoring SIGPIPE: a closed log pipe must
+        // not kill it.
+        restore_sigpipe();
+    }
     let result = context::Ctx::new(&cli.global).and_then(|ctx| {
         let dags = ctx.config.dags.clone();
         match cli.command {
@@ -94,9 +101,22 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(exit::FAILURE)
         }
     }
+}
+
+fn restore_sigpipe() {
+    // SAFETY: sets the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// An error that only says stdout went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }

@@ -56,11 +56,27 @@ pub fn json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// What the daemon logs by default: its own `info`, and only errors of the AWS SDK and the
+/// HTTP stack below it. The SDK's own warnings (a credential provider of the default chain that
+/// found nothing, at every call, 800 characters each) would flood the log; what matters of them
+/// reaches the try's error and its log file as one line. `SLUICE_LOG=debug,aws_config=debug`
+/// brings them back.
+pub const DEFAULT_LOG_FILTER: &str = "info,aws_config=error,aws_smithy_runtime=error,aws_smithy_runtime_api=error,\
+aws_smithy_http_client=error,aws_sdk_sts=error,aws_sdk_sso=error,aws_sdk_ssooidc=error,aws_sdk_s3=error,\
+aws_sdk_emr=error,aws_sdk_emrserverless=error,aws_sdk_glue=error,aws_sdk_athena=error,hyper=error,hyper_util=error,\
+rustls=error";
+
 /// Logs of the scheduler (and live progress of `dagctl test`) on stderr; `SLUICE_LOG` sets the
-/// filter (default `info`).
+/// filter (default [`DEFAULT_LOG_FILTER`]).
 pub fn init_tracing(json: bool) {
+    init_tracing_with(json, "info");
+}
+
+/// As [`init_tracing`], with `level` for Sluice's own logs by default.
+pub fn init_tracing_with(json: bool, level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let default = DEFAULT_LOG_FILTER.replacen("info", level, 1);
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -202,3 +202,60 @@ fn the_dag_folder_comes_from_the_environment() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["dags"][0]["id"], "good");
 }
+
+/// `dagctl next hello --count 5000 | head -1` panicked on the closed pipe (exit 101).
+#[test]
+fn a_listing_piped_into_head_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = folder(&[("good.toml", GOOD)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dagctl"))
+        .arg("--dags")
+        .arg(dir.path())
+        .args(["next", "good", "--count", "5000"])
+        .env_remove("SLUICE_DAGS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe, as `head -1` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = stdout.read(&mut first).unwrap();
+    assert!(n > 0);
+    drop(stdout);
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.code() == Some(0) || status.signal() == Some(13), // SIGPIPE
+        "ends by SIGPIPE or exit 0, not a panic: {status:?}"
+    );
+}
+
+/// `trigger --from 2026-03-05 --to 2026-03-01` exited 0 ("no schedule tick in that range").
+#[test]
+fn a_backfill_whose_from_is_after_its_to_exits_one() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let o = dagctl(dir.path(), &["--db", &db, "trigger", "good", "--from", "2026-03-05", "--to", "2026-03-01"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("--from 2026-03-05 is after --to 2026-03-01"), "{}", stderr(&o));
+    let runs = dagctl(dir.path(), &["--db", &db, "runs", "--json"]);
+    assert_eq!(stdout(&runs).trim(), "[]", "nothing was created");
+}
+
+/// `dagctl logs DAG nosuchtask` said "has not run".
+#[test]
+fn logs_of_a_task_that_does_not_exist_say_so_with_a_suggestion() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let o = dagctl(dir.path(), &["--db", &db, "logs", "good", "extrct", "--date", "2026-03-01"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("DAG `good` has no task `extrct` (did you mean `extract`?)"), "{err}");
+    assert!(!err.contains("has not run"), "{err}");
+}

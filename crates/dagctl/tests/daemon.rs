@@ -17,6 +17,9 @@ use serde_json::Value;
 
 const DAGCTL: &str = env!("CARGO_BIN_EXE_dagctl");
 
+/// The least time a test waits for something before it gives up (see `Env::wait_until`).
+const SAFETY_LIMIT: Duration = Duration::from_secs(90);
+
 /// Every variable `dagctl` reads its settings from; removed so the tests see only their flags.
 const SLUICE_VARS: [&str; 7] = [
     "SLUICE_DAGS",
@@ -132,7 +135,12 @@ impl Env {
 
     /// Polls `probe` every 100 ms until it returns something; panics (with the daemons' logs)
     /// at the deadline.
+    ///
+    /// `timeout` is a safety limit for a test that would otherwise hang, never a measure of
+    /// speed: it is at least [`SAFETY_LIMIT`], so a loaded CI machine never fails a test by
+    /// being slow.
     fn wait_until<T>(&self, what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+        let timeout = timeout.max(SAFETY_LIMIT);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = probe() {
@@ -202,7 +210,7 @@ impl Daemon {
 
     /// Waits for the daemon to exit on its own.
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.max(SAFETY_LIMIT);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);
@@ -263,6 +271,16 @@ fn time(v: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}")).with_timezone(&Utc)
 }
 
+/// A shell command that waits until the file `gate` exists: a task held in `running` until
+/// the test lets it go, so no test depends on how long a `sleep` lasts on a loaded machine.
+fn wait_for(gate: &str) -> String {
+    format!("while [ ! -e '{gate}' ]; do sleep 0.05; done")
+}
+
+fn open_gate(gate: &str) {
+    std::fs::write(gate, "").unwrap();
+}
+
 /// A process as `/proc/PID/stat` shows it.
 #[derive(Debug)]
 struct Proc {
@@ -312,13 +330,14 @@ operator = "command"
 depends_on = ["first"]
 retries = 1
 retry_delay = "1s"
-# `long.done` is written only by a try that lived to the end of its sleep: an orphan left
-# alive after the crash would write it too.
-command = "echo started >> '{long}'; sleep 4; echo finished >> '{done}'; echo ok"
+# `long.done` is written only by a try that got through the gate: an orphan left alive after
+# the crash would write it too once the gate opens.
+command = "echo started >> '{long}'; {gate}; echo finished >> '{done}'; echo ok"
 
 [tasks.pause]
 operator = "wait"
-duration = "3s"
+# Far longer than the moment between seeing it run and the kill.
+duration = "10s"
 
 [tasks.after]
 operator = "command"
@@ -329,6 +348,7 @@ command = "echo once >> '{after}'"
             long = env.file("long.count"),
             done = env.file("long.done"),
             after = env.file("after.count"),
+            gate = wait_for(&env.file("long.gate")),
         ),
     );
     let date = "2026-01-01";
@@ -346,9 +366,9 @@ command = "echo once >> '{after}'"
         let until = tries(pause).first()?["external_ids"]["until"].as_str()?.to_string();
         Some((i32::try_from(pid).unwrap(), until))
     });
-    // The command's shell leads its own process group, and its `sleep` runs in it.
-    env.wait_until("long's `sleep` to run", Duration::from_secs(10), || {
-        alive(pid).iter().any(|p| p.comm == "sleep").then_some(())
+    // The command's shell leads its own process group and is past its first line.
+    env.wait_until("long's command to run", Duration::from_secs(30), || {
+        (lines(&env.file("long.count")) == 1 && !alive(pid).is_empty()).then_some(())
     });
 
     first_daemon.kill9();
@@ -364,10 +384,12 @@ command = "echo once >> '{after}'"
 
     // The orphan is killed on restart (had it been left to end its `sleep 4` on its own,
     // `long.done` below would have two lines).
-    env.wait_until("the orphaned process group of long's try 1 to be killed", Duration::from_secs(10), || {
+    env.wait_until("the orphaned process group of long's try 1 to be killed", Duration::from_secs(30), || {
         alive(pid).is_empty().then_some(())
     });
-    let v = env.wait_run_finished("crash", date, Duration::from_secs(30));
+    // Only now may `long` finish: the retry passes the gate, an orphan could not.
+    open_gate(&env.file("long.gate"));
+    let v = env.wait_run_finished("crash", date, Duration::from_secs(60));
     let logs = env.daemon_logs();
 
     assert_eq!(v["run"]["state"], "success", "{v:#}\n{logs}");
@@ -495,13 +517,17 @@ fn cli_commands_work_while_the_dag_file_is_broken() {
 #[test]
 fn sigterm_lets_running_tasks_finish_within_grace() {
     let env = Env::new();
+    let gate = env.file("work.gate");
     env.write_dag(
         "slow.toml",
-        "[tasks.work]\noperator = \"command\"\ncommand = \"sleep 2; echo done\"\n\
-         [tasks.next]\noperator = \"command\"\ndepends_on = [\"work\"]\ncommand = \"echo next\"\n",
+        &format!(
+            "[tasks.work]\noperator = \"command\"\ncommand = \"{}; echo done\"\n\
+             [tasks.next]\noperator = \"command\"\ndepends_on = [\"work\"]\ncommand = \"echo next\"\n",
+            wait_for(&gate)
+        ),
     );
     let date = "2026-01-01";
-    let mut daemon = env.daemon(&["--grace-period", "10s"]);
+    let mut daemon = env.daemon(&["--grace-period", "10m"]);
     env.ok(&["trigger", "slow", "--date", date]);
     env.wait_until("`work` to run", Duration::from_secs(15), || {
         let v = env.tasks("slow", date);
@@ -510,7 +536,12 @@ fn sigterm_lets_running_tasks_finish_within_grace() {
     });
 
     daemon.sigterm();
-    let status = daemon.wait_exit(Duration::from_secs(15));
+    env.wait_until("the daemon to start stopping", Duration::from_secs(30), || {
+        daemon.logs().contains("stopping: no new tasks start").then_some(())
+    });
+    assert!(daemon.is_running(), "the daemon waits for the running task\n{}", env.daemon_logs());
+    open_gate(&gate);
+    let status = daemon.wait_exit(Duration::from_secs(60));
     let logs = env.daemon_logs();
     let status = status.unwrap_or_else(|| panic!("the daemon did not exit after SIGTERM\n{logs}"));
     assert_eq!(status.code(), Some(0), "{logs}");
@@ -709,9 +740,10 @@ fn marking_a_running_run_failed_stops_it() {
     env.write_dag(
         "stop.toml",
         &format!(
-            "[tasks.a]\noperator = \"command\"\ncommand = \"sleep 2\"\n\
+            "[tasks.a]\noperator = \"command\"\ncommand = \"{gate}\"\n\
              [tasks.b]\noperator = \"command\"\ndepends_on = [\"a\"]\ncommand = \"echo b >> '{b}'\"\n",
             b = env.file("b.count"),
+            gate = wait_for(&env.file("a.gate")),
         ),
     );
     let date = "2026-01-01";
@@ -722,6 +754,7 @@ fn marking_a_running_run_failed_stops_it() {
     });
     let out = env.ok(&["mark", "stop", "failed", "--date", date]);
     assert!(out.contains("a, b"), "{out}");
+    open_gate(&env.file("a.gate"));
 
     // The try of `a` that was running ends (the mark does not kill it)...
     env.wait_until("a's try to end", Duration::from_secs(15), || {
@@ -750,9 +783,10 @@ fn clearing_a_running_task_runs_it_again() {
     env.write_dag(
         "again.toml",
         &format!(
-            "[tasks.a]\noperator = \"command\"\ncommand = \"echo a >> '{a}'; sleep 2\"\n\
+            "[tasks.a]\noperator = \"command\"\ncommand = \"echo a >> '{a}'; {gate}\"\n\
              [tasks.b]\noperator = \"command\"\ndepends_on = [\"a\"]\ncommand = \"echo b\"\n",
             a = env.file("a.count"),
+            gate = wait_for(&env.file("a.gate")),
         ),
     );
     let date = "2026-01-01";
@@ -763,6 +797,7 @@ fn clearing_a_running_task_runs_it_again() {
     });
     let out = env.ok(&["clear", "again", "--date", date, "--task", "a"]);
     assert!(out.contains("cleared 1 task(s)"), "{out}");
+    open_gate(&env.file("a.gate"));
 
     let v = env.wait_run_finished("again", date, Duration::from_secs(20));
     let logs = env.daemon_logs();
@@ -808,4 +843,188 @@ fn sigterm_past_the_grace_period_cuts_the_task_off() {
     assert_eq!(state(t), "failed", "{v:#}");
     assert_eq!(tries(t).len(), 1, "{v:#}");
     assert!(tries(t)[0]["error"].as_str().unwrap_or_default().contains("interrupted"), "{v:#}");
+}
+
+/// A second daemon on the same database used to treat the first one's live tries as orphans,
+/// kill them and run them again (a task ended with 3 tries of a maximum of 2). It must refuse to
+/// start at once, exit 1 naming the holder, and touch nothing; a `kill -9`ed daemon must not
+/// block the next start.
+#[test]
+fn a_second_daemon_on_the_same_database_refuses_to_start_and_touches_nothing() {
+    let env = Env::new();
+    let gate = env.file("gate");
+    env.write_dag(
+        "once.toml",
+        &format!(
+            "[tasks.a]\noperator = \"command\"\nretries = 1\nretry_delay = \"1s\"\ncommand = \"echo a >> '{a}'; {wait}\"\n\
+             [tasks.b]\noperator = \"command\"\ndepends_on = [\"a\"]\ncommand = \"echo b >> '{b}'\"\n",
+            a = env.file("a.count"),
+            b = env.file("b.count"),
+            wait = wait_for(&gate),
+        ),
+    );
+    let date = "2026-01-01";
+    let mut first = env.daemon(&[]);
+    env.ok(&["trigger", "once", "--date", date]);
+    // Running, its pid recorded: the first daemon has nothing to write until the gate opens.
+    env.wait_until("`a` to run", Duration::from_secs(30), || {
+        let v = env.tasks("once", date);
+        (lines(&env.file("a.count")) == 1 && tries(task(&v, "a")).first()?["external_ids"]["pid"].is_i64())
+            .then_some(())
+    });
+    let files = || -> Vec<Vec<u8>> {
+        ["sluice.db", "sluice.db-wal"].iter().map(|f| std::fs::read(env.root().join(f)).unwrap_or_default()).collect()
+    };
+    let before = files();
+
+    let second = env.command(&env.dags()).arg("scheduler").output().expect("dagctl runs");
+    let err = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "the second daemon must refuse to start:\n{err}");
+    assert!(err.contains("another scheduler is already running on this database"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.pid())), "the holder is named: {err}");
+    assert!(err.contains("on host ") && err.contains("since "), "{err}");
+    assert!(!err.contains("scheduler running") && !err.contains("recovered"), "it did nothing: {err}");
+    assert!(first.is_running());
+    // The CLI works beside the running daemon, and the second daemon wrote nothing.
+    assert_eq!(env.tasks("once", date)["run"]["state"], "running");
+    let v = env.tasks("once", date);
+    assert_eq!(tries(task(&v, "a")).len(), 1, "{v:#}");
+    assert!(files() == before, "the second daemon touched the database");
+
+    open_gate(&gate);
+    let v = env.wait_run_finished("once", date, Duration::from_secs(60));
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+    assert_eq!(tries(task(&v, "a")).len(), 1, "every task ran exactly once: {v:#}");
+    assert_eq!(tries(task(&v, "b")).len(), 1, "{v:#}");
+    assert_eq!((lines(&env.file("a.count")), lines(&env.file("b.count"))), (1, 1));
+
+    // A killed holder leaves the lock file behind, but not the lock.
+    first.kill9();
+    let mut third = env.daemon(&[]);
+    assert!(third.is_running());
+}
+
+/// The janitor's `dagctl clusters terminate-finished` failed with `sh: dagctl: not found`:
+/// the README's alias does not reach task shells. A task finds the daemon's own `dagctl` on its
+/// PATH, and the daemon's state through SLUICE_DB.
+#[test]
+fn a_task_finds_the_daemons_dagctl_and_database() {
+    let env = Env::new();
+    let out = env.file("seen.json");
+    env.write_dag(
+        "nested.toml",
+        &format!(
+            "[tasks.ask]\noperator = \"command\"\ncwd = \"/\"\ncommand = \"dagctl runs nested --json > '{out}'\"\n"
+        ),
+    );
+    // A PATH without the folder of the dagctl under test.
+    let n = env.daemons.get() + 1;
+    env.daemons.set(n);
+    let log = env.root().join(format!("daemon-{n}.log"));
+    let child = env
+        .command(&env.dags())
+        .arg("scheduler")
+        .env("PATH", "/usr/bin:/bin")
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon { child, log };
+    env.wait_until("the daemon to start", Duration::from_secs(30), || {
+        std::fs::read_to_string(env.root().join(format!("daemon-{n}.log")))
+            .unwrap_or_default()
+            .contains("scheduler running")
+            .then_some(())
+    });
+    let date = "2026-01-01";
+    env.ok(&["trigger", "nested", "--date", date]);
+    let v = env.wait_run_finished("nested", date, Duration::from_secs(60));
+    assert_eq!(v["run"]["state"], "success", "{v:#}\n{}", env.ok(&["logs", "nested", "ask", "--date", date]));
+    let seen: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(seen[0]["dag_id"], "nested", "the nested dagctl read the daemon's database: {seen:#}");
+}
+
+/// A DAG with `paused_at_creation` starts paused when the daemon first sees it (the shipped
+/// AWS pipelines, which a machine without an AWS account must not run); unpaused, it runs.
+#[test]
+fn a_dag_paused_at_creation_runs_only_once_unpaused() {
+    let env = Env::new();
+    env.write_dag(
+        "later.toml",
+        "schedule = \"@daily\"\nstart_date = \"2026-01-01\"\npaused_at_creation = true\n\
+         [tasks.t]\noperator = \"command\"\ncommand = \"echo ran\"\n",
+    );
+    let daemon = env.daemon(&[]);
+    let list = env.json(&["list", "--json"]);
+    assert_eq!(list["dags"][0]["paused"], true, "{list:#}");
+    assert!(env.runs("later").is_empty(), "a paused DAG gets no run");
+    env.ok(&["unpause", "later"]);
+    let runs = env.wait_until("the unpaused DAG's run", Duration::from_secs(60), || {
+        let runs = env.runs("later");
+        (runs.len() == 1 && runs[0]["state"] == "success").then_some(runs)
+    });
+    assert_eq!(runs[0]["kind"], "scheduled");
+    // A reload keeps what the user chose.
+    std::fs::write(
+        env.dags().join("later.toml"),
+        std::fs::read_to_string(env.dags().join("later.toml")).unwrap() + "# edited\n",
+    )
+    .unwrap();
+    env.wait_until("the reload", Duration::from_secs(30), || {
+        daemon.logs().contains("DAG folder changed; reloaded").then_some(())
+    });
+    assert_eq!(env.json(&["list", "--json"])["dags"][0]["paused"], false);
+}
+
+/// `dagctl trigger --wait` printed a line only when a task ended: the main job was silent for
+/// six minutes. Without a terminal it prints what runs and the last line of its log.
+#[test]
+fn trigger_wait_shows_what_runs_and_its_last_log_line() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    let gate = env.file("gate");
+    env.write_dag(
+        "chatty.toml",
+        &format!(
+            "[tasks.spark]\noperator = \"command\"\ncommand = \"echo 'Stage 3: 40% done'; {}\"\n",
+            wait_for(&gate)
+        ),
+    );
+    let _daemon = env.daemon(&[]);
+    let mut child = env
+        .command(&env.dags())
+        .args(["trigger", "chatty", "--date", "2026-01-01", "--wait"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        seen.push(line.trim_end().to_string());
+        if line.contains("spark") && line.contains("running") && line.contains("Stage 3: 40% done") {
+            // Seen while the task is held running: let it go.
+            open_gate(&gate);
+        }
+        line.clear();
+    }
+    assert!(child.wait().unwrap().success(), "{seen:#?}");
+    let all = seen.join("\n");
+    assert!(all.contains("spark") && all.contains("started (try 1)"), "{all}");
+    assert!(std::path::Path::new(&gate).exists(), "the running status with the log's last line was printed:\n{all}");
+    assert!(all.contains("success"), "{all}");
+}
+
+/// `dagctl test` shows each task's output as it comes, as `airflow dags test` does.
+#[test]
+fn dagctl_test_prints_each_tasks_output() {
+    let env = Env::new();
+    env.write_dag(
+        "shown.toml",
+        "[tasks.one]\noperator = \"command\"\ncommand = \"echo first line; echo second line\"\n\
+         [tasks.two]\noperator = \"command\"\ndepends_on = [\"one\"]\ncommand = \"echo from two >&2\"\n",
+    );
+    let out = env.ok(&["test", "shown", "--date", "2026-01-01"]);
+    assert!(out.contains("[one] first line") && out.contains("[one] second line"), "{out}");
+    assert!(out.contains("[two] from two"), "stderr of a task is output too: {out}");
+    assert!(out.contains("run ") && out.contains("success"), "{out}");
 }

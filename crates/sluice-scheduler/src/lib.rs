@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod engine;
 pub mod operators;
 pub mod runs;
+pub mod tail;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;

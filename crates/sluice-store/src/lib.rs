@@ -20,9 +20,9 @@ pub use sluice_dag::{RunState, TaskState};
 pub mod lock;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub use lock::{LockError, SchedulerLock};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use lock::{LockError, SchedulerLock};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

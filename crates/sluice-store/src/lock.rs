@@ -71,7 +71,8 @@ impl SchedulerLock {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         // Never truncated on open: the holder's details stay readable for whoever fails.
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(LockError::Held { holder: read_holder(&path), path }),

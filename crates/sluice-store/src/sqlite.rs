@@ -51,8 +51,8 @@ use sqlx::{ConnectOptions, Connection, Executor, Row};
 use tokio::sync::Mutex;
 
 use crate::{
-    Created, DagRow, DagSync, Event, FinishTry, NewEvent, NewRun, Result, Run, RunFilter, RunKind, RunState, Store, StoreError,
-    TaskInstance, TaskState, Try, TryOutcome,
+    Created, DagRow, DagSync, Event, FinishTry, NewEvent, NewRun, Result, Run, RunFilter, RunKind, RunState, Store,
+    StoreError, TaskInstance, TaskState, Try, TryOutcome,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -559,7 +559,10 @@ async fn sync_dags_pauses_only_new_dags_and_clears_schedule_errors_on_load() {
     };
     store.sync_dags(&[sync("known", Some("v2"), None), sync("aws", Some("a1"), None)]).await.unwrap();
     let dags = store.dags().await.unwrap();
-    assert_eq!(dags.iter().map(|d| (d.dag_id.as_str(), d.paused)).collect::<Vec<_>>(), [("aws", true), ("known", false)]);
+    assert_eq!(
+        dags.iter().map(|d| (d.dag_id.as_str(), d.paused)).collect::<Vec<_>>(),
+        [("aws", true), ("known", false)]
+    );
 
     store.set_schedule_error("known", Some("deadline cannot be computed")).await.unwrap();
     store.sync_dags(&[sync("known", None, Some("line 1: bad"))]).await.unwrap();

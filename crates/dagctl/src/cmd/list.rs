@@ -16,13 +16,19 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let folder = ctx.folder()?;
-    // Paused flags live in the database; a folder never scheduled has none.
-    let paused: Vec<String> = ctx
+    // Paused flags and schedule errors live in the database; a folder never scheduled has none.
+    let rows_in_store: Vec<sluice_store::DagRow> = ctx
         .block_on(async {
             let Some(store) = ctx.existing_store().await? else { return Ok(Vec::new()) };
-            Ok(store.dags().await?.into_iter().filter(|d| d.paused).map(|d| d.dag_id).collect())
+            Ok(store.dags().await?)
         })
         .unwrap_or_default();
+    let paused: Vec<String> = rows_in_store.iter().filter(|d| d.paused).map(|d| d.dag_id.clone()).collect();
+    let unscheduled: Vec<(&str, &str)> = rows_in_store
+        .iter()
+        .filter(|d| folder.dag(&d.dag_id).is_some())
+        .filter_map(|d| Some((d.dag_id.as_str(), d.schedule_error.as_deref()?)))
+        .collect();
     let mut rows = Vec::new();
     let mut items = Vec::new();
     for dag in &folder.dags {
@@ -44,6 +50,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             "next_ds": next.map(|r| r.ds()),
             "tasks": dag.tasks.len(),
             "paused": paused.contains(&dag.id),
+            "schedule_error": unscheduled.iter().find(|(id, _)| *id == dag.id).map(|(_, e)| e),
             "tags": dag.tags,
         }));
     }
@@ -64,6 +71,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
                 }
             }
         }
+        if !unscheduled.is_empty() {
+            println!(
+                "\n{} DAG{} not scheduled by the scheduler:",
+                unscheduled.len(),
+                if unscheduled.len() == 1 { "" } else { "s" }
+            );
+            for (id, error) in &unscheduled {
+                println!("  {id}: {error}");
+            }
+        }
     }
-    Ok(if broken.is_empty() { exit::OK } else { exit::FAILURE })
+    Ok(if broken.is_empty() && unscheduled.is_empty() { exit::OK } else { exit::FAILURE })
 }

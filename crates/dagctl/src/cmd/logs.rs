@@ -21,6 +21,17 @@ pub struct Args {
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let dag = ctx.dag(&args.dag).await?;
+    if dag.task(&args.task).is_none() {
+        let hint = sluice_dag::diagnostic::suggest(&args.task, dag.tasks.iter().map(|t| t.id.as_str()))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "DAG `{}` has no task `{}`{hint}; its tasks: {}",
+            dag.id,
+            args.task.escape_debug(),
+            dag.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
     let store = ctx.store().await?;
     let run = args.run.find(store.as_ref(), &dag).await?;
     let tries = store.tries(run.id, Some(&args.task)).await?;

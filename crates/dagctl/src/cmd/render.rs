@@ -93,7 +93,8 @@ pub fn logical_bound(dag: &Dag, s: &str, end_of_day: bool) -> Result<chrono::Dat
     if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
         let day = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
         let t = sluice_dag::schedule::resolve_local(dag.timezone, day.and_time(chrono::NaiveTime::MIN));
-        return Ok(if end_of_day { t - chrono::Duration::nanoseconds(1) } else { t });
+        let last_instant = t.checked_sub_signed(chrono::Duration::nanoseconds(1)).unwrap_or(t);
+        return Ok(if end_of_day { last_instant } else { t });
     }
     parse_instant(s, dag.timezone).map_err(anyhow::Error::msg)
 }

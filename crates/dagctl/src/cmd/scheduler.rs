@@ -30,6 +30,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     if let Some(g) = args.grace_period {
         config.grace_period = g;
     }
+    // One scheduler per database file, decided before the database is even opened: a second
+    // one exits 1 at once, naming the first, and touches nothing.
+    let _lock = sluice_store::SchedulerLock::acquire(&config.db)?;
     let store = ctx.store().await?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -46,7 +46,17 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
 
 /// Prints a run and its tasks in topological order; for failed tasks, the last error and log.
 pub async fn print(store: &dyn Store, dag: &Dag, run: &Run, logs: &Path) -> Result<()> {
-    println!("{} {}  state {}", run.dag_id, run.run_id, run.state);
+    let mut took = String::new();
+    if let Some(start) = run.started_at {
+        took = format!("  started {}", time(Some(start)));
+        if run.ended_at.is_some() {
+            took.push_str(&format!(", took {}", duration(run.started_at, run.ended_at)));
+        }
+        if let Some(first) = run.first_started_at.filter(|f| *f != start) {
+            took.push_str(&format!(" (this attempt; first started {})", time(Some(first))));
+        }
+    }
+    println!("{} {}  state {}{took}", run.dag_id, run.run_id, run.state);
     let tis = store.task_instances(run.id).await?;
     let tries = store.tries(run.id, None).await?;
     let mut rows = Vec::new();

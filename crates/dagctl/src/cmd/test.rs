@@ -26,7 +26,9 @@ pub struct Args {
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
-    crate::output::init_tracing(false);
+    // The progress below says what runs; the engine's own log says only what goes wrong
+    // (SLUICE_LOG=info for all of it).
+    crate::output::init_tracing_with(false, "warn");
     let dag = ctx.dag(&args.dag).await?;
     let conf = args.conf.as_deref().map(crate::cmd::render::parse_conf).transpose()?;
     let logical = args.date.as_deref().map(|d| crate::cmd::render::logical_date(&dag, d)).transpose()?;
@@ -48,7 +50,16 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         }
     });
     let (_reload_tx, reload_rx) = mpsc::channel(1);
-    engine.run(rx, reload_rx).await?;
+    let (done_tx, done_rx) = watch::channel(false);
+    let (follower_store, logs, id) = (store.clone(), ctx.config.logs.clone(), run.id);
+    let follower =
+        tokio::spawn(
+            async move { crate::progress::follow(follower_store.as_ref(), id, &logs, true, Some(done_rx)).await },
+        );
+    let result = engine.run(rx, reload_rx).await;
+    let _ = done_tx.send(true);
+    follower.await??;
+    result?;
     let run = store.run(run.id).await?.context("the run disappeared")?;
     crate::cmd::tasks::print(store.as_ref(), &dag, &run, &ctx.config.logs).await?;
     Ok(if run.state == RunState::Success { exit::OK } else { exit::FAILURE })

@@ -1,12 +1,10 @@
 //! `dagctl trigger`: a manual run, or a backfill over a date range.
 
-use std::time::Duration;
-
 use anyhow::{bail, Result};
 use chrono::Utc;
 use sluice_dag::schedule::rfc3339;
 use sluice_scheduler::runs::{self, BackfillAction, Rerun};
-use sluice_store::{Created, RunKind, Store};
+use sluice_store::{Created, RunKind};
 
 use crate::context::Ctx;
 use crate::exit;
@@ -49,7 +47,11 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let store = ctx.store().await?;
     if let (Some(from), Some(to)) = (&args.from, &args.to) {
         let from = crate::cmd::render::logical_bound(&dag, from, false)?;
-        let to = crate::cmd::render::logical_bound(&dag, to, true)?;
+        let to_bound = crate::cmd::render::logical_bound(&dag, to, true)?;
+        if from > to_bound {
+            bail!("--from {} is after --to {}: the range holds no date", args.from.as_deref().unwrap_or(""), to);
+        }
+        let to = to_bound;
         if dag.schedule.is_none() {
             bail!("DAG `{}` has no schedule: a backfill needs schedule ticks", dag.id);
         }
@@ -74,7 +76,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         if args.wait {
             let mut failed = false;
             for (run, _) in &done {
-                failed |= !follow(store.as_ref(), run.id).await?;
+                failed |= !crate::progress::follow(store.as_ref(), run.id, &ctx.config.logs, false, None).await?;
             }
             return Ok(if failed { exit::FAILURE } else { exit::OK });
         }
@@ -93,29 +95,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         }
     }
     if args.wait {
-        let ok = follow(store.as_ref(), run.id).await?;
+        let ok = crate::progress::follow(store.as_ref(), run.id, &ctx.config.logs, false, None).await?;
         return Ok(if ok { exit::OK } else { exit::FAILURE });
     }
     Ok(exit::OK)
-}
-
-/// Waits for a run to finish, printing each task as it ends. True on success.
-pub async fn follow(store: &dyn Store, run: i64) -> Result<bool> {
-    let mut seen = std::collections::HashMap::new();
-    loop {
-        let Some(r) = store.run(run).await? else { bail!("the run disappeared") };
-        for ti in store.task_instances(run).await? {
-            if seen.get(&ti.task_id) != Some(&ti.state) {
-                if ti.state.is_finished() || ti.state == sluice_store::TaskState::UpForRetry {
-                    println!("  {:<30} {}", ti.task_id, ti.state);
-                }
-                seen.insert(ti.task_id.clone(), ti.state);
-            }
-        }
-        if r.state.is_finished() {
-            println!("run {} {}", r.run_id, r.state);
-            return Ok(r.state == sluice_store::RunState::Success);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
