@@ -159,6 +159,20 @@ pub fn idle_dag(id: &str, n: usize) -> DagSpec {
     DagSpec::new(id, tasks, When::Never)
 }
 
+/// A never-due chain of `n` noop tasks: the huge file of `huge_dag` and `reload_huge`.
+pub fn huge_chain(id: &str, n: usize) -> DagSpec {
+    let tasks = (0..n).map(|i| task(format!("t{i}"), Op::Noop, if i == 0 { vec![] } else { vec![i - 1] })).collect();
+    DagSpec::new(id, tasks, When::Never)
+}
+
+/// `n` command tasks sleeping `secs` each, one after the other: a run that lasts while
+/// something else happens to the daemon.
+pub fn sleepy_chain(id: &str, n: usize, secs: f64) -> DagSpec {
+    let cmd = Op::Command(format!("sleep {secs}"));
+    let tasks = (0..n).map(|i| task(format!("t{i}"), cmd.clone(), if i == 0 { vec![] } else { vec![i - 1] })).collect();
+    DagSpec::new(id, tasks, When::Now)
+}
+
 /// Writes `count` never-due DAG files of `tasks` tasks each into `dir`.
 pub fn idle_folder(dir: &Path, count: usize, tasks: usize) -> std::io::Result<()> {
     for k in 0..count {

@@ -15,6 +15,8 @@
 //! | `many_dags` | 1,000 files of 10 tasks: load and validate time, daemon memory after loading |
 //! | `latency` | every task of the three command scenarios: its try's recorded start minus the recorded end of its last upstream's try (a root task: minus the run's start) |
 //! | `idle` | daemon CPU over `idle_seconds` with 100 DAGs loaded and nothing due; memory |
+//! | `huge_dag` | one file of a 20,000-task chain: load and validate time |
+//! | `reload_huge` | that file dropped into a running daemon's folder while a chain of 100 short `sleep` tasks runs: the chain's task latency while the daemon reloads |
 //!
 //! [`run`] returns a [`Report`], printed as a table ([`Report::table`]) or JSON.
 //!
@@ -61,10 +63,12 @@ pub enum Scenario {
     ManyDags,
     Latency,
     Idle,
+    HugeDag,
+    ReloadHuge,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Chain,
         Scenario::Wide,
         Scenario::Fan,
@@ -72,6 +76,8 @@ impl Scenario {
         Scenario::ManyDags,
         Scenario::Latency,
         Scenario::Idle,
+        Scenario::HugeDag,
+        Scenario::ReloadHuge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +89,8 @@ impl Scenario {
             Scenario::ManyDags => "many_dags",
             Scenario::Latency => "latency",
             Scenario::Idle => "idle",
+            Scenario::HugeDag => "huge_dag",
+            Scenario::ReloadHuge => "reload_huge",
         }
     }
 
@@ -101,15 +109,39 @@ pub struct Sizes {
     pub many_dags: usize,
     pub tasks_per_dag: usize,
     pub idle_dags: usize,
+    /// Tasks of the one huge DAG file (`huge_dag`, `reload_huge`).
+    pub huge: usize,
+    /// Tasks of the chain that runs while the huge file is reloaded.
+    pub reload_chain: usize,
 }
 
 impl Sizes {
     pub fn full() -> Sizes {
-        Sizes { chain: 50, wide: 200, fan: 200, noop: 10_000, many_dags: 1_000, tasks_per_dag: 10, idle_dags: 100 }
+        Sizes {
+            chain: 50,
+            wide: 200,
+            fan: 200,
+            noop: 10_000,
+            many_dags: 1_000,
+            tasks_per_dag: 10,
+            idle_dags: 100,
+            huge: 20_000,
+            reload_chain: 100,
+        }
     }
 
     pub fn small() -> Sizes {
-        Sizes { chain: 5, wide: 20, fan: 20, noop: 100, many_dags: 20, tasks_per_dag: 10, idle_dags: 5 }
+        Sizes {
+            chain: 5,
+            wide: 20,
+            fan: 20,
+            noop: 100,
+            many_dags: 20,
+            tasks_per_dag: 10,
+            idle_dags: 5,
+            huge: 2_000,
+            reload_chain: 50,
+        }
     }
 }
 

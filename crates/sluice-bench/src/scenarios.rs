@@ -66,6 +66,8 @@ async fn run_scenarios(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result
                 report.results.push(latency_result(o, &pooled));
             }
             Scenario::ManyDags => report.results.push(many_dags(o, keep).await?),
+            Scenario::HugeDag => report.results.push(huge_dag(o, keep).await?),
+            Scenario::ReloadHuge => report.results.push(reload_huge(o, keep).await?),
             Scenario::Idle => report.results.push(idle(o, keep).await?),
         }
     }
@@ -318,6 +320,100 @@ async fn many_dags(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result<Sce
             Metric::single("daemon start to all DAGs stored", "s", ready, 1, None),
             Metric::single("daemon RSS after loading", "MiB", rss, 1, target(o, Target::at_most(MEMORY_TARGET_MIB))),
             Metric::single("daemon peak RSS", "MiB", peak, 1, None),
+        ],
+    })
+}
+
+/// One file of a `huge`-task chain: how long loading and validating it takes.
+async fn huge_dag(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result<ScenarioResult, BenchError> {
+    let n = o.sizes.huge;
+    let scratch = Scratch::new()?;
+    gen::huge_chain("bench_huge", n).write(&scratch.dags())?;
+    let mut loads = Vec::new();
+    for _ in 0..o.repeat.max(1) {
+        let dir = scratch.dags();
+        let took = tokio::task::spawn_blocking(move || load_checked(&dir, 1))
+            .await
+            .map_err(|e| BenchError::Check(e.to_string()))??;
+        loads.push(took);
+    }
+    keep.push(scratch.dir);
+    Ok(ScenarioResult {
+        scenario: Scenario::HugeDag.name().into(),
+        description: format!("one DAG file of a {n}-task chain"),
+        tasks: n,
+        metrics: vec![Metric::of("load + validate file", "s", &loads, target(o, Target::at_most(0.2)))],
+    })
+}
+
+/// A chain of short `sleep` tasks runs; once it is under way, the huge file is dropped into the
+/// daemon's folder. The figure is the chain's task latency (each task's start minus its
+/// upstream's end) over the whole run, which the reload happened in the middle of: what a
+/// reload costs the other DAGs.
+async fn reload_huge(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result<ScenarioResult, BenchError> {
+    let spec = gen::sleepy_chain("bench_steady", o.sizes.reload_chain, 0.1);
+    let huge = gen::huge_chain("bench_huge", o.sizes.huge);
+    let mut lat = Vec::new();
+    for _ in 0..o.repeat.max(1) {
+        let scratch = Scratch::new()?;
+        spec.write(&scratch.dags())?;
+        let (store, mut daemon) = scratch.start(o).await?;
+        let began = Instant::now();
+        let filter = RunFilter { dag_id: Some(spec.id.clone()), ..Default::default() };
+        // Under way: a tenth of the chain done.
+        let under_way = spec.tasks[spec.tasks.len() / 10].id.clone();
+        let mut dropped: Option<DateTime<Utc>> = None;
+        let run = loop {
+            daemon.check_alive()?;
+            if began.elapsed() > o.timeout {
+                let _ = daemon.stop().await;
+                return Err(BenchError::Check(format!("{}: the run did not finish within {:?}", spec.id, o.timeout)));
+            }
+            let Some(run) = store.runs(&filter).await?.into_iter().next() else {
+                tokio::time::sleep(POLL).await;
+                continue;
+            };
+            if run.state.is_finished() {
+                break run;
+            }
+            if dropped.is_none() {
+                let tis = store.task_instances(run.id).await?;
+                if tis.iter().any(|t| t.task_id == under_way && t.state == TaskState::Success) {
+                    // Written under a hidden name, then renamed: the daemon sees the whole file.
+                    let text = huge.to_toml();
+                    let tmp = scratch.dags().join(format!(".{}.toml.tmp", huge.id));
+                    std::fs::write(&tmp, text)?;
+                    std::fs::rename(&tmp, scratch.dags().join(format!("{}.toml", huge.id)))?;
+                    dropped = Some(Utc::now());
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        daemon.stop().await?;
+        let (_, latencies) = check_run(&store, &spec, &run).await?;
+        // The reload must have landed while the chain ran, or the figure says nothing.
+        let stored = store.dags().await?.into_iter().find(|d| d.dag_id == huge.id).map(|d| d.updated_at);
+        store.close().await?;
+        keep.push(scratch.dir);
+        match (dropped, stored, run.ended_at) {
+            (Some(_), Some(at), Some(end)) if at < end => {}
+            _ => return Err(BenchError::Check(format!(
+                "the huge file was not reloaded while {} ran (dropped {dropped:?}, stored {stored:?}, run ended {:?})",
+                spec.id, run.ended_at
+            ))),
+        }
+        lat.extend(latencies);
+    }
+    Ok(ScenarioResult {
+        scenario: Scenario::ReloadHuge.name().into(),
+        description: format!(
+            "{}-task file dropped into the folder while a chain of {} `sleep 0.1` tasks runs",
+            o.sizes.huge, o.sizes.reload_chain
+        ),
+        tasks: spec.tasks.len(),
+        metrics: vec![
+            Metric::single("chain latency p50", "ms", quantile(&lat, 0.5), lat.len(), None),
+            Metric::single("chain latency max", "ms", quantile(&lat, 1.0), lat.len(), target(o, Target::at_most(50.0))),
         ],
     })
 }

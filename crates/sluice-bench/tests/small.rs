@@ -85,3 +85,17 @@ fn unknown_scenario_names_the_known_ones() {
     let e = Scenario::from_name("chain").unwrap_err().to_string();
     assert!(e.contains("chain_50") && e.contains("idle"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_dag() {
+    let r = run(Scenario::HugeDag).await;
+    assert_eq!(r.results[0].tasks, 2_000);
+    assert!(metric(&r, "huge_dag", "load + validate file") > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_huge() {
+    let r = run(Scenario::ReloadHuge).await;
+    assert_eq!(r.results[0].tasks, 50);
+    assert!(metric(&r, "reload_huge", "chain latency max") >= metric(&r, "reload_huge", "chain latency p50"));
+}
