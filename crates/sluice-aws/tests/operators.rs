@@ -1,16 +1,23 @@
 //! The S3, Glue, Athena and EMR Serverless operators against moto (`support::Moto`), each
 //! driven through the real engine (`Mode::SingleRun`) with a real SQLite store: sensors that
 //! find what appears during their wait, sensor timeouts, a crawler created and run, queries
-//! and job runs that succeed and fail with their reason, throttling waited out, and re-attaching
-//! to a query after a retry and after a restart.
+//! and job runs that succeed and fail with their reason, throttling waited out, re-attaching
+//! to a query after a retry and after a restart, and tries without usable credentials failing
+//! at once.
+//!
+//! The tests share one process: none changes its environment. Credentials reach the SDK through
+//! [`Clients::with_credentials`]; the test that needs an environment without any runs its body
+//! in a child process.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Once, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
 use chrono::Utc;
 use serde_json::json;
 use sluice_aws::{AwsOperators, Clients};
@@ -31,13 +38,15 @@ fn shared_moto() -> &'static Moto {
     MOTO.get_or_init(|| Moto::start_with(&["--transition-seconds", "0.3"]))
 }
 
-fn credentials() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", support::ACCESS_KEY_ID);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", support::SECRET_ACCESS_KEY);
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    });
+/// What the tests sign with (moto accepts any key unless it checks credentials).
+fn test_credentials() -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(Credentials::new(
+        support::ACCESS_KEY_ID,
+        support::SECRET_ACCESS_KEY,
+        None,
+        None,
+        "tests",
+    ))
 }
 
 struct Env {
@@ -48,12 +57,17 @@ struct Env {
 }
 
 async fn setup(moto: &Moto) -> Env {
-    credentials();
+    setup_at(&moto.endpoint, Some(test_credentials())).await
+}
+
+/// A store, a log folder and clients for the emulator at `endpoint`, signing with
+/// `credentials` (`None`: the process's default chain, as in the scheduler).
+async fn setup_at(endpoint: &str, credentials: Option<SharedCredentialsProvider>) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
     let connection = Connection {
-        endpoint_url: Some(moto.endpoint.clone()),
+        endpoint_url: Some(endpoint.to_string()),
         region: Some(support::REGION.into()),
         ..Default::default()
     };
@@ -64,7 +78,11 @@ async fn setup(moto: &Moto) -> Env {
         connections: connections.clone(),
         ..Config::default()
     };
-    Env { _dir: dir, store, config, clients: Arc::new(Clients::new(connections)) }
+    let clients = match credentials {
+        Some(c) => Clients::with_credentials(connections, c),
+        None => Clients::new(connections),
+    };
+    Env { _dir: dir, store, config, clients: Arc::new(clients) }
 }
 
 fn dag(id: &str, src: &str) -> Dag {
@@ -77,10 +95,14 @@ async fn create_run(env: &Env, dag: &Dag) -> Run {
     runs::create_run(env.store.as_ref(), dag, &dates, RunKind::Manual, None).await.unwrap().run().clone()
 }
 
+/// The providers of the engine, the AWS operators over the test's clients.
+fn providers(env: &Env) -> Vec<Arc<dyn OperatorProvider>> {
+    vec![Arc::new(LocalOperators), Arc::new(AwsOperators::with_clients(env.clients.clone()))]
+}
+
 /// Runs `run` to its end in-process (after resuming its interrupted tries, if any).
 async fn drive(env: &Env, dag: &Dag, run: &Run) -> Run {
-    let providers: Vec<Arc<dyn OperatorProvider>> =
-        vec![Arc::new(LocalOperators), Arc::new(AwsOperators::new(env.config.connections.clone()))];
+    let providers = providers(env);
     let mut engine = Engine::new(env.store.clone(), env.config.clone(), providers, Mode::SingleRun(run.id));
     engine.add_dag(dag.clone());
     engine.load_active_runs().await.unwrap();
@@ -509,4 +531,120 @@ async fn a_timeout_stops_the_query_the_crawl_and_the_job_run() {
     let r = client.get_job_run().application_id(&app).job_run_id(&job_run).send().await.unwrap().job_run.unwrap();
     assert_eq!(r.state().as_str(), "CANCELLED");
     assert!(log(&env, &run, "job", 1).contains(&format!("cancelling job run {job_run}: requested")));
+}
+
+/// The child process of the next test reads the emulator's endpoint from this variable.
+const NO_CREDENTIALS_ENDPOINT: &str = "SLUICE_TEST_NO_CREDENTIALS_ENDPOINT";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_credentials_a_sensor_and_an_operator_fail_at_once_with_one_line() {
+    // The default chain reads the process's environment and home directory, and the tests share
+    // a process whose environment they must not change: the body runs in a child process with
+    // an environment of its own (no AWS variables, an empty home).
+    if let Ok(endpoint) = std::env::var(NO_CREDENTIALS_ENDPOINT) {
+        return no_credentials(&endpoint).await;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "without_credentials_a_sensor_and_an_operator_fail_at_once_with_one_line", "--nocapture"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env(NO_CREDENTIALS_ENDPOINT, &shared_moto().endpoint)
+        .output()
+        .unwrap();
+    let report = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.contains("1 passed"), "the child process failed:\n{report}");
+}
+
+async fn no_credentials(endpoint: &str) {
+    let env = setup_at(endpoint, None).await;
+    // An hour of timeout and two retries each: only failing at once, for good, ends this run.
+    let src = format!(
+        "[tasks.wait]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"landing\"\nkey = \"in/*.csv\"\n\
+         poke_interval = \"200ms\"\ntimeout = \"1h\"\nretries = 2\nretry_delay = \"100ms\"\n{}retries = 2\nretry_delay = \"100ms\"\n",
+        athena_task("q", "SELECT 1", "primary").replace("timeout = \"30s\"", "timeout = \"1h\""),
+    );
+    let d = dag("no_credentials", &src);
+    let run = run_dag(&env, &d).await;
+    assert_eq!(run.state, RunState::Failed);
+    let line =
+        "no AWS credentials for connection `default`: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
+                or give [connections.default] a profile or role_arn in sluice.toml (looked in: environment, shared \
+                config and credentials files, SSO, web identity, container and instance metadata)";
+    for task in ["wait", "q"] {
+        assert_eq!(state(&env, &run, task).await, TaskState::Failed);
+        let t = tries(&env, &run, task).await;
+        assert_eq!(t.len(), 1, "{task}: not retried although it has retries: {t:?}");
+        assert_eq!(t[0].error.as_deref(), Some(line), "{task}");
+        assert!(log(&env, &run, task, 1).contains(&format!("[sluice] failed: {line}")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_credentials_fail_the_try_at_once_with_one_line() {
+    // This emulator checks credentials from the first request on: only keys made through its
+    // IAM are valid, so these are not.
+    let moto = Moto::start_with(&["--initial-no-auth-action-count", "0"]);
+    let bad = SharedCredentialsProvider::new(Credentials::new(
+        "AKIAIOSFODNN7BADKEY1",
+        "not-the-secret-of-any-key",
+        None,
+        None,
+        "tests",
+    ));
+    let env = setup_at(&moto.endpoint, Some(bad)).await;
+    let sensor = |id: &str, key: &str| {
+        format!(
+            "[tasks.{id}]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"landing\"\nkey = \"{key}\"\n\
+             poke_interval = \"200ms\"\ntimeout = \"1h\"\nretries = 2\nretry_delay = \"100ms\"\n"
+        )
+    };
+    let src = format!(
+        "{}{}{}retries = 2\nretry_delay = \"100ms\"\n",
+        sensor("plain", "in/data.csv"),
+        sensor("pattern", "in/*.csv"),
+        athena_task("q", "SELECT 1", "primary").replace("timeout = \"30s\"", "timeout = \"1h\""),
+    );
+    let d = dag("rejected", &src);
+    let run = run_dag(&env, &d).await;
+    assert_eq!(run.state, RunState::Failed);
+    let rejected = |call: &str, code: &str| {
+        format!(
+            "AWS rejected the credentials of connection `default` ({call}: {code}): set valid ones \
+             (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the keys of the profile in use), or fix the profile or \
+             role_arn of [connections.default] in sluice.toml"
+        )
+    };
+    let expected = [
+        // S3 answers a HEAD request with a bare 403: it cannot say which.
+        (
+            "plain",
+            "AWS answered HeadObject with 403 Forbidden for connection `default` (S3 gives no reason for HEAD \
+             requests): its credentials are invalid, or may not read the object (s3:GetObject) or list its bucket \
+             (s3:ListBucket)"
+                .to_string(),
+        ),
+        (
+            "pattern",
+            rejected(
+                "ListObjectsV2",
+                "InvalidAccessKeyId: The AWS Access Key Id you provided does not exist in our records.",
+            ),
+        ),
+        (
+            "q",
+            rejected(
+                "StartQueryExecution",
+                "UnrecognizedClientException: The security token included in the request is invalid.",
+            ),
+        ),
+    ];
+    for (task, line) in expected {
+        assert_eq!(state(&env, &run, task).await, TaskState::Failed);
+        let t = tries(&env, &run, task).await;
+        assert_eq!(t.len(), 1, "{task}: not retried although it has retries: {t:?}");
+        assert_eq!(t[0].error.as_deref(), Some(line.as_str()), "{task}");
+        assert!(!log(&env, &run, task, 1).contains("not-the-secret"), "no secret in the log");
+    }
 }
