@@ -3,7 +3,10 @@
 //! the emulator with the AWS SDK to check what really happened there: how many clusters and
 //! steps exist, in which state, which queries and job runs were submitted. Also `dagctl` and
 //! its daemon without AWS credentials, and the janitor with nothing to do.
-
+//!
+//! No test depends on how fast the machine is: what a test must catch in a state (a step
+//! RUNNING) is held there by the emulator's frozen clock until the test lets it go, and the
+//! waits are for events, with generous limits only as a safety net.
 //!
 //! Needs the project venv with moto (`bash .ci/run` creates it; see tests/tooling/README.md).
 
@@ -420,7 +423,11 @@ async fn throttling_is_retried() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
-    let w = World::new(Moto::start_with(&["--emr-step-seconds", "8"]));
+    // The emulator's clock is frozen: the step stays PENDING, then RUNNING, for as long as the
+    // test needs, and completes only when the test lets the clock run.
+    let moto = Moto::start();
+    moto.freeze_clock();
+    let w = World::new(moto);
     w.write_dag(
         "crash",
         &FAILING_STEP
@@ -429,9 +436,9 @@ async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
     );
     let mut daemon = w.daemon();
     assert!(ok(&w.dagctl(&["trigger", "crash", "--date", "2026-03-01"])));
-    // Wait until the step is submitted (its id recorded) and running on the emulator.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    // Wait until the step is submitted (its id recorded) and on the emulator.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let run_id = loop {
         let t = w.tasks("crash", "2026-03-01");
         let job = t.get("tasks").map(|_| task(&t, "job").clone());
         let submitted = job.as_ref().is_some_and(|j| {
@@ -439,23 +446,27 @@ async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
                 && j["tries"].as_array().is_some_and(|tr| tr.iter().any(|x| x["external_ids"]["step_ids"].is_array()))
         });
         if submitted {
-            break;
+            break t["run"]["run_id"].as_str().unwrap().to_string();
         }
         assert!(Instant::now() < deadline, "the step never started: {t}");
         std::thread::sleep(Duration::from_millis(200));
-    }
+    };
+    // Past its second PENDING: RUNNING, until the clock moves again.
+    w.moto().advance_clock(1.5);
+    let clusters = w.clusters("crash").await;
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].2.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(), [StepState::Running]);
     daemon.kill().unwrap(); // SIGKILL
     daemon.wait().unwrap();
     let mut daemon = w.daemon();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let run = loop {
-        let t = w.tasks("crash", "2026-03-01");
-        if t["run"]["state"] == "success" || t["run"]["state"] == "failed" {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish after the restart: {t}");
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    // The restarted daemon resumes the interrupted try of `job` and re-attaches to its step.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !w.try_log("crash", &run_id, "job", 1).contains("re-attaching to this try's steps") {
+        assert!(Instant::now() < deadline, "the try was not resumed:\n{}", w.try_log("crash", &run_id, "job", 1));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    w.moto().run_clock();
+    let run = w.run_end("crash", "2026-03-01");
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     assert_eq!(run["run"]["state"], "success", "{run}");
