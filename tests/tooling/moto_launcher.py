@@ -754,11 +754,12 @@ class SluiceMiddleware:
 
     def with_auth_errors_in_protocol(self, service: str, environ: dict[str, Any],
                                      start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """moto answers a failed credential check in the query protocol's XML whatever the
-        service; for the JSON protocols it is re-encoded as AWS answers there (so the SDKs read
-        its code), with AWS's JSON names for the codes."""
+        """moto answers a failed credential check in one XML shape whatever the service
+        (``<ErrorResponse><Errors><Error>``, which only lenient parsers read); it is re-encoded
+        as AWS answers in the service's protocol, with AWS's JSON names for the codes in the
+        JSON protocols. S3 (REST-XML) is left alone: moto answers it as S3 does."""
         protocol, _ = self.models.protocol(service)
-        if protocol not in ("json", "rest-json"):
+        if protocol not in ("json", "rest-json", "query"):
             return self.app(environ, start_response)
         seen: dict[str, Any] = {}
 
@@ -774,7 +775,9 @@ class SluiceMiddleware:
         if match is None:
             start_response(status, seen["headers"], seen["exc_info"])
             return [body]
-        code = JSON_AUTH_CODES.get(match.group(1).decode(), match.group(1).decode())
+        code = match.group(1).decode()
+        if protocol != "query":
+            code = JSON_AUTH_CODES.get(code, code)
         message = xml_unescape(match.group(2).decode())
         fault = {"status": int(status.split()[0]), "code": code, "message": message}
         return self.error(service, fault, environ, start_response)

@@ -366,6 +366,22 @@ class LifecycleTest(unittest.TestCase):
             with self.assertRaises(Exception) as caught:
                 sts.get_caller_identity()
             self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidClientTokenId")  # type: ignore[attr-defined]
+            # In the query protocol's own shape (boto3 reads moto's too; strict parsers do not).
+            from botocore.auth import SigV4Auth
+            from botocore.awsrequest import AWSRequest
+            from botocore.credentials import Credentials
+
+            raw = AWSRequest(method="POST", url=server.endpoint + "/", data="Action=GetCallerIdentity&Version=2011-06-15",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+            SigV4Auth(Credentials("testing", "testing"), "sts", "us-east-1").add_auth(raw)
+            request = urllib.request.Request(raw.url, data=raw.body.encode() if isinstance(raw.body, str) else raw.body,
+                                             headers=dict(raw.headers), method="POST")
+            with self.assertRaises(urllib.error.HTTPError) as http_error:
+                urllib.request.urlopen(request, timeout=30)
+            body = http_error.exception.read().decode()
+            self.assertEqual(http_error.exception.code, 403)
+            self.assertIn("<ErrorResponse><Error>", body)
+            self.assertIn("<Code>InvalidClientTokenId</Code>", body)
         finally:
             self.assertEqual(server.stop(), 0)
 
