@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_smithy_types::error::ErrorMetadata;
 use sluice_scheduler::config::Connection;
 use sluice_scheduler::operators::TaskError;
 use tokio::sync::Mutex;
@@ -240,18 +241,38 @@ fn profile_of(conn: &Connection) -> Option<(String, &'static str)> {
 }
 
 /// The innermost reason in an error's source chain, on one line and short: what went wrong
-/// without the SDK's full report.
+/// without the SDK's full report. The chain's own report of what it tried (several lines, one
+/// per provider) is cut to its first line: the messages here say where the chain looks.
 pub(crate) fn short_reason(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
+        // An AWS error under it (STS refusing an AssumeRole): its code and message.
+        if let Some(code) = s.downcast_ref::<ErrorMetadata>().and_then(|m| m.code()) {
+            let message = s.downcast_ref::<ErrorMetadata>().and_then(|m| m.message()).unwrap_or_default();
+            return one_line(format!("{code}: {message}").trim_end_matches('.'), 200);
+        }
         let text = s.to_string();
         if !text.trim().is_empty() {
             last = text;
         }
         cur = s.source();
     }
-    one_line(&last, 200)
+    let first = last.lines().next().unwrap_or_default().trim().trim_end_matches(" Attempted:");
+    one_line(first.trim_end_matches('.'), 200)
+}
+
+/// Whether a credential lookup failed because some provider under it found nothing (e.g. the
+/// credentials a role is to be assumed with).
+fn found_nothing_under(e: &CredentialsError) -> bool {
+    let mut cur = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) = err.downcast_ref::<CredentialsError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// `text` on one line, at most `max` characters.
@@ -288,11 +309,15 @@ pub(crate) fn missing(label: &str, conn: &Connection, declared: bool, e: &Creden
         ));
     }
     if let Some(role) = &conn.role_arn {
-        return TaskError::fatal(format!(
-            "cannot assume role {role} for connection `{label}`: {}: check the credentials it is assumed with \
-             (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the connection's `profile`) and that the \
-             role's trust policy lets them call sts:AssumeRole",
+        let reason = if matches!(e, CredentialsError::CredentialsNotLoaded(_)) || found_nothing_under(e) {
+            format!("no credentials to assume it with (looked in: {CHAIN})")
+        } else {
             short_reason(e)
+        };
+        return TaskError::fatal(format!(
+            "cannot assume role {role} for connection `{label}`: {reason}: check the credentials it is assumed \
+             with (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the connection's `profile`) and that \
+             the role's trust policy lets them call sts:AssumeRole"
         ));
     }
     if let CredentialsError::InvalidConfiguration(_) = e {
@@ -303,7 +328,12 @@ pub(crate) fn missing(label: &str, conn: &Connection, declared: bool, e: &Creden
         ));
     }
     if let Some((profile, from)) = profile_of(conn) {
-        let reason = profile_reason(e).unwrap_or_else(|| short_reason(e));
+        let reason = match e {
+            CredentialsError::CredentialsNotLoaded(_) => {
+                profile_reason(e).unwrap_or_else(|| "it is not in the shared config and credentials files".into())
+            }
+            other => short_reason(other),
+        };
         return TaskError::fatal(format!(
             "no AWS credentials for connection `{label}` from profile `{profile}` ({from}): {reason}: define it, \
              with credentials, in ~/.aws/config or ~/.aws/credentials (or AWS_CONFIG_FILE, \

@@ -71,7 +71,15 @@ async fn setup_at(endpoint: &str, credentials: Option<SharedCredentialsProvider>
         region: Some(support::REGION.into()),
         ..Default::default()
     };
-    let connections = BTreeMap::from([("default".to_string(), connection)]);
+    // Also a connection with a profile no config file defines, and one that assumes a role.
+    let profile_gone = Connection { profile: Some("sluice-no-such-profile".into()), ..connection.clone() };
+    let role =
+        Connection { role_arn: Some(format!("arn:aws:iam::{}:role/etl", support::ACCOUNT_ID)), ..connection.clone() };
+    let connections = BTreeMap::from([
+        ("default".to_string(), connection),
+        ("profile_gone".to_string(), profile_gone),
+        ("role".to_string(), role),
+    ]);
     let config = Config {
         logs: dir.path().join("logs"),
         dags: dir.path().join("dags"),
@@ -715,14 +723,39 @@ async fn without_credentials_a_sensor_and_an_operator_fail_at_once_with_one_line
 async fn no_credentials(endpoint: &str) {
     let env = setup_at(endpoint, None).await;
     // An hour of timeout and two retries each: only failing at once, for good, ends this run.
+    let sensor = |id: &str, connection: &str| {
+        format!(
+            "[tasks.{id}]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"landing\"\nkey = \"in/*.csv\"\n\
+             connection = \"{connection}\"\npoke_interval = \"200ms\"\ntimeout = \"1h\"\nretries = 2\nretry_delay = \"100ms\"\n"
+        )
+    };
     let src = format!(
-        "[tasks.wait]\noperator = \"sensor\"\nkind = \"s3_key\"\nbucket = \"landing\"\nkey = \"in/*.csv\"\n\
-         poke_interval = \"200ms\"\ntimeout = \"1h\"\nretries = 2\nretry_delay = \"100ms\"\n{}retries = 2\nretry_delay = \"100ms\"\n",
+        "{}{}{}{}retries = 2\nretry_delay = \"100ms\"\n",
+        sensor("wait", "default"),
+        sensor("named", "profile_gone"),
+        sensor("assumed", "role"),
         athena_task("q", "SELECT 1", "primary").replace("timeout = \"2m\"", "timeout = \"1h\""),
     );
     let d = dag("no_credentials", &src);
     let run = run_dag(&env, &d).await;
     assert_eq!(run.state, RunState::Failed);
+    let chain = "environment, shared config and credentials files, SSO, web identity, container and instance metadata";
+    let named = "no AWS credentials for connection `profile_gone` from profile `sluice-no-such-profile` (its \
+                 `profile`): it is not in the shared config and credentials files: define it, with credentials, in \
+                 ~/.aws/config or ~/.aws/credentials (or AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), or name \
+                 another profile";
+    let assumed = format!(
+        "cannot assume role arn:aws:iam::{}:role/etl for connection `role`: no credentials to assume it with \
+         (looked in: {chain}): check the credentials it is assumed with (AWS_PROFILE, \
+         AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the connection's `profile`) and that the role's trust policy \
+         lets them call sts:AssumeRole",
+        support::ACCOUNT_ID
+    );
+    for (task, line) in [("named", named), ("assumed", assumed.as_str())] {
+        let t = tries(&env, &run, task).await;
+        assert_eq!(t.len(), 1, "{task}: not retried although it has retries: {t:?}");
+        assert_eq!(t[0].error.as_deref(), Some(line), "{task}");
+    }
     let line =
         "no AWS credentials for connection `default`: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
                 or give [connections.default] a profile or role_arn in sluice.toml (looked in: environment, shared \
@@ -756,9 +789,10 @@ async fn rejected_credentials_fail_the_try_at_once_with_one_line() {
         )
     };
     let src = format!(
-        "{}{}{}retries = 2\nretry_delay = \"100ms\"\n",
+        "{}{}{}connection = \"role\"\n{}retries = 2\nretry_delay = \"100ms\"\n",
         sensor("plain", "in/data.csv"),
         sensor("pattern", "in/*.csv"),
+        sensor("assumed", "in/data.csv"),
         athena_task("q", "SELECT 1", "primary").replace("timeout = \"2m\"", "timeout = \"1h\""),
     );
     let d = dag("rejected", &src);
@@ -792,6 +826,17 @@ async fn rejected_credentials_fail_the_try_at_once_with_one_line() {
             rejected(
                 "StartQueryExecution",
                 "UnrecognizedClientException: The security token included in the request is invalid.",
+            ),
+        ),
+        // STS refuses the key the role is to be assumed with.
+        (
+            "assumed",
+            format!(
+                "cannot assume role arn:aws:iam::{}:role/etl for connection `role`: InvalidClientTokenId: The \
+                 security token included in the request is invalid: check the credentials it is assumed with \
+                 (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the connection's `profile`) and that the \
+                 role's trust policy lets them call sts:AssumeRole",
+                support::ACCOUNT_ID
             ),
         ),
     ];
