@@ -25,6 +25,11 @@ What this file adds to moto, all in-process and all listed in the README:
   requests fail with a well-formed AWS error of the service's protocol (WSGI middleware).
 * Glue crawls, Glue job runs and Athena queries advance on a timer through moto's own state
   manager (``--transition-seconds``, default 1).
+* One emulator clock for everything that advances by itself (EMR steps and clusters, EMR
+  Serverless job runs, moto's state-manager models): ``POST /_sluice/clock`` freezes it, moves
+  it forward and lets it run again, so a test can hold a state until it says so.
+* With ``--initial-no-auth-action-count N``, moto checks credentials (after N free requests),
+  and its authentication errors are answered in the service's own protocol, as AWS does.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any, Callable, Iterable
 
 MARKER = "SLUICE_FAIL"
 FAULTS_PATH = "/_sluice/faults"  # "_" is not allowed in S3 bucket names: no clash with S3.
+CLOCK_PATH = "/_sluice/clock"
 
 
 def contains_marker(*values: Any) -> bool:
@@ -64,6 +70,69 @@ def contains_marker(*values: Any) -> bool:
 def utc(epoch: float) -> datetime:
     """A naive UTC datetime, as moto stores its timestamps."""
     return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)
+
+
+# --------------------------------------------------------------------------------------------
+# The emulator clock.
+# --------------------------------------------------------------------------------------------
+
+
+class Clock:
+    """The time every lazy progression reads: the EMR clock, EMR Serverless job runs and moto's
+    state-manager models (``time`` progressions). It runs with the wall clock until frozen;
+    frozen, it stands still (so does every state that would move with it) until moved forward
+    by hand or let run again, from where it stood."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.offset = 0.0  # added to time.time() while running
+        self.frozen_at: float | None = None
+
+    def now(self) -> float:
+        with self.lock:
+            return self.frozen_at if self.frozen_at is not None else time.time() + self.offset
+
+    def control(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """``{"freeze": true}``, ``{"advance": S}``, ``{"freeze": false}``, or several at once
+        (applied in that order)."""
+        freeze = spec.get("freeze")
+        advance = spec.get("advance")
+        if freeze is not None and not isinstance(freeze, bool):
+            raise ValueError("`freeze` must be true or false")
+        if advance is not None and (isinstance(advance, bool) or not isinstance(advance, (int, float))
+                                    or advance < 0):
+            raise ValueError("`advance` must be a number of seconds, 0 or more")
+        with self.lock:
+            if freeze is True and self.frozen_at is None:
+                self.frozen_at = time.time() + self.offset
+            if advance:
+                if self.frozen_at is not None:
+                    self.frozen_at += float(advance)
+                else:
+                    self.offset += float(advance)
+            if freeze is False and self.frozen_at is not None:
+                self.offset = self.frozen_at - time.time()
+                self.frozen_at = None
+        return self.snapshot()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"now": self.now(), "frozen": self.frozen_at is not None}
+
+
+CLOCK = Clock()
+
+
+def patch_state_manager(clock: Clock) -> None:
+    """moto's state manager reads ``datetime.now()`` for ``time`` progressions: the emulator
+    clock instead."""
+    from moto.moto_api._internal import managed_state_model
+
+    class EmulatorDatetime(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return datetime.fromtimestamp(clock.now(), tz)
+
+    managed_state_model.datetime = EmulatorDatetime  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,7 +167,7 @@ class EmrClock:
             step.last_state_change_reason = reason
 
     def advance(self, cluster: Any, now: float | None = None) -> None:
-        now = time.time() if now is None else now
+        now = CLOCK.now() if now is None else now
         steps = sorted(cluster.steps, key=lambda s: s._sluice_t0)
         if cluster.state in CLUSTER_TERMINAL:
             # Terminated (by request, or earlier by this clock): nothing runs any more.
@@ -190,7 +259,7 @@ def patch_emr(clock: EmrClock) -> None:
     step_init = emr.Step.__init__
 
     def step_init_patched(self: Any, *args: Any, **kwargs: Any) -> None:
-        self._sluice_t0 = time.time()
+        self._sluice_t0 = CLOCK.now()
         step_init(self, *args, **kwargs)
         self._sluice_fail = contains_marker(self.name, self.hadoop_jar_step)
 
@@ -199,7 +268,7 @@ def patch_emr(clock: EmrClock) -> None:
     cluster_init = emr.Cluster.__init__
 
     def cluster_init_patched(self: Any, *args: Any, **kwargs: Any) -> None:
-        self._sluice_t0 = time.time()
+        self._sluice_t0 = CLOCK.now()
         self._sluice_reason_code = None
         cluster_init(self, *args, **kwargs)
 
@@ -244,7 +313,7 @@ def patch_emr(clock: EmrClock) -> None:
     def advancing(method: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             with clock.lock:
-                now = time.time()
+                now = CLOCK.now()
                 for cluster in list(self.clusters.values()):
                     clock.advance(cluster, now)
                 return method(self, *args, **kwargs)
@@ -294,7 +363,7 @@ def patch_emr(clock: EmrClock) -> None:
         for cid in job_flow_ids:
             known_cluster(self, cid)
         terminated = terminate(self, job_flow_ids)
-        now = time.time()
+        now = CLOCK.now()
         for cluster in terminated:
             cluster._sluice_end = now
             cluster._sluice_reason_code = "USER_REQUEST"
@@ -308,7 +377,7 @@ def patch_emr(clock: EmrClock) -> None:
         """CancelSteps (moto has none): a PENDING or RUNNING step becomes CANCELLED now."""
         cluster = known_cluster(self, cluster_id)
         by_id = {s.id: s for s in cluster.steps}
-        now = time.time()
+        now = CLOCK.now()
         infos = []
         for sid in step_ids:
             step = by_id.get(sid)
@@ -461,7 +530,7 @@ def patch_emr_serverless(run_seconds: float) -> None:
 
     def job_run_init(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)  # sets self.state = "SUCCESS" through the property below
-        self._sluice_t0 = time.time()
+        self._sluice_t0 = CLOCK.now()
         self._sluice_state = None  # an explicit state (CancelJobRun) wins over the clock
         self._sluice_fail = contains_marker(self.name, self.job_driver)
 
@@ -469,7 +538,7 @@ def patch_emr_serverless(run_seconds: float) -> None:
         explicit = getattr(self, "_sluice_state", None)
         if explicit is not None or not hasattr(self, "_sluice_t0"):
             return explicit or "SUCCESS"
-        elapsed = time.time() - self._sluice_t0
+        elapsed = CLOCK.now() - self._sluice_t0
         if elapsed < run_seconds / 2:
             return "SUBMITTED"
         if elapsed < run_seconds:
@@ -655,16 +724,20 @@ class SluiceMiddleware:
     """Serves ``/_sluice/faults`` and answers matching AWS requests with injected errors;
     everything else goes to moto untouched."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], faults: Faults, log: bool) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], faults: Faults, log: bool,
+                 auth: bool = False) -> None:
         self.app = app
         self.faults = faults
         self.models = ServiceModels()
         self.log = log
+        self.auth = auth
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.rstrip("/") == FAULTS_PATH:
             return self.faults_api(environ, start_response)
+        if path.rstrip("/") == CLOCK_PATH:
+            return self.clock_api(environ, start_response)
         service = signing_service(environ)
         if service and self.faults.faults:  # unlocked peek: only a fast path
             action = self.action(service, environ)
@@ -675,7 +748,39 @@ class SluiceMiddleware:
                           file=sys.stderr, flush=True)
                 drain(environ)
                 return self.error(service, fault, environ, start_response)
+        if self.auth and service:
+            return self.with_auth_errors_in_protocol(service, environ, start_response)
         return self.app(environ, start_response)
+
+    def with_auth_errors_in_protocol(self, service: str, environ: dict[str, Any],
+                                     start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """moto answers a failed credential check in one XML shape whatever the service
+        (``<ErrorResponse><Errors><Error>``, which only lenient parsers read); it is re-encoded
+        as AWS answers in the service's protocol, with AWS's JSON names for the codes in the
+        JSON protocols. S3 (REST-XML) is left alone: moto answers it as S3 does."""
+        protocol, _ = self.models.protocol(service)
+        if protocol not in ("json", "rest-json", "query"):
+            return self.app(environ, start_response)
+        seen: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            seen["status"], seen["headers"], seen["exc_info"] = status, headers, exc_info
+            return lambda data: None  # write(): moto's apps return their body instead
+
+        body = b"".join(self.app(environ, capture))
+        status = seen["status"]
+        match = None
+        if status.startswith(("401", "403")) and body.lstrip().startswith(b"<"):
+            match = re.search(rb"<Code>([^<]+)</Code>\s*<Message>([^<]*)</Message>", body)
+        if match is None:
+            start_response(status, seen["headers"], seen["exc_info"])
+            return [body]
+        code = match.group(1).decode()
+        if protocol != "query":
+            code = JSON_AUTH_CODES.get(code, code)
+        message = xml_unescape(match.group(2).decode())
+        fault = {"status": int(status.split()[0]), "code": code, "message": message}
+        return self.error(service, fault, environ, start_response)
 
     def action(self, service: str, environ: dict[str, Any]) -> str | None:
         target = environ.get("HTTP_X_AMZ_TARGET")
@@ -714,6 +819,25 @@ class SluiceMiddleware:
         start_response(status, headers)
         return [data]
 
+    def clock_api(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        status = "200 OK"
+        try:
+            if method == "GET":
+                result: Any = CLOCK.snapshot()
+            elif method == "POST":
+                spec = json.loads(drain(environ) or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("the body must be a JSON object")
+                result = CLOCK.control(spec)
+            else:
+                status, result = "405 Method Not Allowed", {"error": "use GET or POST"}
+        except (ValueError, TypeError) as e:
+            status, result = "400 Bad Request", {"error": str(e)}
+        data = json.dumps(result).encode("utf-8")
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
     def faults_api(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         status = "200 OK"
@@ -744,6 +868,19 @@ STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 429: "Too
 
 def xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def xml_unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+
+
+# moto's credential-check codes (those of the query protocol) -> the codes AWS's JSON-protocol
+# services answer with.
+JSON_AUTH_CODES = {
+    "InvalidClientTokenId": "UnrecognizedClientException",
+    "SignatureDoesNotMatch": "InvalidSignatureException",
+    "AccessDenied": "AccessDeniedException",
+}
 
 
 def drain(environ: dict[str, Any]) -> bytes:
@@ -785,6 +922,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="moto state-manager time progression for glue::crawl, glue::job_run and "
                    "athena::execution: one state step per S seconds (default 1; 0 leaves moto's "
                    "default, which finishes them at once)")
+    p.add_argument("--initial-no-auth-action-count", type=int, default=None, metavar="N",
+                   help="check credentials as moto's IAM does after the first N requests (moto's "
+                   "INITIAL_NO_AUTH_ACTION_COUNT; default: never). 0: from the first request; only "
+                   "access keys made through moto's IAM are valid then")
     p.add_argument("--log-requests", action="store_true",
                    help="log every request (and every injected fault) to stderr")
     p.add_argument("--exit-on-stdin-eof", action="store_true",
@@ -798,6 +939,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    if args.initial_no_auth_action_count is not None:
+        # Read by moto.settings at import.
+        os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(args.initial_no_auth_action_count)
 
     from werkzeug.serving import make_server
 
@@ -808,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
         create_backend_app,
     )
 
+    patch_state_manager(CLOCK)
     patch_emr(EmrClock(args.emr_cluster_seconds, args.emr_step_pending_seconds, args.emr_step_seconds))
     patch_athena()
     patch_glue()
@@ -821,7 +966,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.log_requests:
                 super().log_request(*a, **kw)
 
-    app = SluiceMiddleware(DomainDispatcherApplication(create_backend_app), Faults(), args.log_requests)
+    app = SluiceMiddleware(DomainDispatcherApplication(create_backend_app), Faults(), args.log_requests,
+                           auth=args.initial_no_auth_action_count is not None)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=Handler)
     port = server.server_address[1]
     os.environ["MOTO_PORT"] = str(port)  # as moto's own server sets it (used to build some URLs)

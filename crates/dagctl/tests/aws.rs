@@ -1,7 +1,12 @@
 //! The AWS pipelines end to end: the real `dagctl` binary runs the shipped DAGs against moto
 //! (the AWS API emulator, started on loopback by `support::Moto`), and each test then looks at
 //! the emulator with the AWS SDK to check what really happened there: how many clusters and
-//! steps exist, in which state, which queries and job runs were submitted.
+//! steps exist, in which state, which queries and job runs were submitted. Also `dagctl` and
+//! its daemon without AWS credentials, and the janitor with nothing to do.
+//!
+//! No test depends on how fast the machine is: what a test must catch in a state (a step
+//! RUNNING) is held there by the emulator's frozen clock until the test lets it go, and the
+//! waits are for events, with generous limits only as a safety net.
 //!
 //! Needs the project venv with moto (`bash .ci/run` creates it; see tests/tooling/README.md).
 
@@ -25,17 +30,27 @@ fn repo() -> PathBuf {
 /// A temp folder with `sluice.toml` pointing every AWS call at the emulator.
 struct World {
     dir: tempfile::TempDir,
-    moto: Moto,
+    moto: Option<Moto>,
 }
 
 impl World {
     fn new(moto: Moto) -> World {
+        let endpoint = moto.endpoint.clone();
+        World::at(&endpoint, Some(moto))
+    }
+
+    /// A folder whose AWS endpoint is a port nothing listens on: any AWS call fails.
+    fn offline() -> World {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        World::at(&format!("http://127.0.0.1:{port}"), None)
+    }
+
+    fn at(endpoint: &str, moto: Option<Moto>) -> World {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("dags/sql")).unwrap();
         let toml = format!(
             "db = \"sluice.db\"\ndags = \"dags\"\nlogs = \"logs\"\nmax_poke_interval = \"1s\"\ngrace_period = \"2s\"\n\
-             [connections.default]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n",
-            moto.endpoint
+             [connections.default]\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n"
         );
         std::fs::write(dir.path().join("sluice.toml"), toml).unwrap();
         for sql in std::fs::read_dir(repo().join("dags/sql")).unwrap() {
@@ -81,15 +96,58 @@ impl World {
         c
     }
 
+    fn moto(&self) -> &Moto {
+        self.moto.as_ref().expect("a World with an emulator")
+    }
+
+    /// `command` with no AWS variable at all and an empty home: the default chain finds no
+    /// credentials (and does not wait for instance metadata).
+    fn command_without_credentials(&self, args: &[&str]) -> Command {
+        let mut c = self.command(args);
+        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("AWS_")) {
+            c.env_remove(name);
+        }
+        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            c.env_remove(name);
+        }
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        c.env("HOME", home).env("AWS_EC2_METADATA_DISABLED", "true");
+        c
+    }
+
     fn dagctl(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
     fn daemon(&self) -> Child {
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos())))
-                .unwrap();
-        self.command(&["scheduler"]).stdout(Stdio::null()).stderr(log).spawn().unwrap()
+        self.spawn_daemon(self.command(&["scheduler"]))
+    }
+
+    fn spawn_daemon(&self, mut command: Command) -> Child {
+        static DAEMONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = DAEMONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::fs::File::create(self.dir.path().join(format!("daemon-{n}.log"))).unwrap();
+        command.stdout(Stdio::null()).stderr(log).spawn().unwrap()
+    }
+
+    /// Waits until the run of `dag` on `date` has ended (with a safety limit of 3 minutes).
+    fn run_end(&self, dag: &str, date: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let t = self.tasks(dag, date);
+            if t["run"]["state"] == "success" || t["run"]["state"] == "failed" {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "the run of {dag} did not end: {t}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The log of a try, as the daemon wrote it.
+    fn try_log(&self, dag: &str, run_id: &str, task: &str, try_number: u32) -> String {
+        let path = self.dir.path().join("logs").join(dag).join(run_id).join(task).join(format!("{try_number}.log"));
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     fn tasks(&self, dag: &str, date: &str) -> Value {
@@ -99,7 +157,7 @@ impl World {
 
     async fn sdk(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.moto.endpoint)
+            .endpoint_url(&self.moto().endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"))
             .load()
@@ -234,6 +292,20 @@ async fn pipeline_4_star_schema_and_the_janitor() {
     assert_eq!(clusters.len(), 1);
     assert_eq!(clusters[0].1, ClusterState::Terminated);
 
+    // `dagctl test` ran in a throwaway database; the janitor reads the real one, which has EMR
+    // history once the daemon has run a pipeline with a cluster there (the janitor does nothing
+    // for a database where no run ever asked for a cluster).
+    w.write_dag("with_cluster", &FAILING_STEP.replace(", \"SLUICE_FAIL\"", ""));
+    for paused in ["car_rental_star_schema", "emr_cluster_janitor"] {
+        assert!(ok(&w.dagctl(&["pause", paused])));
+    }
+    let mut daemon = w.daemon();
+    assert!(ok(&w.dagctl(&["trigger", "with_cluster", "--date", "2026-03-01"])));
+    let run = w.run_end("with_cluster", "2026-03-01");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(run["run"]["state"], "success", "{run}");
+
     // A cluster left running by a run this database knows nothing of: the janitor ends it.
     let emr = w.emr().await;
     let tag = |k: &str, v: &str| aws_sdk_emr::types::Tag::builder().key(k).value(v).build();
@@ -342,16 +414,20 @@ async fn a_missing_s3_key_times_out_the_sensor_or_skips_it() {
 async fn throttling_is_retried() {
     let w = World::new(Moto::start());
     w.write_dag("throttled", FAILING_STEP.replace(", \"SLUICE_FAIL\"", "").as_str());
-    w.moto.inject_fault("elasticmapreduce", Some("DescribeCluster"), 4, 400, "ThrottlingException");
-    w.moto.inject_fault("elasticmapreduce", Some("ListSteps"), 2, 503, "ServiceUnavailable");
+    w.moto().inject_fault("elasticmapreduce", Some("DescribeCluster"), 4, 400, "ThrottlingException");
+    w.moto().inject_fault("elasticmapreduce", Some("ListSteps"), 2, 503, "ServiceUnavailable");
     let out = w.dagctl(&["test", "throttled", "--date", "2026-03-01"]);
     assert!(ok(&out));
-    assert!(w.moto.faults_served() >= 6, "every injected fault was met and survived");
+    assert!(w.moto().faults_served() >= 6, "every injected fault was met and survived");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
-    let w = World::new(Moto::start_with(&["--emr-step-seconds", "8"]));
+    // The emulator's clock is frozen: the step stays PENDING, then RUNNING, for as long as the
+    // test needs, and completes only when the test lets the clock run.
+    let moto = Moto::start();
+    moto.freeze_clock();
+    let w = World::new(moto);
     w.write_dag(
         "crash",
         &FAILING_STEP
@@ -360,9 +436,9 @@ async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
     );
     let mut daemon = w.daemon();
     assert!(ok(&w.dagctl(&["trigger", "crash", "--date", "2026-03-01"])));
-    // Wait until the step is submitted (its id recorded) and running on the emulator.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    // Wait until the step is submitted (its id recorded) and on the emulator.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let run_id = loop {
         let t = w.tasks("crash", "2026-03-01");
         let job = t.get("tasks").map(|_| task(&t, "job").clone());
         let submitted = job.as_ref().is_some_and(|j| {
@@ -370,23 +446,27 @@ async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
                 && j["tries"].as_array().is_some_and(|tr| tr.iter().any(|x| x["external_ids"]["step_ids"].is_array()))
         });
         if submitted {
-            break;
+            break t["run"]["run_id"].as_str().unwrap().to_string();
         }
         assert!(Instant::now() < deadline, "the step never started: {t}");
         std::thread::sleep(Duration::from_millis(200));
-    }
+    };
+    // Past its second PENDING: RUNNING, until the clock moves again.
+    w.moto().advance_clock(1.5);
+    let clusters = w.clusters("crash").await;
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].2.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(), [StepState::Running]);
     daemon.kill().unwrap(); // SIGKILL
     daemon.wait().unwrap();
     let mut daemon = w.daemon();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let run = loop {
-        let t = w.tasks("crash", "2026-03-01");
-        if t["run"]["state"] == "success" || t["run"]["state"] == "failed" {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish after the restart: {t}");
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    // The restarted daemon resumes the interrupted try of `job` and re-attaches to its step.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !w.try_log("crash", &run_id, "job", 1).contains("re-attaching to this try's steps") {
+        assert!(Instant::now() < deadline, "the try was not resumed:\n{}", w.try_log("crash", &run_id, "job", 1));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    w.moto().run_clock();
+    let run = w.run_end("crash", "2026-03-01");
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     assert_eq!(run["run"]["state"], "success", "{run}");
@@ -396,4 +476,53 @@ async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
     assert_eq!(clusters[0].2[0].1, StepState::Completed);
     // The interrupted try of `job` was resumed (re-attached), not retried.
     assert_eq!(task(&run, "job")["tries"].as_array().unwrap().len(), 1, "{run}");
+}
+
+/// The one line a try without credentials fails with, for the `default` connection of
+/// `World`'s sluice.toml.
+const NO_CREDENTIALS: &str = "no AWS credentials for connection `default`: set AWS_PROFILE or \
+                              AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or give [connections.default] a profile or \
+                              role_arn in sluice.toml (looked in: environment, shared config and credentials files, \
+                              SSO, web identity, container and instance metadata)";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_credentials_the_janitor_succeeds_when_no_run_ever_asked_for_a_cluster() {
+    // No credentials, and an endpoint nothing listens on: any AWS call would fail.
+    let w = World::offline();
+    w.ship("emr_cluster_janitor", |s| s);
+    w.write_dag("emr", &FAILING_STEP.replace("[tasks.create]", "[tasks.create]\nretries = 2\nretry_delay = \"1s\""));
+    let nothing = "nothing to terminate: no EMR cluster was ever requested by the runs in sluice.db";
+
+    // No database yet.
+    let out = w.command_without_credentials(&["clusters", "terminate-finished"]).output().unwrap();
+    assert!(ok(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), nothing);
+    assert!(!w.dir.path().join("sluice.db").exists(), "asking created no database");
+
+    // The hourly janitor, run by the daemon: its own runs ask for no cluster either.
+    let mut daemon = w.spawn_daemon(w.command_without_credentials(&["scheduler"]));
+    assert!(ok(&w.dagctl(&["trigger", "emr_cluster_janitor", "--date", "2026-03-01"])));
+    let janitor = w.run_end("emr_cluster_janitor", "2026-03-01");
+    assert_eq!(janitor["run"]["state"], "success", "{janitor}");
+    let run_id = janitor["run"]["run_id"].as_str().unwrap();
+    let log = w.try_log("emr_cluster_janitor", run_id, "terminate_finished_clusters", 1);
+    assert!(log.contains(nothing), "{log}");
+
+    // A run that asks for a cluster, without credentials: its try fails at once, once although
+    // it has retries, with the one line.
+    assert!(ok(&w.dagctl(&["trigger", "emr", "--date", "2026-03-01"])));
+    let emr = w.run_end("emr", "2026-03-01");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(emr["run"]["state"], "failed", "{emr}");
+    let create = task(&emr, "create");
+    let tries = create["tries"].as_array().unwrap();
+    assert_eq!(tries.len(), 1, "not retried: {create}");
+    assert_eq!(tries[0]["error"], NO_CREDENTIALS, "{create}");
+
+    // Now a cluster may have been asked for: the janitor needs AWS, and says what is missing.
+    let out = w.command_without_credentials(&["clusters", "terminate-finished"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(NO_CREDENTIALS), "{stderr}");
 }

@@ -23,7 +23,7 @@ use aws_sdk_emr::types::{
 use serde_json::{json, Map, Value};
 use sluice_dag::operators::{self as ops, ActionOnFailure, InstanceRole, Market};
 use sluice_scheduler::operators::{Outcome, TaskError, TaskOperator, TryContext};
-use sluice_store::{NewEvent, Run, Store};
+use sluice_store::{NewEvent, Run, RunFilter, Store};
 
 use crate::clients::Clients;
 use crate::wait::{aws_error, call, AwsError, Poll, Waiter};
@@ -606,32 +606,93 @@ pub async fn list_clusters(emr: &aws_sdk_emr::Client, all: bool) -> Result<Vec<S
     Ok(out)
 }
 
-/// Terminates the live clusters Sluice created whose run is finished (or unknown to this
-/// store). Returns what it terminated.
-pub async fn terminate_finished(emr: &aws_sdk_emr::Client, store: &dyn Store) -> Result<Vec<SluiceCluster>, String> {
-    let mut done = Vec::new();
-    for c in list_clusters(emr, false).await.map_err(|e| e.message)? {
-        let run = store.run_by_run_id(&c.dag_id, &c.run_id).await.map_err(|e| e.to_string())?;
-        if run.as_ref().is_some_and(|r| !r.state.is_finished()) {
-            continue;
+/// What [`terminate_finished`] did.
+#[derive(Debug)]
+pub enum Janitor {
+    /// No run of this store ever asked for a cluster: AWS was not called.
+    NothingRequested,
+    /// The clusters it terminated (perhaps none).
+    Terminated(Vec<SluiceCluster>),
+}
+
+/// Whether a run of this store ever asked EMR for a cluster. Sluice creates clusters only in
+/// the tries of `create_emr_cluster` tasks, and a try's row exists before its request is sent:
+/// so a store without such a try (of a task of `dags`, or of the last version of a DAG the
+/// store recorded) and without a recorded `cluster_id` has no cluster to clean up after.
+/// DAGs with `create_emr_cluster` tasks are looked at first, their newest runs first.
+pub async fn clusters_requested(store: &dyn Store, dags: &[sluice_dag::Dag]) -> Result<bool, String> {
+    let creates = |dag: &sluice_dag::Dag| -> Vec<String> {
+        dag.tasks
+            .iter()
+            .filter(|t| matches!(t.operator, sluice_dag::Operator::CreateEmrCluster(_)))
+            .map(|t| t.id.clone())
+            .collect()
+    };
+    let mut tasks: std::collections::BTreeMap<String, Vec<String>> =
+        dags.iter().map(|d| (d.id.clone(), creates(d))).collect();
+    for row in store.dags().await.map_err(|e| e.to_string())? {
+        let recorded = store.dag_source(&row.dag_id).await.map_err(|e| e.to_string())?;
+        let dag = recorded.and_then(|(file, source)| sluice_dag::parse_dag(std::path::Path::new(&file), &source).dag);
+        let entry = tasks.entry(row.dag_id).or_default();
+        for id in dag.as_ref().map(creates).unwrap_or_default() {
+            if !entry.contains(&id) {
+                entry.push(id);
+            }
         }
-        emr.terminate_job_flows()
-            .job_flow_ids(&c.id)
-            .send()
-            .await
-            .map_err(|e| aws_error("TerminateJobFlows", e).message)?;
-        let _ = store
-            .add_event(&NewEvent {
-                dag_id: c.dag_id.clone(),
-                run_id: Some(c.run_id.clone()),
-                task_id: Some(c.task_id.clone()),
-                kind: "cluster_terminated".into(),
-                detail: format!("cluster {} was left running after its run ended; terminated", c.id),
-            })
-            .await;
-        done.push(c);
     }
-    Ok(done)
+    let mut order: Vec<(&String, &Vec<String>)> = tasks.iter().collect();
+    order.sort_by_key(|(_, creates)| creates.is_empty());
+    for (dag_id, creates) in order {
+        let filter = RunFilter { dag_id: Some(dag_id.clone()), ..Default::default() };
+        for run in store.runs(&filter).await.map_err(|e| e.to_string())? {
+            let tries = store.tries(run.id, None).await.map_err(|e| e.to_string())?;
+            if tries.iter().any(|t| creates.contains(&t.task_id) || t.external_ids.contains_key("cluster_id")) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Terminates the live clusters Sluice created whose run is finished (or unknown to this
+/// store), through connection `connection`; when no run of this store ever asked for a cluster
+/// ([`clusters_requested`]), does nothing and calls no AWS API (so it needs no credentials).
+pub async fn terminate_finished(
+    clients: &Arc<Clients>,
+    connection: Option<&str>,
+    store: &dyn Store,
+    dags: &[sluice_dag::Dag],
+) -> Result<Janitor, String> {
+    if !clusters_requested(store, dags).await? {
+        return Ok(Janitor::NothingRequested);
+    }
+    let emr = clients.emr(connection).await.map_err(|e| e.message)?;
+    crate::clients::scoped(clients, connection, async {
+        let mut done = Vec::new();
+        for c in list_clusters(&emr, false).await.map_err(|e| e.message)? {
+            let run = store.run_by_run_id(&c.dag_id, &c.run_id).await.map_err(|e| e.to_string())?;
+            if run.as_ref().is_some_and(|r| !r.state.is_finished()) {
+                continue;
+            }
+            emr.terminate_job_flows()
+                .job_flow_ids(&c.id)
+                .send()
+                .await
+                .map_err(|e| aws_error("TerminateJobFlows", e).message)?;
+            let _ = store
+                .add_event(&NewEvent {
+                    dag_id: c.dag_id.clone(),
+                    run_id: Some(c.run_id.clone()),
+                    task_id: Some(c.task_id.clone()),
+                    kind: "cluster_terminated".into(),
+                    detail: format!("cluster {} was left running after its run ended; terminated", c.id),
+                })
+                .await;
+            done.push(c);
+        }
+        Ok(Janitor::Terminated(done))
+    })
+    .await
 }
 
 /// Cost safety at the end of a run: every cluster a task of the run created and nobody

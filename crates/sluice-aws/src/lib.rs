@@ -15,14 +15,18 @@
 //! it again; the window between request and record is closed by tags, names or idempotency
 //! tokens. The scheduler reaches these operators through [`AwsOperators`], an
 //! `OperatorProvider`.
+//!
+//! A try whose connection has no usable credentials (none found, or refused by AWS) fails at
+//! once and is not retried, with one line saying what was tried and what to set ([`clients`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde_json::{Map, Value};
 use sluice_dag::operators::SensorKind;
 use sluice_dag::{Dag, Operator, Task};
 use sluice_scheduler::config::Connection;
-use sluice_scheduler::operators::{OperatorProvider, TaskOperator};
+use sluice_scheduler::operators::{OperatorProvider, Outcome, TaskError, TaskOperator, TryContext};
 use sluice_store::{Run, Store};
 
 pub mod athena;
@@ -45,6 +49,11 @@ impl AwsOperators {
         AwsOperators { clients: Arc::new(Clients::new(connections)) }
     }
 
+    /// The operators over given clients (e.g. [`Clients::with_credentials`]).
+    pub fn with_clients(clients: Arc<Clients>) -> AwsOperators {
+        AwsOperators { clients }
+    }
+
     pub fn clients(&self) -> Arc<Clients> {
         self.clients.clone()
     }
@@ -55,7 +64,7 @@ impl OperatorProvider for AwsOperators {
     fn build(&self, op: &Operator, _dag: &Dag, task: &Task) -> Option<Box<dyn TaskOperator>> {
         let clients = self.clients.clone();
         let connection = task.connection.clone();
-        Some(match op {
+        let op: Box<dyn TaskOperator> = match op {
             Operator::CreateEmrCluster(cfg) => {
                 Box::new(emr::CreateCluster { cfg: (**cfg).clone(), clients, connection })
             }
@@ -100,10 +109,34 @@ impl OperatorProvider for AwsOperators {
                 }
             }
             _ => return None,
-        })
+        };
+        Some(Box::new(OnConnection { op, clients: self.clients.clone(), connection: task.connection.clone() }))
     }
 
     async fn run_finished(&self, dag: &Dag, run: &Run, store: &dyn Store) {
         emr::terminate_run_clusters(&self.clients, dag, run, store).await;
+    }
+}
+
+/// An operator as one user of its connection ([`clients::scoped`]): credential errors name the
+/// connection, and credentials AWS rejected are looked up afresh.
+struct OnConnection {
+    op: Box<dyn TaskOperator>,
+    clients: Arc<Clients>,
+    connection: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl TaskOperator for OnConnection {
+    async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
+        clients::scoped(&self.clients, self.connection.as_deref(), self.op.run(ctx)).await
+    }
+
+    fn can_resume(&self, recorded: &Map<String, Value>) -> bool {
+        self.op.can_resume(recorded)
+    }
+
+    async fn cancel(&self, ctx: &TryContext) {
+        clients::scoped(&self.clients, self.connection.as_deref(), self.op.cancel(ctx)).await
     }
 }

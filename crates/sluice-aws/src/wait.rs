@@ -7,13 +7,18 @@
 //! cuts it off (then the operator's `cancel` stops the remote work). A poll that fails with a
 //! throttling or server error (429, 5xx, `ThrottlingException`, `SlowDown`, timeouts, broken
 //! connections) is not a failure of the task: it is tried again with exponential backoff
-//! (from 1 s, doubling, up to 30 s), after the SDK's own retries.
+//! (from 1 s, doubling, up to 30 s), after the SDK's own retries. A call refused for its
+//! credentials (none found, an invalid key, an expired token, access denied) is the opposite:
+//! it fails the try at once, and no retry of the task is made for it.
 
 use std::future::Future;
 use std::time::Duration;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_emr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use sluice_scheduler::operators::{TaskError, TryContext};
+
+use crate::clients::{refused, Refusal};
 
 /// What one poll saw.
 #[derive(Debug)]
@@ -28,11 +33,17 @@ pub enum Poll<T> {
 pub struct AwsError {
     pub message: String,
     pub retryable: bool,
+    /// Refused for its credentials: the try fails for good, without a retry of the task.
+    pub credentials: bool,
 }
 
 impl From<AwsError> for TaskError {
     fn from(e: AwsError) -> TaskError {
-        TaskError::retryable(e.message)
+        if e.credentials {
+            TaskError::fatal(e.message)
+        } else {
+            TaskError::retryable(e.message)
+        }
     }
 }
 
@@ -53,11 +64,65 @@ const THROTTLING_CODES: &[&str] = &[
     "InternalServerError",
 ];
 
+/// Codes of a request whose credentials AWS does not accept, over the services' protocols.
+const REJECTED_CODES: &[&str] = &[
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidSignatureException",
+    "AuthFailure",
+    "IncompleteSignature",
+    "IncompleteSignatureException",
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+    "InvalidToken",
+    "TokenRefreshRequired",
+];
+
+const EXPIRED_CODES: &[&str] = &["ExpiredToken", "ExpiredTokenException"];
+
+const DENIED_CODES: &[&str] = &["AccessDenied", "AccessDeniedException"];
+
+/// Why a request was refused for its credentials, if it was: a credential lookup that failed
+/// under it (somewhere in its source chain), or AWS's error code; S3 answers a HEAD request
+/// with a bare 403.
+fn refusal<E>(e: &SdkError<E>) -> Option<(Refusal, Option<&CredentialsError>)>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(c) = err.downcast_ref::<CredentialsError>() {
+            return Some((Refusal::Missing, Some(c)));
+        }
+        cur = err.source();
+    }
+    let SdkError::ServiceError(se) = e else { return None };
+    let status = se.raw().status().as_u16();
+    match se.err().code() {
+        Some(c) if REJECTED_CODES.contains(&c) => Some((Refusal::Rejected, None)),
+        Some(c) if EXPIRED_CODES.contains(&c) => Some((Refusal::Expired, None)),
+        Some(c) if DENIED_CODES.contains(&c) => Some((Refusal::Denied, None)),
+        None if status == 401 => Some((Refusal::Rejected, None)),
+        None if status == 403 => Some((Refusal::Forbidden, None)),
+        _ => None,
+    }
+}
+
 /// Names an SDK error, and says whether it is worth trying again.
 pub fn aws_error<E>(call: &str, e: SdkError<E>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if let Some((why, source)) = refusal(&e) {
+        let detail = match e.code() {
+            Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
+            None => crate::clients::short_reason(&e),
+        };
+        let message = refused(call, why, &detail, source).message;
+        return AwsError { message, retryable: false, credentials: true };
+    }
     let retryable = match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(se) => {
@@ -70,7 +135,7 @@ where
         Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
         None => DisplayErrorContext(&e).to_string(),
     };
-    AwsError { message: format!("{call}: {detail}"), retryable }
+    AwsError { message: format!("{call}: {detail}"), retryable, credentials: false }
 }
 
 /// Retries a single call (not a wait) on throttling and server errors, like [`Waiter`] does.

@@ -1,5 +1,7 @@
 //! `dagctl clusters`: the EMR clusters Sluice created, and the clean-up of leftovers.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use sluice_aws::emr;
 
@@ -24,17 +26,40 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Action {
-    /// Terminate every live cluster whose run is finished (or unknown to this database).
+    /// Terminate every live cluster whose run is finished (or unknown to this database). When
+    /// no run in this database ever asked for a cluster, says so and calls no AWS API.
     TerminateFinished,
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
-    let clients = sluice_aws::Clients::new(ctx.config.connections.clone());
-    let emr = clients.emr(args.connection.as_deref()).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let clients = Arc::new(sluice_aws::Clients::new(ctx.config.connections.clone()));
+    let connection = args.connection.as_deref();
     match args.action {
         Some(Action::TerminateFinished) => {
-            let store = ctx.store().await?;
-            let done = emr::terminate_finished(&emr, store.as_ref()).await.map_err(anyhow::Error::msg)?;
+            // No database yet: no run, so no cluster either (and none is created for asking).
+            let outcome = match ctx.existing_store().await? {
+                Some(store) => {
+                    let folder = ctx.folder()?;
+                    emr::terminate_finished(&clients, connection, store.as_ref(), &folder.dags)
+                        .await
+                        .map_err(anyhow::Error::msg)?
+                }
+                None => emr::Janitor::NothingRequested,
+            };
+            let done = match outcome {
+                emr::Janitor::NothingRequested => {
+                    if args.json {
+                        crate::output::json(&Vec::<emr::SluiceCluster>::new())?;
+                    } else {
+                        println!(
+                            "nothing to terminate: no EMR cluster was ever requested by the runs in {}",
+                            ctx.config.db
+                        );
+                    }
+                    return Ok(exit::OK);
+                }
+                emr::Janitor::Terminated(done) => done,
+            };
             if args.json {
                 crate::output::json(&done)?;
             } else if done.is_empty() {
@@ -46,7 +71,10 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             }
         }
         None => {
-            let clusters = emr::list_clusters(&emr, args.all).await.map_err(|e| anyhow::anyhow!(e.message))?;
+            let emr = clients.emr(connection).await.map_err(|e| anyhow::anyhow!(e.message))?;
+            let clusters = sluice_aws::clients::scoped(&clients, connection, emr::list_clusters(&emr, args.all))
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
             if args.json {
                 crate::output::json(&clusters)?;
             } else {

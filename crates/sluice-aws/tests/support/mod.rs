@@ -13,6 +13,11 @@
 //! assert_eq!(moto.faults_served(), 2);
 //! ```
 //!
+//! Tests never depend on how fast the machine is: what must stay in a state for a while (a step
+//! RUNNING, a query QUEUED) is held by freezing the emulator's clock (`freeze_clock`) and let go
+//! by the test (`advance_clock`, `run_clock`), and waits are for events (an id recorded, a
+//! line logged), with limits only as a safety net.
+//!
 //! The server needs the project's Python venv (`.venv` at the workspace root, made by
 //! `bash .ci/run` or by hand as `tests/tooling/README.md` says). Each `Moto` is its own process
 //! with its own empty state; it is killed when the `Moto` is dropped, and it also exits by
@@ -183,6 +188,29 @@ impl Moto {
         let body = serde_json::json!({ "model_name": model, "transition": transition });
         let (st, text) = self.request("POST", "/moto-api/state-manager/set-transition", Some(&body));
         assert_eq!(st, 201, "set-transition {body}: {text}");
+    }
+
+    /// Freezes the emulator's clock (`POST /_sluice/clock`): every state that moves with time
+    /// (EMR steps and clusters, EMR Serverless job runs, Glue crawls and job runs, Athena
+    /// queries) holds, however long the test takes and however often it is read, until the
+    /// clock is moved on ([`Moto::advance_clock`]) or let run again ([`Moto::run_clock`]).
+    pub fn freeze_clock(&self) {
+        self.clock(serde_json::json!({ "freeze": true }));
+    }
+
+    /// Moves the emulator's clock `seconds` forward.
+    pub fn advance_clock(&self, seconds: f64) {
+        self.clock(serde_json::json!({ "advance": seconds }));
+    }
+
+    /// Lets the emulator's clock run again, on from where it stood.
+    pub fn run_clock(&self) {
+        self.clock(serde_json::json!({ "freeze": false }));
+    }
+
+    fn clock(&self, body: serde_json::Value) {
+        let (st, text) = self.request("POST", "/_sluice/clock", Some(&body));
+        assert_eq!(st, 200, "POST /_sluice/clock {body}: {text}");
     }
 
     /// Queues Athena result sets: each later query takes the next one when its results are
