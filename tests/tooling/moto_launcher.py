@@ -448,6 +448,22 @@ def patch_athena() -> None:
 
     AthenaResponse.get_query_execution = get_query_execution_response
 
+    # AWS's idempotency: a StartQueryExecution whose ClientRequestToken was seen before answers
+    # the execution that token started (moto starts a new one each time).
+    start_response = AthenaResponse.start_query_execution
+
+    def start_query_execution_idempotent(self: Any) -> Any:
+        token = self._get_param("ClientRequestToken")
+        seen = self.athena_backend.__dict__.setdefault("_sluice_tokens", {})
+        if token and token in seen:
+            return json.dumps({"QueryExecutionId": seen[token]})
+        answer = start_response(self)
+        if token and isinstance(answer, str):
+            seen[token] = json.loads(answer)["QueryExecutionId"]
+        return answer
+
+    AthenaResponse.start_query_execution = start_query_execution_idempotent
+
 
 # --------------------------------------------------------------------------------------------
 # Glue: LastCrawl as AWS reports it; marker crawlers and job runs fail.
@@ -558,6 +574,23 @@ def patch_emr_serverless(run_seconds: float) -> None:
 
     emrs.JobRun.__init__ = job_run_init
     emrs.JobRun.state = property(get_state, set_state)
+
+    # AWS's idempotency: a StartJobRun whose clientToken was seen before (on that application)
+    # answers the job run that token started (moto starts a new one each time).
+    start = emrs.EMRServerlessBackend.start_job_run
+
+    def start_job_run_idempotent(self: Any, application_id: str, client_token: str, *args: Any,
+                                 **kwargs: Any) -> Any:
+        seen = self.__dict__.setdefault("_sluice_tokens", {})
+        key = (application_id, client_token)
+        if client_token and key in seen:
+            return seen[key]
+        job_run = start(self, application_id, client_token, *args, **kwargs)
+        if client_token:
+            seen[key] = job_run
+        return job_run
+
+    emrs.EMRServerlessBackend.start_job_run = start_job_run_idempotent
     emrs.JobRun.state_details = property(get_details, lambda self, value: None)
 
 

@@ -170,6 +170,24 @@ impl AthenaQuery {
     async fn submit(&self, athena: &aws_sdk_athena::Client, ctx: &TryContext, sql: &str) -> Result<String, TaskError> {
         let c = &self.cfg;
         let token = idempotency_token(&ctx.dag_id, &ctx.run_id, &ctx.task_id, ctx.try_number);
+        // Before the request: a try cut off while it is in flight knows there may be a query
+        // to stop (`cancel` finds it again by the token).
+        ctx.record("query_token", json!(token)).await?;
+        let id = self.start(athena, ctx, sql, &token).await?;
+        ctx.record("query_execution_id", json!(id)).await?;
+        ctx.log.line(&format!("[aws] started query {id} in {}.{} (workgroup {})", c.catalog, c.database, c.workgroup));
+        Ok(id)
+    }
+
+    /// StartQueryExecution with this try's token: the same execution however often it is sent.
+    async fn start(
+        &self,
+        athena: &aws_sdk_athena::Client,
+        ctx: &TryContext,
+        sql: &str,
+        token: &str,
+    ) -> Result<String, TaskError> {
+        let c = &self.cfg;
         let context = QueryExecutionContext::builder().database(&c.database).catalog(&c.catalog).build();
         let results = ResultConfiguration::builder().output_location(&c.output_location).build();
         // Safe to send again on throttling: the token makes it the same execution.
@@ -177,7 +195,7 @@ impl AthenaQuery {
             athena
                 .start_query_execution()
                 .query_string(sql)
-                .client_request_token(&token)
+                .client_request_token(token)
                 .query_execution_context(context.clone())
                 .result_configuration(results.clone())
                 .work_group(&c.workgroup)
@@ -186,13 +204,10 @@ impl AthenaQuery {
                 .map_err(|e| aws_error("StartQueryExecution", e))
         })
         .await?;
-        let id = out
+        Ok(out
             .query_execution_id()
             .ok_or_else(|| TaskError::retryable("StartQueryExecution returned no query execution id"))?
-            .to_string();
-        ctx.record("query_execution_id", json!(id)).await?;
-        ctx.log.line(&format!("[aws] started query {id} in {}.{} (workgroup {})", c.catalog, c.database, c.workgroup));
-        Ok(id)
+            .to_string())
     }
 }
 
@@ -234,11 +249,32 @@ impl TaskOperator for AthenaQuery {
 
     /// Timed out: the query is stopped.
     async fn cancel(&self, ctx: &TryContext) {
-        let Some(id) = ctx.recorded().await.get("query_execution_id").and_then(Value::as_str).map(str::to_string)
-        else {
-            return;
+        let recorded = ctx.recorded().await;
+        let Ok(athena) = self.clients.athena(self.connection.as_deref()).await else { return };
+        let id = match recorded.get("query_execution_id").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            None => {
+                // Cut off while StartQueryExecution was in flight: the same request, with the
+                // same token, answers the id of the query it started (or starts it now, to be
+                // stopped at once), so no query is left running unseen.
+                let (Some(token), Some(sql)) = (recorded.get("query_token").and_then(Value::as_str), &self.cfg.query)
+                else {
+                    return;
+                };
+                match self.start(&athena, ctx, sql, token).await {
+                    Ok(id) => {
+                        ctx.log.line(&format!("[aws] cut off while submitting: query {id} is the one submitted"));
+                        let _ = ctx.record("query_execution_id", json!(id)).await;
+                        id
+                    }
+                    Err(e) => {
+                        ctx.log.line(&format!("[aws] cut off while submitting; cannot find its query: {}", e.message));
+                        return;
+                    }
+                }
+            }
         };
-        if let Ok(athena) = self.clients.athena(self.connection.as_deref()).await {
+        {
             let r = athena.stop_query_execution().query_execution_id(&id).send().await;
             ctx.log.line(&format!(
                 "[aws] stopping query {id}: {}",

@@ -236,10 +236,22 @@ impl TaskOperator for CrawlerOperator {
 
     /// Timed out: the crawl is stopped.
     async fn cancel(&self, ctx: &TryContext) {
-        if !ctx.recorded().await.contains_key("crawler") {
+        let recorded = ctx.recorded().await;
+        // `previous_crawl_start` is recorded just before StartCrawler: before it, nothing started.
+        if !recorded.contains_key("previous_crawl_start") {
             return;
         }
-        if let Ok(glue) = self.clients.glue(self.connection.as_deref()).await {
+        let Ok(glue) = self.clients.glue(self.connection.as_deref()).await else { return };
+        if !recorded.contains_key("crawler") {
+            // Cut off while StartCrawler was in flight: the crawler is stopped if it runs (the
+            // crawl this try started, or the one it would have waited for).
+            let Ok(Some(c)) = get_crawler(&glue, &self.cfg.name).await else { return };
+            if !matches!(c.state(), Some(CrawlerState::Running)) {
+                return;
+            }
+            ctx.log.line(&format!("[aws] cut off while starting crawler {}: it runs", self.cfg.name));
+        }
+        {
             let r = glue.stop_crawler().name(&self.cfg.name).send().await;
             ctx.log.line(&format!(
                 "[aws] stopping crawler {}: {}",

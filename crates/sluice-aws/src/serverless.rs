@@ -116,6 +116,23 @@ impl JobRun {
     }
 
     async fn start(&self, client: &aws_sdk_emrserverless::Client, ctx: &TryContext) -> Result<String, TaskError> {
+        let token = idempotency_token(&ctx.dag_id, &ctx.run_id, &ctx.task_id, ctx.try_number);
+        // Before the request: a try cut off while it is in flight knows there may be a job run
+        // to cancel (`cancel` finds it again by the token).
+        ctx.record("client_token", json!(token)).await?;
+        let id = self.send_start(client, ctx, &token).await?;
+        ctx.record("job_run_id", json!(id)).await?;
+        ctx.log.line(&format!("[aws] started job run {id} on application {}", self.cfg.application_id));
+        Ok(id)
+    }
+
+    /// StartJobRun with this try's client token: the same job run however often it is sent.
+    async fn send_start(
+        &self,
+        client: &aws_sdk_emrserverless::Client,
+        ctx: &TryContext,
+        token: &str,
+    ) -> Result<String, TaskError> {
         let c = &self.cfg;
         let spark = SparkSubmit::builder()
             .entry_point(&c.entry_point)
@@ -137,13 +154,12 @@ impl JobRun {
                 .build()
         });
         let timeout_minutes = c.execution_timeout.map(|d| d.as_std().as_secs().div_ceil(60).max(1) as i64);
-        let token = idempotency_token(&ctx.dag_id, &ctx.run_id, &ctx.task_id, ctx.try_number);
         // Safe to send again on throttling: the token makes it the same job run.
         let out = call(ctx, || async {
             client
                 .start_job_run()
                 .application_id(&c.application_id)
-                .client_token(&token)
+                .client_token(token)
                 .execution_role_arn(&c.execution_role_arn)
                 .job_driver(JobDriver::SparkSubmit(spark.clone()))
                 .set_configuration_overrides(overrides.clone())
@@ -159,8 +175,6 @@ impl JobRun {
         if id.is_empty() {
             return Err(TaskError::retryable("StartJobRun returned no job run id"));
         }
-        ctx.record("job_run_id", json!(id)).await?;
-        ctx.log.line(&format!("[aws] started job run {id} on application {}", c.application_id));
         Ok(id)
     }
 }
@@ -197,10 +211,30 @@ impl TaskOperator for JobRun {
 
     /// Timed out: the job run is cancelled.
     async fn cancel(&self, ctx: &TryContext) {
-        let Some(id) = ctx.recorded().await.get("job_run_id").and_then(Value::as_str).map(str::to_string) else {
-            return;
+        let recorded = ctx.recorded().await;
+        let Ok(client) = self.clients.emr_serverless(self.connection.as_deref()).await else { return };
+        let id = match recorded.get("job_run_id").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            None => {
+                // Cut off while StartJobRun was in flight: the same request, with the same
+                // client token, answers the job run it started (or starts it now, to be
+                // cancelled at once), so no job run is left running unseen.
+                let Some(token) = recorded.get("client_token").and_then(Value::as_str) else { return };
+                match self.send_start(&client, ctx, token).await {
+                    Ok(id) => {
+                        ctx.log.line(&format!("[aws] cut off while submitting: job run {id} is the one submitted"));
+                        let _ = ctx.record("job_run_id", json!(id)).await;
+                        id
+                    }
+                    Err(e) => {
+                        ctx.log
+                            .line(&format!("[aws] cut off while submitting; cannot find its job run: {}", e.message));
+                        return;
+                    }
+                }
+            }
         };
-        if let Ok(client) = self.clients.emr_serverless(self.connection.as_deref()).await {
+        {
             let r = client.cancel_job_run().application_id(&self.cfg.application_id).job_run_id(&id).send().await;
             ctx.log.line(&format!(
                 "[aws] cancelling job run {id}: {}",

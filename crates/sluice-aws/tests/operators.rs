@@ -613,6 +613,110 @@ async fn a_try_cut_off_stops_the_query_the_crawl_and_the_job_run_it_started() {
     assert!(log(&env, &run, "job", 1).contains(&format!("cancelling job run {job_run}: requested")));
 }
 
+/// A try cut off while its start request was in flight (sent, its answer not yet recorded)
+/// used to leave that work running: `cancel` knew no id. It finds the work by what the try
+/// recorded just before the request (the idempotency token, the crawler's last crawl) and
+/// stops it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_try_cut_off_while_its_start_request_was_in_flight_leaves_nothing_running() {
+    let moto = Moto::start();
+    moto.freeze_clock();
+    let env = setup(&moto).await;
+    let serverless = env.clients.emr_serverless(None).await.unwrap();
+    let app = serverless
+        .create_application()
+        .name("inflight")
+        .release_label("emr-7.2.0")
+        .r#type("SPARK")
+        .send()
+        .await
+        .unwrap();
+    let app = app.application_id;
+    let role = format!("arn:aws:iam::{}:role/job", support::ACCOUNT_ID);
+    let src = format!(
+        "{}\
+         [tasks.crawl]\noperator = \"crawler\"\nname = \"inflight_crawler\"\npoke_interval = \"200ms\"\n\
+         [tasks.job]\noperator = \"emr_serverless\"\napplication_id = \"{app}\"\nexecution_role_arn = \"{role}\"\n\
+         entry_point = \"s3://code/job.py\"\npoke_interval = \"200ms\"\n",
+        athena_task("q", "SELECT 7", "primary"),
+    );
+    let d = dag("in_flight", &src);
+    let run = create_run(&env, &d).await;
+    let record = |task: &'static str, n: u32, key: &'static str, v: serde_json::Value| {
+        let (store, id) = (env.store.clone(), run.id);
+        async move { store.record_external_id(id, task, n, key, &v).await.unwrap() }
+    };
+
+    // Athena: the try recorded its token and sent StartQueryExecution, which reached Athena.
+    let ctx = start_try(&env, &d, &run, "q").await;
+    let token = sluice_aws::athena::idempotency_token(&d.id, &run.run_id, "q", ctx.try_number);
+    record("q", ctx.try_number, "query_token", json!(token)).await;
+    let athena = env.clients.athena(None).await.unwrap();
+    let sent = athena
+        .start_query_execution()
+        .query_string("SELECT 7")
+        .client_request_token(&token)
+        .query_execution_context(aws_sdk_athena::types::QueryExecutionContext::builder().database("sales").build())
+        .result_configuration(
+            aws_sdk_athena::types::ResultConfiguration::builder().output_location("s3://results/athena/").build(),
+        )
+        .work_group("primary")
+        .send()
+        .await
+        .unwrap()
+        .query_execution_id
+        .unwrap();
+    operator(&env, &d, "q").cancel(&ctx).await;
+    let q = athena.get_query_execution().query_execution_id(&sent).send().await.unwrap().query_execution.unwrap();
+    assert_eq!(q.status().and_then(|s| s.state()).map(|s| s.as_str()), Some("CANCELLED"), "{q:?}");
+    let log_q = log(&env, &run, "q", 1);
+    assert!(log_q.contains(&format!("cut off while submitting: query {sent} is the one submitted")), "{log_q}");
+    assert_eq!(tries(&env, &run, "q").await[0].external_ids["query_execution_id"], sent.as_str());
+
+    // EMR Serverless: the same, with StartJobRun's client token.
+    let ctx = start_try(&env, &d, &run, "job").await;
+    let token = sluice_aws::athena::idempotency_token(&d.id, &run.run_id, "job", ctx.try_number);
+    record("job", ctx.try_number, "client_token", json!(token)).await;
+    let sent = serverless
+        .start_job_run()
+        .application_id(&app)
+        .client_token(&token)
+        .execution_role_arn(&role)
+        .job_driver(aws_sdk_emrserverless::types::JobDriver::SparkSubmit(
+            aws_sdk_emrserverless::types::SparkSubmit::builder().entry_point("s3://code/job.py").build().unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap()
+        .job_run_id;
+    operator(&env, &d, "job").cancel(&ctx).await;
+    let r = serverless.get_job_run().application_id(&app).job_run_id(&sent).send().await.unwrap().job_run.unwrap();
+    assert_eq!(r.state().as_str(), "CANCELLED", "{r:?}");
+    assert!(log(&env, &run, "job", 1).contains(&format!("cut off while submitting: job run {sent}")));
+
+    // Glue: the try recorded the last crawl's start, then StartCrawler went through.
+    let glue = env.clients.glue(None).await.unwrap();
+    glue.create_crawler()
+        .name("inflight_crawler")
+        .role("arn:aws:iam::123456789012:role/glue")
+        .database_name("sales")
+        .targets(
+            aws_sdk_glue::types::CrawlerTargets::builder()
+                .s3_targets(aws_sdk_glue::types::S3Target::builder().path("s3://lake/x/").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ctx = start_try(&env, &d, &run, "crawl").await;
+    record("crawl", ctx.try_number, "previous_crawl_start", serde_json::Value::Null).await;
+    glue.start_crawler().name("inflight_crawler").send().await.unwrap();
+    operator(&env, &d, "crawl").cancel(&ctx).await;
+    let c = glue.get_crawler().name("inflight_crawler").send().await.unwrap().crawler.unwrap();
+    assert_eq!(c.state().map(|s| s.as_str()), Some("STOPPING"), "{c:?}");
+    assert!(log(&env, &run, "crawl", 1).contains("cut off while starting crawler inflight_crawler: it runs"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_makes_the_engine_cancel_the_query_of_the_try() {
     // The query exists before the try starts (the try resumes it after a restart) and the
