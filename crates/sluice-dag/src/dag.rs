@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::operators::Operator;
-use crate::schedule::{resolve_local, Deadline, RunDates, Schedule};
+use crate::schedule::{local_time, resolve_local, Deadline, RunDates, Schedule};
 use crate::template::{self, TemplateContext};
 
 /// When a task may start, given the states of its direct upstreams (Airflow's meaning).
@@ -113,7 +113,8 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// The delay before try `next_try` (2 for the first retry), without jitter: `delay` for
-    /// fixed backoff, `delay * 2^(next_try - 2)` for exponential, capped by `max_delay`.
+    /// fixed backoff, `delay * 2^(next_try - 2)` for exponential, capped by `max_delay` and
+    /// always by [`Duration::LIMIT`] (so that a caller can add it to the current time).
     pub fn delay_before(&self, next_try: u32) -> std::time::Duration {
         let base = self.delay.as_std();
         let d = match self.backoff {
@@ -123,10 +124,11 @@ impl RetryPolicy {
                 base.saturating_mul(1u32 << exp)
             }
         };
-        match self.max_delay {
+        let d = match self.max_delay {
             Some(cap) => d.min(cap.as_std()),
             None => d,
-        }
+        };
+        d.min(Duration::LIMIT.as_std())
     }
 }
 
@@ -304,7 +306,7 @@ impl Dag {
             None => Ok(midnight),
             Some(s) => s
                 .at_or_after(midnight)
-                .filter(|t| t.date_naive() == date)
+                .filter(|t| local_time(*t).is_some_and(|l| l.date() == date))
                 .ok_or_else(|| format!("schedule `{}` has no tick on {date}", s.expr())),
         }
     }

@@ -76,6 +76,8 @@ pub const DEFAULT_KEYS: &[&str] = &[
 pub const DEFAULT_MAX_ACTIVE_TASKS: u32 = 16;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 pub const DEFAULT_PRIORITY: i64 = 1;
+/// The most `retries` a task may have (a scheduler counts `retries + 1` tries).
+pub const MAX_RETRIES: u32 = 1000;
 
 /// The result of reading one DAG file: the DAG when it has no errors, and every problem.
 #[derive(Debug)]
@@ -396,7 +398,19 @@ impl<'s> Parser<'s> {
     /// Reads a key shared by tasks and `[defaults]`; false when `key` is not one of them.
     fn common_key(&mut self, c: &mut Common, key: &str, v: &Spanned<DeValue<'_>>, task: Option<&str>) -> bool {
         match key {
-            "retries" => c.retries = self.read(key, v, task),
+            "retries" => {
+                c.retries = self.read(key, v, task).filter(|n| {
+                    let ok = *n <= MAX_RETRIES;
+                    if !ok {
+                        self.sink.error(
+                            Some(v.span().start),
+                            task,
+                            format!("key `retries`: {n} is over the limit of {MAX_RETRIES}"),
+                        );
+                    }
+                    ok
+                })
+            }
             "retry_delay" => c.retry_delay = self.read(key, v, task),
             "retry_backoff" => c.retry_backoff = self.read_with(key, v, task, str::parse),
             "max_retry_delay" => c.max_retry_delay = self.read(key, v, task),
