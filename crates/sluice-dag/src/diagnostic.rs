@@ -90,14 +90,26 @@ impl<'a> Sink<'a> {
     }
 
     pub(crate) fn push(&mut self, severity: Severity, at: Option<usize>, task: Option<&str>, message: String) {
-        self.out.push(Diagnostic {
+        let d = self.make(severity, at, task, message);
+        self.out.push(d);
+    }
+
+    /// A diagnostic of this file at byte offset `at`, not yet reported.
+    pub(crate) fn make(
+        &self,
+        severity: Severity,
+        at: Option<usize>,
+        task: Option<&str>,
+        message: String,
+    ) -> Diagnostic {
+        Diagnostic {
             severity,
             file: self.file.to_path_buf(),
             line: at.map(|o| self.map.line(o)),
             column: None,
             task: task.map(str::to_string),
             message,
-        });
+        }
     }
 
     pub(crate) fn error(&mut self, at: Option<usize>, task: Option<&str>, message: impl Into<String>) {
@@ -115,14 +127,23 @@ impl<'a> Sink<'a> {
 
 /// The closest candidate to a misspelt name, if one is close enough to suggest.
 pub fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    let chars = name.chars().count();
+    let limit = |c: &str| (c.len().max(name.len()) / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| {
+        .filter_map(|c| {
             // A name that is the start of a candidate (`s3` for `s3_key`) is as good as one typo.
-            let d = if name.len() >= 2 && c.starts_with(name) { 1 } else { strsim::damerau_levenshtein(name, c) };
-            (d, c)
+            if name.len() >= 2 && c.starts_with(name) {
+                return Some((1, c));
+            }
+            // The distance is at least the difference in length: skip the costly measure when
+            // that already rules the candidate out.
+            if c.chars().count().abs_diff(chars) > limit(c) {
+                return None;
+            }
+            Some((strsim::damerau_levenshtein(name, c), c))
         })
-        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
+        .filter(|(d, c)| *d <= limit(c))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }

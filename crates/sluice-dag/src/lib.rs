@@ -18,6 +18,8 @@ pub mod parse;
 pub mod schedule;
 pub mod state;
 pub mod template;
+#[cfg(test)]
+pub(crate) mod work;
 
 pub use dag::{run_id, Backoff, Dag, RetryPolicy, Task, TriggerRule};
 pub use diagnostic::{Diagnostic, Severity};

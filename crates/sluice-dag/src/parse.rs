@@ -103,7 +103,7 @@ pub fn parse_dag_file(path: &Path) -> ParseOutcome {
 /// Reads and validates a DAG from `src`; `path` names it in diagnostics, gives the default id
 /// (its stem), and anchors relative paths such as `query_file`.
 pub fn parse_dag(path: &Path, src: &str) -> ParseOutcome {
-    let mut p = Parser { sink: Sink::new(path, src), env: template::environment() };
+    let mut p = Parser { sink: Sink::new(path, src), env: template::environment(), suggestions_left: NAME_SUGGESTIONS };
     let (root, errors) = DeTable::parse_recoverable(src);
     if !errors.is_empty() {
         for e in errors {
@@ -137,6 +137,26 @@ type Entry<'a, 'i> = (&'a Spanned<toml::de::DeString<'i>>, &'a Spanned<DeValue<'
 struct Parser<'s> {
     sink: Sink<'s>,
     env: minijinja::Environment<'static>,
+    /// How many more "did you mean" may be searched among the file's own names (see
+    /// [`Parser::did_you_mean_among`]).
+    suggestions_left: usize,
+}
+
+/// How many problems of one file get a suggestion among the file's own names (task ids,
+/// params): each such search looks at every name, so thousands of dangling names would cost
+/// their product.
+const NAME_SUGGESTIONS: usize = 20;
+
+/// A template's read of `tasks.<up>.<field>` of an existing task, checked once the graph is
+/// known (see [`Parser::check_upstream_reads`]).
+struct UpstreamRead {
+    task: usize,
+    up: usize,
+    field: Option<String>,
+    key: String,
+    at: usize,
+    /// Where its diagnostic goes among the others: before the one that was `seq`-th.
+    seq: usize,
 }
 
 /// Task keys shared with `[defaults]`, as read before defaults are applied.
@@ -211,6 +231,15 @@ impl<'s> Parser<'s> {
                 None
             }
         }
+    }
+
+    /// `did_you_mean` among names of the file itself, while the budget lasts.
+    fn did_you_mean_among<'c>(&mut self, name: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
+        if self.suggestions_left == 0 {
+            return String::new();
+        }
+        self.suggestions_left -= 1;
+        did_you_mean(name, candidates)
     }
 
     fn unknown_key(&mut self, key: &Spanned<toml::de::DeString<'_>>, task: Option<&str>, place: &str, known: &[&str]) {
@@ -451,7 +480,7 @@ impl<'s> Parser<'s> {
 
         // The operator decides which other keys exist.
         let mut kind = None;
-        match table.iter().find(|(k, _)| k.get_ref() == "operator") {
+        match table.get_key_value("operator") {
             None => self.sink.error(
                 Some(at),
                 task,
@@ -536,9 +565,7 @@ impl<'s> Parser<'s> {
             match deserialize_operator(kind, sensor_kind.as_deref(), table_value) {
                 Ok(Some(op)) => {
                     for (key, problem) in op.check() {
-                        let at = key
-                            .and_then(|key| table.iter().find(|(k, _)| k.get_ref() == key))
-                            .map_or(at, |(k, _)| k.span().start);
+                        let at = key.and_then(|key| table.get_key_value(key)).map_or(at, |(k, _)| k.span().start);
                         self.sink.error(Some(at), task, problem);
                     }
                     draft.operator = Some(op);
@@ -560,7 +587,7 @@ impl<'s> Parser<'s> {
     }
 
     fn sensor_kind(&mut self, id: &str, at: usize, table: &DeTable<'_>) -> Option<String> {
-        let Some((_, v)) = table.iter().find(|(k, _)| k.get_ref() == "kind") else {
+        let Some(v) = table.get("kind") else {
             self.sink.error(
                 Some(at),
                 Some(id),
@@ -607,13 +634,11 @@ impl<'s> Parser<'s> {
                 match index.get(up.as_str()) {
                     Some(&j) => edges.push((j, i)),
                     None => {
+                        let hint = self.did_you_mean_among(up, drafts.iter().map(|d| d.id.as_str()));
                         self.sink.error(
                             Some(*at),
                             Some(&d.id),
-                            format!(
-                                "`depends_on` names `{up}`, which is not a task of this DAG{}",
-                                did_you_mean(up, drafts.iter().map(|d| d.id.as_str()))
-                            ),
+                            format!("`depends_on` names `{up}`, which is not a task of this DAG{hint}"),
                         );
                     }
                 }
@@ -632,23 +657,21 @@ impl<'s> Parser<'s> {
             }
         };
 
-        // Templates: every name must be known, every task output must come from upstream.
+        // Templates: every name must be known, every task output must come from upstream. The
+        // graph is searched only for the outputs templates read, after every template is read.
         let mut reads_outputs = vec![false; drafts.len()];
+        let mut upstream_reads = Vec::new();
         for (i, d) in drafts.iter().enumerate() {
-            let ancestors: HashSet<usize> = graph.ancestors(i).into_iter().collect();
-            let mut strings = d.strings.clone();
+            let mut sql = None;
             let query_file = match &d.operator {
                 Some(Operator::Athena(a)) => a.query_file.as_ref(),
                 _ => None,
             };
             if let Some(file) = query_file {
-                let at = d
-                    .table
-                    .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == "query_file"))
-                    .map_or(d.at, |(_, v)| v.span().start);
+                let at = d.table.and_then(|t| t.get("query_file")).map_or(d.at, |v| v.span().start);
                 let full = relative_to(path, file);
                 match std::fs::read_to_string(&full) {
-                    Ok(sql) => strings.push((format!("query_file ({file})"), sql, at)),
+                    Ok(text) => sql = Some((format!("query_file ({file})"), text, at)),
                     Err(e) => self.sink.error(
                         Some(at),
                         Some(&d.id),
@@ -656,10 +679,12 @@ impl<'s> Parser<'s> {
                     ),
                 }
             }
-            for (key, text, at) in &strings {
-                reads_outputs[i] |= self.check_template(&d.id, key, text, *at, params, &drafts, &index, &ancestors);
+            for (key, text, at) in d.strings.iter().chain(&sql) {
+                reads_outputs[i] |=
+                    self.check_template(i, key, text, *at, params, &drafts, &index, &mut upstream_reads);
             }
         }
+        self.check_upstream_reads(&graph, order.as_deref(), &drafts, upstream_reads);
         self.warn_unterminated_clusters(&drafts);
 
         let order = order?;
@@ -706,19 +731,21 @@ impl<'s> Parser<'s> {
         ordered
     }
 
-    /// Reports every problem of one template; true when it reads an upstream output.
+    /// Reports every problem of one template of task `i`, except whether the outputs it reads
+    /// come from upstream: those reads go to `upstream_reads`. True when it reads an output.
     #[allow(clippy::too_many_arguments)]
     fn check_template(
         &mut self,
-        task: &str,
+        i: usize,
         key: &str,
         text: &str,
         at: usize,
         params: &Map<String, Value>,
         drafts: &[Draft<'_, '_>],
         index: &HashMap<&str, usize>,
-        ancestors: &HashSet<usize>,
+        upstream_reads: &mut Vec<UpstreamRead>,
     ) -> bool {
+        let task = drafts[i].id.as_str();
         let t = Some(task);
         let names = match template::referenced_names(&self.env, text) {
             Ok(n) => n,
@@ -746,37 +773,27 @@ impl<'s> Parser<'s> {
             let problem = match reference {
                 Reference::Run(_) | Reference::Function(_) | Reference::Params(None) => None,
                 Reference::Params(Some(p)) => (!params.contains_key(p)).then(|| {
-                    format!(
-                        "reads `params.{p}`, which [params] does not declare{}",
-                        did_you_mean(p, params.keys().map(String::as_str))
-                    )
+                    let hint = self.did_you_mean_among(p, params.keys().map(String::as_str));
+                    format!("reads `params.{p}`, which [params] does not declare{hint}")
                 }),
                 Reference::TaskOutput { task: "", .. } => Some(
                     "reads `tasks` without naming an output; write `tasks.<task id>.<field>`".to_string(),
                 ),
                 Reference::TaskOutput { task: up, field } => match index.get(up) {
-                    None => Some(format!(
-                        "reads `tasks.{up}`, but there is no task `{up}`{}",
-                        did_you_mean(up, drafts.iter().map(|d| d.id.as_str()))
-                    )),
-                    Some(j) if !ancestors.contains(j) => Some(format!(
-                        "reads the output of `{up}`, which is not upstream of `{task}`: add `{up}` to `depends_on` (directly or through another task)"
-                    )),
-                    Some(j) => {
-                        let kind = drafts[*j].operator.as_ref().map(Operator::kind);
-                        match (field, kind) {
-                            (None, _) => Some(format!("reads `tasks.{up}` without a field; write `tasks.{up}.<field>`")),
-                            (Some(f), Some(kind)) if !kind.outputs().contains(&f) => Some(if kind.outputs().is_empty() {
-                                format!("reads `tasks.{up}.{f}`, but a `{kind}` task has no outputs")
-                            } else {
-                                format!(
-                                    "reads `tasks.{up}.{f}`, but a `{kind}` task outputs only {}{}",
-                                    kind.outputs().iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "),
-                                    did_you_mean(f, kind.outputs().iter().copied())
-                                )
-                            }),
-                            _ => None,
-                        }
+                    None => {
+                        let hint = self.did_you_mean_among(up, drafts.iter().map(|d| d.id.as_str()));
+                        Some(format!("reads `tasks.{up}`, but there is no task `{up}`{hint}"))
+                    }
+                    Some(&j) => {
+                        upstream_reads.push(UpstreamRead {
+                            task: i,
+                            up: j,
+                            field: field.map(str::to_string),
+                            key: key.to_string(),
+                            at,
+                            seq: self.sink.out.len(),
+                        });
+                        None
                     }
                 },
                 Reference::Unknown(n) => Some(format!(
@@ -792,22 +809,100 @@ impl<'s> Parser<'s> {
         reads_outputs
     }
 
+    /// Checks the reads of upstream outputs that [`Parser::check_template`] set aside: the task
+    /// read must be upstream of the reader, and publish the field read. One search per task
+    /// read, downstream from it and no further than the last task reading it (in topological
+    /// order), so the common shapes (reading a direct upstream; every task reading the cluster
+    /// at the top) cost the size of the graph, not its square.
+    fn check_upstream_reads(
+        &mut self,
+        graph: &TaskGraph,
+        order: Option<&[usize]>,
+        drafts: &[Draft<'_, '_>],
+        reads: Vec<UpstreamRead>,
+    ) {
+        if reads.is_empty() {
+            return;
+        }
+        let pos: Option<Vec<usize>> = order.map(|order| {
+            let mut pos = vec![0; order.len()];
+            for (p, &t) in order.iter().enumerate() {
+                pos[t] = p;
+            }
+            pos
+        });
+        let mut limits: HashMap<usize, usize> = HashMap::new();
+        for r in &reads {
+            let p = pos.as_ref().map_or(usize::MAX, |pos| pos[r.task]);
+            limits.entry(r.up).and_modify(|l| *l = (*l).max(p)).or_insert(p);
+        }
+        let reach: HashMap<usize, HashSet<usize>> =
+            limits.into_iter().map(|(up, limit)| (up, graph.descendants_within(up, pos.as_deref(), limit))).collect();
+
+        let mut late = Vec::new();
+        for r in reads {
+            let (task, up) = (drafts[r.task].id.as_str(), drafts[r.up].id.as_str());
+            let upstream = r.task != r.up && reach[&r.up].contains(&r.task);
+            let kind = drafts[r.up].operator.as_ref().map(Operator::kind);
+            let problem = match (upstream, r.field.as_deref(), kind) {
+                (false, _, _) => Some(format!(
+                    "reads the output of `{up}`, which is not upstream of `{task}`: add `{up}` to `depends_on` (directly or through another task)"
+                )),
+                (true, None, _) => Some(format!("reads `tasks.{up}` without a field; write `tasks.{up}.<field>`")),
+                (true, Some(f), Some(kind)) if !kind.outputs().contains(&f) => Some(if kind.outputs().is_empty() {
+                    format!("reads `tasks.{up}.{f}`, but a `{kind}` task has no outputs")
+                } else {
+                    format!(
+                        "reads `tasks.{up}.{f}`, but a `{kind}` task outputs only {}{}",
+                        kind.outputs().iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "),
+                        did_you_mean(f, kind.outputs().iter().copied())
+                    )
+                }),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                let d = self.sink.make(
+                    crate::Severity::Error,
+                    Some(r.at),
+                    Some(task),
+                    format!("key `{}`: {problem}", r.key),
+                );
+                late.push((r.seq, d));
+            }
+        }
+        // Into their places, as if they had been reported when their template was read.
+        let earlier = std::mem::take(&mut self.sink.out);
+        let mut late = late.into_iter().peekable();
+        for (k, d) in earlier.into_iter().enumerate() {
+            while let Some((_, l)) = late.next_if(|(seq, _)| *seq <= k) {
+                self.sink.out.push(l);
+            }
+            self.sink.out.push(d);
+        }
+        self.sink.out.extend(late.map(|(_, l)| l));
+    }
+
     /// Cost safety: a cluster must have a `terminate` that runs whatever fails upstream.
     fn warn_unterminated_clusters(&mut self, drafts: &[Draft<'_, '_>]) {
+        if !drafts.iter().any(|d| matches!(d.operator, Some(Operator::CreateEmrCluster(_)))) {
+            return;
+        }
+        // Every name read by a `terminate` that runs whatever happened upstream, read once.
+        let mut terminated: HashSet<String> = HashSet::new();
+        for t in drafts {
+            if let Some(Operator::Terminate(term)) = &t.operator {
+                let rule = t.trigger_rule.unwrap_or(TriggerRule::AllDone);
+                if matches!(rule, TriggerRule::AllDone | TriggerRule::Always) {
+                    terminated.extend(template::referenced_names(&self.env, &term.cluster_id).unwrap_or_default());
+                }
+            }
+        }
         for d in drafts {
             if !matches!(d.operator, Some(Operator::CreateEmrCluster(_))) {
                 continue;
             }
             let wanted = format!("tasks.{}.cluster_id", d.id);
-            let guarded = drafts.iter().any(|t| match &t.operator {
-                Some(Operator::Terminate(term)) => {
-                    let rule = t.trigger_rule.unwrap_or(TriggerRule::AllDone);
-                    matches!(rule, TriggerRule::AllDone | TriggerRule::Always)
-                        && template::referenced_names(&self.env, &term.cluster_id).is_ok_and(|n| n.contains(&wanted))
-                }
-                _ => false,
-            });
-            if !guarded {
+            if !terminated.contains(&wanted) {
                 self.sink.warning(
                     Some(d.at),
                     Some(&d.id),
@@ -993,6 +1088,72 @@ fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::work::{measure, GRAPH_STEPS, TEMPLATE_PARSES};
+
+    /// A chain `t0 -> t1 -> ... -> t(n-1)`; `extra(i)` adds keys to task `i`.
+    fn chain(n: usize, extra: impl Fn(usize) -> String) -> String {
+        let mut src = String::new();
+        for i in 0..n {
+            src.push_str(&format!("[tasks.t{i}]\noperator = \"command\"\ncommand = \"true\"\n{}", extra(i)));
+            if i > 0 {
+                src.push_str(&format!("depends_on = [\"t{}\"]\n", i - 1));
+            }
+        }
+        src
+    }
+
+    fn valid(src: &str) -> Dag {
+        let outcome = parse_dag(Path::new("chain.toml"), src);
+        outcome.dag.unwrap_or_else(|| panic!("{:?}", outcome.diagnostics.first()))
+    }
+
+    #[test]
+    fn validating_a_long_chain_does_not_search_every_tasks_ancestors() {
+        let n = 20_000;
+        let src = chain(n, |_| String::new());
+        let steps = measure(&GRAPH_STEPS, || {
+            valid(&src);
+        });
+        assert!(steps <= 2 * n as u64, "{steps} graph steps for {n} tasks");
+    }
+
+    #[test]
+    fn tasks_that_read_outputs_up_a_long_chain_are_checked_in_linear_time() {
+        let n = 20_000;
+        // Every task reads the first task's output and its direct upstream's, the way EMR steps
+        // read `tasks.create_cluster.cluster_id`.
+        let src = chain(n, |i| match i {
+            0 => String::new(),
+            i => format!("env = {{ A = \"{{{{ tasks.t0.output }}}}\", B = \"{{{{ tasks.t{}.output }}}}\" }}\n", i - 1),
+        });
+        let mut dag = None;
+        let steps = measure(&GRAPH_STEPS, || dag = Some(valid(&src)));
+        assert!(steps <= 4 * n as u64, "{steps} graph steps for {n} tasks");
+        assert!(dag.unwrap().tasks.iter().skip(1).all(|t| t.reads_outputs));
+        // And a task reading a task that is not upstream is still caught.
+        let src = format!("{src}[tasks.side]\noperator = \"command\"\ncommand = \"{{{{ tasks.t5.output }}}}\"\n");
+        let outcome = parse_dag(Path::new("chain.toml"), &src);
+        let msgs: Vec<&str> = outcome.diagnostics.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(msgs[0].contains("which is not upstream of `side`"), "{msgs:?}");
+    }
+
+    #[test]
+    fn checking_that_clusters_are_terminated_parses_each_template_once() {
+        let n = 2_000;
+        let mut src = String::new();
+        for i in 0..n {
+            src.push_str(&format!(
+                "[tasks.c{i}]\noperator = \"create_emr_cluster\"\nname = \"c\"\nrelease_label = \"emr-7.2.0\"\napplications = [\"Spark\"]\ninstance_type = \"m5.xlarge\"\ninstance_count = 1\n\
+                 [tasks.t{i}]\noperator = \"terminate\"\ndepends_on = [\"c{i}\"]\ncluster_id = \"{{{{ tasks.c{i}.cluster_id }}}}\"\n"
+            ));
+        }
+        let mut outcome = None;
+        let parses = measure(&TEMPLATE_PARSES, || outcome = Some(parse_dag(Path::new("clusters.toml"), &src)));
+        let outcome = outcome.unwrap();
+        assert!(outcome.dag.is_some() && outcome.diagnostics.is_empty(), "{:?}", outcome.diagnostics.first());
+        assert!(parses <= 2 * n as u64, "{parses} template parses for {n} terminate tasks");
+    }
 
     #[test]
     fn introspects_operator_fields() {

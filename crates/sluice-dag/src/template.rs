@@ -109,6 +109,8 @@ pub fn referenced_names(env: &Environment<'static>, src: &str) -> Result<Vec<Str
     if !src.contains("{{") && !src.contains("{%") && !src.contains("{#") {
         return Ok(Vec::new());
     }
+    #[cfg(test)]
+    crate::work::count(&crate::work::TEMPLATE_PARSES);
     let tmpl = env.template_from_str(src).map_err(|e| TemplateSyntaxError {
         message: e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()),
         line: e.line(),
