@@ -330,7 +330,8 @@ impl Dag {
         if let Some(obj) = rendered.as_object_mut() {
             if let Some(Value::String(file)) = obj.remove("query_file") {
                 let path = crate::parse::relative_to(&self.file, &file);
-                let sql = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let sql = crate::parse::read_text_file(&path, crate::parse::MAX_QUERY_FILE_BYTES, "a query file")
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 let sql = template::render_value(&env, &Value::String(sql), ctx)
                     .map_err(|e| e.replacen("key ``", &format!("query_file {file}"), 1))?;
                 obj.insert("query".into(), sql);

@@ -653,7 +653,8 @@ pub struct Athena {
     /// The SQL, inline.
     #[serde(default)]
     pub query: Option<String>,
-    /// The SQL, from a file; a relative path is taken from the DAG file's folder.
+    /// The SQL, from a file; a relative path is taken from the DAG file's folder. A regular
+    /// file of at most 1 MiB.
     #[serde(default)]
     pub query_file: Option<String>,
     /// The database the query runs in.

@@ -78,6 +78,10 @@ pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 pub const DEFAULT_PRIORITY: i64 = 1;
 /// The most `retries` a task may have (a scheduler counts `retries + 1` tries).
 pub const MAX_RETRIES: u32 = 1000;
+/// The largest DAG file read: 16 MiB.
+pub const MAX_DAG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest `query_file` read: 1 MiB.
+pub const MAX_QUERY_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The result of reading one DAG file: the DAG when it has no errors, and every problem.
 #[derive(Debug)]
@@ -88,21 +92,66 @@ pub struct ParseOutcome {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Reads and validates the DAG file at `path`.
+/// Reads and validates the DAG file at `path`: a regular file of at most
+/// [`MAX_DAG_FILE_BYTES`], else a diagnostic and nothing read.
 pub fn parse_dag_file(path: &Path) -> ParseOutcome {
-    match std::fs::read_to_string(path) {
+    match read_text_file(path, MAX_DAG_FILE_BYTES, "a DAG file") {
         Ok(src) => parse_dag(path, &src),
-        Err(e) => {
-            let mut sink = Sink::new(path, "");
-            sink.error(None, None, format!("cannot read the file: {e}"));
-            ParseOutcome { dag_id: None, dag: None, diagnostics: sink.out }
-        }
+        Err(e) => whole_file_error(path, format!("cannot read the file: {e}")),
     }
 }
 
+fn whole_file_error(path: &Path, message: String) -> ParseOutcome {
+    let mut sink = Sink::new(path, "");
+    sink.error(None, None, message);
+    ParseOutcome { dag_id: None, dag: None, diagnostics: sink.out }
+}
+
+/// The text of the file at `path`, which must be a regular file of at most `limit` bytes (a
+/// `what`, for the message): nothing is read from anything else, so a path naming `/dev/zero`,
+/// a FIFO or a huge file costs nothing. What `Err` holds follows "cannot read PATH: ".
+pub(crate) fn read_text_file(path: &Path, limit: u64, what: &str) -> Result<String, String> {
+    use std::io::Read as _;
+    let check = |meta: &std::fs::Metadata| -> Result<u64, String> {
+        if meta.is_dir() {
+            Err("is a directory".into())
+        } else if !meta.is_file() {
+            Err("not a regular file".into())
+        } else if meta.len() > limit {
+            Err(format!("{} bytes, over the limit of {} for {what}", meta.len(), mebibytes(limit)))
+        } else {
+            Ok(meta.len())
+        }
+    };
+    // Looked at before opening, since opening a FIFO waits for a writer; then again on what was
+    // opened, in case the path changed in between; and the read stops past the limit anyway
+    // (a file may grow, and some report no size).
+    check(&std::fs::metadata(path).map_err(|e| e.to_string())?)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = check(&file.metadata().map_err(|e| e.to_string())?)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("over the limit of {} for {what}", mebibytes(limit)));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{} MiB", bytes / (1024 * 1024))
+}
+
 /// Reads and validates a DAG from `src`; `path` names it in diagnostics, gives the default id
-/// (its stem), and anchors relative paths such as `query_file`.
+/// (its stem), and anchors relative paths such as `query_file`. A `src` over
+/// [`MAX_DAG_FILE_BYTES`] is refused as [`parse_dag_file`] refuses such a file.
 pub fn parse_dag(path: &Path, src: &str) -> ParseOutcome {
+    if src.len() as u64 > MAX_DAG_FILE_BYTES {
+        let limit = mebibytes(MAX_DAG_FILE_BYTES);
+        return whole_file_error(
+            path,
+            format!("the file is {} bytes, over the limit of {limit} for a DAG file", src.len()),
+        );
+    }
     let mut p = Parser { sink: Sink::new(path, src), env: template::environment(), suggestions_left: NAME_SUGGESTIONS };
     let (root, errors) = DeTable::parse_recoverable(src);
     if !errors.is_empty() {
@@ -670,7 +719,7 @@ impl<'s> Parser<'s> {
             if let Some(file) = query_file {
                 let at = d.table.and_then(|t| t.get("query_file")).map_or(d.at, |v| v.span().start);
                 let full = relative_to(path, file);
-                match std::fs::read_to_string(&full) {
+                match read_text_file(&full, MAX_QUERY_FILE_BYTES, "a query file") {
                     Ok(text) => sql = Some((format!("query_file ({file})"), text, at)),
                     Err(e) => self.sink.error(
                         Some(at),
