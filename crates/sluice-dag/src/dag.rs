@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::diagnostic::{one_line, quoted};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::operators::Operator;
@@ -67,7 +68,8 @@ impl FromStr for TriggerRule {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         TriggerRule::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
             format!(
-                "unknown trigger rule `{s}`{}; expected one of {}",
+                "unknown trigger rule {}{}; expected one of {}",
+                quoted(s),
                 crate::diagnostic::did_you_mean(s, TriggerRule::ALL.iter().map(|r| r.name())),
                 TriggerRule::ALL.map(|r| r.name()).join(", ")
             )
@@ -96,7 +98,7 @@ impl FromStr for Backoff {
         match s {
             "fixed" => Ok(Backoff::Fixed),
             "exponential" => Ok(Backoff::Exponential),
-            _ => Err(format!("unknown retry_backoff `{s}`: expected `fixed` or `exponential`")),
+            _ => Err(format!("unknown retry_backoff {}: expected `fixed` or `exponential`", quoted(s))),
         }
     }
 }
@@ -307,7 +309,7 @@ impl Dag {
             Some(s) => s
                 .at_or_after(midnight)
                 .filter(|t| local_time(*t).is_some_and(|l| l.date() == date))
-                .ok_or_else(|| format!("schedule `{}` has no tick on {date}", s.expr())),
+                .ok_or_else(|| format!("schedule {} has no tick on {date}", quoted(s.expr()))),
         }
     }
 
@@ -331,16 +333,17 @@ impl Dag {
             if let Some(Value::String(file)) = obj.remove("query_file") {
                 let path = crate::parse::relative_to(&self.file, &file);
                 let sql = crate::parse::read_text_file(&path, crate::parse::MAX_QUERY_FILE_BYTES, "a query file")
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    .map_err(|e| one_line(&format!("cannot read {}: {e}", path.display())).into_owned())?;
                 let sql = template::render_value(&env, &Value::String(sql), ctx)
-                    .map_err(|e| e.replacen("key ``", &format!("query_file {file}"), 1))?;
+                    .map_err(|e| e.replacen("key ``", &format!("key `query_file` ({})", quoted(&file)), 1))?;
                 obj.insert("query".into(), sql);
             }
         }
         let mut tagged = rendered.as_object().cloned().unwrap_or_default();
         tagged.insert("operator".into(), Value::String(task.operator.kind().name().into()));
-        let op: Operator = serde_json::from_value(Value::Object(tagged))
-            .map_err(|e| format!("rendered keys do not fit operator `{}`: {e}", task.operator.kind()))?;
+        let op: Operator = serde_json::from_value(Value::Object(tagged)).map_err(|e| {
+            one_line(&format!("rendered keys do not fit operator `{}`: {e}", task.operator.kind())).into_owned()
+        })?;
         Ok((rendered, op))
     }
 }

@@ -1,6 +1,11 @@
 //! Problems found in DAG files, each pointing at a file, a line and (where known) a task.
+//!
+//! A diagnostic displays as exactly one line, whatever its file name, task id or message
+//! hold: control characters are escaped (`\n` for a newline), and names taken from a file are
+//! quoted with [`quoted`].
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -34,7 +39,7 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        f.write_str(&one_line(&self.file.display().to_string()))?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
             if let Some(col) = self.column {
@@ -47,9 +52,58 @@ impl fmt::Display for Diagnostic {
         };
         write!(f, ": {sev}: ")?;
         if let Some(task) = &self.task {
-            write!(f, "task `{task}`: ")?;
+            write!(f, "task {}: ", quoted(task))?;
         }
-        f.write_str(&self.message)
+        f.write_str(&one_line(&self.message))
+    }
+}
+
+/// A name taken from a file (a task id, a key, an operator...), for a message: in backticks,
+/// with control characters escaped (`a\nb`), and backticks and backslashes too, so that the
+/// name can end neither the line nor the quote.
+pub fn quoted(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('`');
+    for c in name.chars() {
+        match c {
+            '`' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => push_escaped(&mut out, c),
+        }
+    }
+    out.push('`');
+    out
+}
+
+/// `s` with its control characters (and the Unicode line and paragraph separators) escaped,
+/// so that it prints as one line.
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(breaks_line) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_escaped(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+fn breaks_line(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\0' => out.push_str("\\0"),
+        c if breaks_line(c) => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
     }
 }
 
@@ -108,7 +162,7 @@ impl<'a> Sink<'a> {
             line: at.map(|o| self.map.line(o)),
             column: None,
             task: task.map(str::to_string),
-            message,
+            message: one_line(&message).into_owned(),
         }
     }
 
@@ -150,7 +204,7 @@ pub fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 
 /// `" (did you mean `x`?)"` or nothing.
 pub(crate) fn did_you_mean<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
-    suggest(name, candidates).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    suggest(name, candidates).map(|s| format!(" (did you mean {}?)", quoted(s))).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -164,6 +218,15 @@ mod tests {
         assert_eq!(map.line(0), 1);
         assert_eq!(map.line(6), 2);
         assert_eq!(map.line_col(src, 10), (2, 4));
+    }
+
+    #[test]
+    fn names_are_quoted_and_escaped() {
+        assert_eq!(quoted("plain_name"), "`plain_name`");
+        assert_eq!(quoted("a\nb\t`c`\\"), "`a\\nb\\t\\`c\\`\\\\`");
+        assert_eq!(quoted("\u{0}\u{7f}\u{2028}é"), "`\\0\\u{7f}\\u{2028}é`");
+        assert_eq!(one_line("no break"), "no break");
+        assert_eq!(one_line("a\r\nb\u{85}"), "a\\r\\nb\\u{85}");
     }
 
     #[test]

@@ -156,7 +156,10 @@ impl Operator {
                 }
                 for s in &a.steps {
                     if s.args.is_empty() && s.main_class.is_none() {
-                        problems.push((Some("steps"), format!("step `{}` has no `args`", s.name)));
+                        problems.push((
+                            Some("steps"),
+                            format!("step {} has no `args`", crate::diagnostic::quoted(&s.name)),
+                        ));
                     }
                 }
             }

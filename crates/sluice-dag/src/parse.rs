@@ -17,7 +17,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::dag::{Backoff, Dag, RetryPolicy, Task, TriggerRule};
-use crate::diagnostic::{did_you_mean, Diagnostic, Sink};
+use crate::diagnostic::{did_you_mean, quoted, Diagnostic, Sink};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::operators::*;
@@ -169,7 +169,9 @@ pub fn parse_dag(path: &Path, src: &str) -> ParseOutcome {
                 line,
                 column,
                 task: None,
-                message: format!("TOML syntax: {}", e.message().trim()),
+                // The toml crate's messages are one line today; keep them so if one is not.
+                message: crate::diagnostic::one_line(&format!("TOML syntax: {}", one_line_message(e.message())))
+                    .into_owned(),
             });
         }
         return ParseOutcome { dag_id: None, dag: None, diagnostics: p.sink.out };
@@ -259,7 +261,7 @@ impl<'s> Parser<'s> {
             Ok(t) => Some(t),
             Err(e) => {
                 let at = e.span().map_or(v.span().start, |s| s.start);
-                self.sink.error(Some(at), task, format!("key `{key}`: {}", serde_message(&e)));
+                self.sink.error(Some(at), task, format!("key {}: {}", quoted(key), serde_message(&e)));
                 None
             }
         }
@@ -276,7 +278,7 @@ impl<'s> Parser<'s> {
         match f(&s) {
             Ok(t) => Some(t),
             Err(msg) => {
-                self.sink.error(Some(v.span().start), task, format!("key `{key}`: {msg}"));
+                self.sink.error(Some(v.span().start), task, format!("key {}: {msg}", quoted(key)));
                 None
             }
         }
@@ -296,7 +298,7 @@ impl<'s> Parser<'s> {
         self.sink.error(
             Some(key.span().start),
             task,
-            format!("unknown key `{name}` in {place}{}", did_you_mean(name, known.iter().copied())),
+            format!("unknown key {} in {place}{}", quoted(name), did_you_mean(name, known.iter().copied())),
         );
     }
 
@@ -309,7 +311,10 @@ impl<'s> Parser<'s> {
                 self.sink.error(
                     Some(k.span().start),
                     None,
-                    format!("unknown key `{}` at the top level; task keys go in a `[tasks.<id>]` table", k.get_ref()),
+                    format!(
+                        "unknown key {} at the top level; task keys go in a `[tasks.<id>]` table",
+                        quoted(k.get_ref())
+                    ),
                 );
             } else {
                 self.unknown_key(k, None, "the DAG", DAG_KEYS);
@@ -328,7 +333,7 @@ impl<'s> Parser<'s> {
                     self.sink.error(
                         None,
                         None,
-                        format!("the file name gives the DAG id `{stem}`: {msg}; rename the file or set `id`"),
+                        format!("the file name gives the DAG id {}: {msg}; rename the file or set `id`", quoted(&stem)),
                     );
                 }
                 Some(stem)
@@ -350,7 +355,7 @@ impl<'s> Parser<'s> {
             match parse_instant(&text, tz) {
                 Ok(t) => Some(t),
                 Err(msg) => {
-                    self.sink.error(Some(v.span().start), None, format!("key `{key}`: {msg}"));
+                    self.sink.error(Some(v.span().start), None, format!("key {}: {msg}", quoted(key)));
                     None
                 }
             }
@@ -463,7 +468,7 @@ impl<'s> Parser<'s> {
                     self.sink.error(
                         Some(k.span().start),
                         None,
-                        format!("key `{}` cannot be set in [defaults]; set it on each task", k.get_ref()),
+                        format!("key {} cannot be set in [defaults]; set it on each task", quoted(k.get_ref())),
                     );
                 } else {
                     self.unknown_key(k, None, "[defaults]", DEFAULT_KEYS);
@@ -522,7 +527,11 @@ impl<'s> Parser<'s> {
             self.sink.error(Some(at), task, format!("invalid task id: {msg}"));
         }
         let DeValue::Table(table) = v.get_ref() else {
-            self.sink.error(Some(v.span().start), task, format!("expected a table `[tasks.{id}]`"));
+            self.sink.error(
+                Some(v.span().start),
+                task,
+                format!("expected a table {}", quoted(&format!("[tasks.{id}]"))),
+            );
             return draft;
         };
         draft.table = Some(table);
@@ -543,7 +552,8 @@ impl<'s> Parser<'s> {
                             Some(ov.span().start),
                             task,
                             format!(
-                                "unknown operator `{name}`{}; expected one of {}",
+                                "unknown operator {}{}; expected one of {}",
+                                quoted(&name),
                                 did_you_mean(&name, OperatorKind::ALL.iter().map(|k| k.name())),
                                 OperatorKind::ALL.map(|k| k.name()).join(", ")
                             ),
@@ -626,7 +636,7 @@ impl<'s> Parser<'s> {
                     let key = table
                         .iter()
                         .find(|(k, v)| k.get_ref() != "operator" && v.span().contains(&at))
-                        .map(|(k, _)| format!("key `{}`: ", k.get_ref()))
+                        .map(|(k, _)| format!("key {}: ", quoted(k.get_ref())))
                         .unwrap_or_default();
                     self.sink.error(Some(at), task, format!("{key}{}", serde_message(&e)));
                 }
@@ -652,7 +662,8 @@ impl<'s> Parser<'s> {
                 Some(v.span().start),
                 Some(id),
                 format!(
-                    "unknown sensor kind `{name}`{}; expected one of {}",
+                    "unknown sensor kind {}{}; expected one of {}",
+                    quoted(&name),
                     did_you_mean(&name, SensorKind::NAMES),
                     SensorKind::NAMES.join(", ")
                 ),
@@ -677,7 +688,7 @@ impl<'s> Parser<'s> {
             let mut seen = HashSet::new();
             for (up, at) in &d.depends_on {
                 if !seen.insert(up) {
-                    self.sink.warning(Some(*at), Some(&d.id), format!("`depends_on` names `{up}` twice"));
+                    self.sink.warning(Some(*at), Some(&d.id), format!("`depends_on` names {} twice", quoted(up)));
                     continue;
                 }
                 match index.get(up.as_str()) {
@@ -687,7 +698,7 @@ impl<'s> Parser<'s> {
                         self.sink.error(
                             Some(*at),
                             Some(&d.id),
-                            format!("`depends_on` names `{up}`, which is not a task of this DAG{hint}"),
+                            format!("`depends_on` names {}, which is not a task of this DAG{hint}", quoted(up)),
                         );
                     }
                 }
@@ -800,16 +811,10 @@ impl<'s> Parser<'s> {
             Ok(n) => n,
             Err(e) => {
                 let at_line = self.sink.map.line(at) + e.line.unwrap_or(1) - 1;
-                let mut d = Diagnostic {
-                    severity: crate::Severity::Error,
-                    file: self.sink.file.to_path_buf(),
-                    line: Some(at_line),
-                    column: None,
-                    task: Some(task.to_string()),
-                    message: format!("key `{key}`: template does not parse: {}", e.message),
-                };
-                if key.starts_with("query_file") {
-                    d.line = Some(self.sink.map.line(at));
+                let message = format!("key {}: template does not parse: {}", quoted(key), e.message);
+                let mut d = self.sink.make(crate::Severity::Error, Some(at), t, message);
+                if !key.starts_with("query_file") {
+                    d.line = Some(at_line);
                 }
                 self.sink.out.push(d);
                 return false;
@@ -852,7 +857,7 @@ impl<'s> Parser<'s> {
                 )),
             };
             if let Some(problem) = problem {
-                self.sink.error(Some(at), t, format!("key `{key}`: {problem}"));
+                self.sink.error(Some(at), t, format!("key {}: {problem}", quoted(key)));
             }
         }
         reads_outputs
@@ -895,7 +900,8 @@ impl<'s> Parser<'s> {
             let kind = drafts[r.up].operator.as_ref().map(Operator::kind);
             let problem = match (upstream, r.field.as_deref(), kind) {
                 (false, _, _) => Some(format!(
-                    "reads the output of `{up}`, which is not upstream of `{task}`: add `{up}` to `depends_on` (directly or through another task)"
+                    "reads the output of `{up}`, which is not upstream of {}: add `{up}` to `depends_on` (directly or through another task)",
+                    quoted(task)
                 )),
                 (true, None, _) => Some(format!("reads `tasks.{up}` without a field; write `tasks.{up}.<field>`")),
                 (true, Some(f), Some(kind)) if !kind.outputs().contains(&f) => Some(if kind.outputs().is_empty() {
@@ -914,7 +920,7 @@ impl<'s> Parser<'s> {
                     crate::Severity::Error,
                     Some(r.at),
                     Some(task),
-                    format!("key `{}`: {problem}", r.key),
+                    format!("key {}: {problem}", quoted(&r.key)),
                 );
                 late.push((r.seq, d));
             }
@@ -956,7 +962,8 @@ impl<'s> Parser<'s> {
                     Some(d.at),
                     Some(&d.id),
                     format!(
-                        "creates an EMR cluster, but no `terminate` task with trigger_rule `all_done` or `always` reads `{{{{ {wanted} }}}}`: a failure upstream would leave the cluster running"
+                        "creates an EMR cluster, but no `terminate` task with trigger_rule `all_done` or `always` reads {}: a failure upstream would leave the cluster running",
+                        quoted(&format!("{{{{ {wanted} }}}}"))
                     ),
                 );
             }
@@ -979,13 +986,18 @@ fn check_id(id: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
-        return Err(format!("`{id}` holds {c:?}; use letters, digits, `_` and `-`"));
+        return Err(format!("{} holds {c:?}; use letters, digits, `_` and `-`", quoted(id)));
     }
     Ok(())
 }
 
+/// A message of several lines as one: its lines, trimmed, joined by `; `.
+fn one_line_message(m: &str) -> String {
+    m.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
 fn serde_message(e: &toml::de::Error) -> String {
-    let m = e.message().trim();
+    let m = one_line_message(e.message());
     m.replacen("missing field", "missing key", 1).replacen("unknown field", "unknown key", 1)
 }
 

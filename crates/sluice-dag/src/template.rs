@@ -14,6 +14,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::diagnostic::{one_line, quoted};
 use crate::schedule::{rfc3339, RunDates};
 
 /// The variables every template may read besides `params.*` and `tasks.*`.
@@ -184,11 +185,10 @@ fn render_with(
     Ok(match value {
         Value::String(s) if s.contains("{{") || s.contains("{%") || s.contains("{#") => {
             let out = env.render_str(s, ctx).map_err(|e| {
-                let mut msg = format!("key `{}`: {}", path.join("."), e.detail().unwrap_or(&e.kind().to_string()));
-                if let Some(src) = e.template_source() {
-                    if let Some(r) = e.range() {
-                        msg.push_str(&format!(" (in `{}`)", &src[r]));
-                    }
+                let detail = e.detail().map_or_else(|| e.kind().to_string(), str::to_string);
+                let mut msg = format!("key {}: {}", quoted(&path.join(".")), one_line(&detail));
+                if let Some(snippet) = e.template_source().zip(e.range()).and_then(|(src, r)| src.get(r)) {
+                    msg.push_str(&format!(" (in {})", quoted(snippet)));
                 }
                 msg
             })?;
