@@ -8,6 +8,7 @@
 //! It knows nothing about databases, async runtimes or AWS: the scheduler, the store and the
 //! operators build on the types here.
 
+mod cron;
 pub mod dag;
 pub mod diagnostic;
 pub mod duration;

@@ -368,6 +368,22 @@ impl<'s> Parser<'s> {
                 self.sink.error(at, None, "key `end_date`: is before `start_date`");
             }
         }
+        if let (Some(s), Some(start)) = (&schedule, start_date) {
+            let first = s.at_or_after(start);
+            let problem = match (first, end_date) {
+                (None, _) => Some("never fires at or after `start_date` (ticks are computed up to the year 5000)"),
+                (Some(first), Some(end)) if first > end => Some("has no tick between `start_date` and `end_date`"),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                let at = top.get("schedule").map(|(k, _)| k.span().start);
+                self.sink.warning(
+                    at,
+                    None,
+                    format!("schedule {} {problem}: the DAG has no scheduled runs", quoted(s.expr())),
+                );
+            }
+        }
         if schedule.is_some() && start_date.is_none() && !top.contains_key("start_date") {
             let at = top.get("schedule").map(|(k, _)| k.span().start);
             self.sink.error(at, None, "a scheduled DAG needs `start_date` (the first logical date it may run for)");

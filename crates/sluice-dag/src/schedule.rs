@@ -76,12 +76,12 @@ impl Schedule {
             }
             trimmed
         };
-        let cron = CronParser::builder()
-            .seconds(Seconds::Disallowed)
-            .year(Year::Disallowed)
-            .build()
-            .parse(pattern)
-            .map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))?;
+        let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
+        let cron = parser.parse(pattern).map_err(|e| {
+            let fields: Vec<&str> = pattern.split_whitespace().collect();
+            let why = crate::cron::explain(&fields, &e.to_string(), |p| parser.parse(p).is_err());
+            format!("invalid cron expression {trimmed:?}: {why}")
+        })?;
         Ok(Schedule { expr: trimmed.to_string(), cron })
     }
 
