@@ -31,6 +31,9 @@ use crate::duration::Duration;
 pub struct Schedule {
     expr: String,
     cron: Cron,
+    /// Whether the pattern has any tick at all (`0 0 30 2 *` has none); searching for one
+    /// that does not exist costs croner a walk to the year 5000, which is done once, here.
+    fires: bool,
 }
 
 impl fmt::Debug for Schedule {
@@ -82,7 +85,18 @@ impl Schedule {
             let why = crate::cron::explain(&fields, &e.to_string(), |p| parser.parse(p).is_err());
             format!("invalid cron expression {trimmed:?}: {why}")
         })?;
-        Ok(Schedule { expr: trimmed.to_string(), cron })
+        // The fields match wall-clock times, and every wall-clock time is a UTC time: a
+        // pattern without a tick in UTC has none in any zone. Without a year field a pattern
+        // that fires once fires again, so one search from any date tells.
+        let from = NaiveDate::from_ymd_opt(2000, 1, 1).map(|d| d.and_time(NaiveTime::MIN).and_utc());
+        let fires = from.is_some_and(|from| cron.find_next_occurrence(&from, true).is_ok());
+        Ok(Schedule { expr: trimmed.to_string(), cron, fires })
+    }
+
+    /// Whether the schedule has any tick at all (in UTC; a zone's daylight-saving gaps could
+    /// still swallow every tick of a contrived pattern).
+    pub fn fires(&self) -> bool {
+        self.fires
     }
 
     pub fn expr(&self) -> &str {
@@ -93,10 +107,13 @@ impl Schedule {
     pub fn next_after(&self, t: DateTime<Tz>) -> Option<DateTime<Tz>> {
         // Croner reads the wall clock of its start (which chrono cannot give for the last
         // instants it holds, seen from east of UTC) and searches the years 1 to 5000.
-        let searchable = local_time(t).is_some_and(|l| (1..=croner::YEAR_UPPER_LIMIT).contains(&l.year()));
+        let searchable =
+            self.fires && local_time(t).is_some_and(|l| (1..=croner::YEAR_UPPER_LIMIT).contains(&l.year()));
         if !searchable {
             return None;
         }
+        #[cfg(test)]
+        crate::work::count(&crate::work::CRON_SEARCHES);
         self.cron.find_next_occurrence(&t, false).ok()
     }
 
@@ -367,6 +384,23 @@ mod tests {
         assert!(Schedule::parse("0 25 * * *").unwrap_err().contains("invalid cron"));
         assert!(Schedule::parse("@fortnightly").unwrap_err().contains("nickname"));
         assert_eq!(Schedule::parse("@daily").unwrap().expr(), "@daily");
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_answers_without_searching_to_the_year_5000() {
+        use crate::work::{measure, CRON_SEARCHES};
+        let never = Schedule::parse("0 0 30 2 *").unwrap();
+        assert!(!never.fires());
+        assert!(Schedule::parse("0 0 29 2 *").unwrap().fires());
+        let from = parse_instant("2026-01-01", london()).unwrap();
+        let searches = measure(&CRON_SEARCHES, || {
+            for _ in 0..10 {
+                assert_eq!(never.next_after(from), None);
+                assert_eq!(never.at_or_after(from), None);
+                assert_eq!(never.prev_before(from), None);
+            }
+        });
+        assert_eq!(searches, 0);
     }
 
     #[test]

@@ -9,6 +9,8 @@ thread_local! {
     pub(crate) static GRAPH_STEPS: Cell<u64> = const { Cell::new(0) };
     /// Templates parsed.
     pub(crate) static TEMPLATE_PARSES: Cell<u64> = const { Cell::new(0) };
+    /// Searches of croner for a schedule's next tick.
+    pub(crate) static CRON_SEARCHES: Cell<u64> = const { Cell::new(0) };
 }
 
 pub(crate) fn count(counter: &'static LocalKey<Cell<u64>>) {
