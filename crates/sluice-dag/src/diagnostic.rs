@@ -136,16 +136,71 @@ pub(crate) struct Sink<'a> {
     pub(crate) file: &'a Path,
     pub(crate) map: SourceMap,
     pub(crate) out: Vec<Diagnostic>,
+    /// Diagnostics past [`MAX_DIAGNOSTICS`], counted instead of kept: (errors, warnings).
+    dropped: (usize, usize),
 }
+
+/// The most diagnostics one file keeps: a 16 MiB file of unknown keys would otherwise hold a
+/// million of them (a gigabyte). The rest are counted in one last diagnostic.
+pub const MAX_DIAGNOSTICS: usize = 1000;
 
 impl<'a> Sink<'a> {
     pub(crate) fn new(file: &'a Path, src: &str) -> Sink<'a> {
-        Sink { file, map: SourceMap::new(src), out: Vec::new() }
+        Sink { file, map: SourceMap::new(src), out: Vec::new(), dropped: (0, 0) }
     }
 
     pub(crate) fn push(&mut self, severity: Severity, at: Option<usize>, task: Option<&str>, message: String) {
+        if self.is_full() {
+            self.drop_one(severity);
+            return;
+        }
         let d = self.make(severity, at, task, message);
         self.out.push(d);
+    }
+
+    /// Keeps `d`, unless the file has [`MAX_DIAGNOSTICS`] already.
+    pub(crate) fn record(&mut self, d: Diagnostic) {
+        if self.is_full() {
+            self.drop_one(d.severity);
+        } else {
+            self.out.push(d);
+        }
+    }
+
+    /// Whether more diagnostics would only be counted (so not worth a costly message).
+    pub(crate) fn is_full(&self) -> bool {
+        self.out.len() >= MAX_DIAGNOSTICS
+    }
+
+    fn drop_one(&mut self, severity: Severity) {
+        match severity {
+            Severity::Error => self.dropped.0 += 1,
+            Severity::Warning => self.dropped.1 += 1,
+        }
+    }
+
+    /// Back to [`MAX_DIAGNOSTICS`], after diagnostics were put in without [`Sink::record`].
+    pub(crate) fn truncate(&mut self) {
+        while self.out.len() > MAX_DIAGNOSTICS {
+            let d = self.out.pop().expect("longer than the limit");
+            self.drop_one(d.severity);
+        }
+    }
+
+    /// The diagnostics, in line order, and one more counting those that were dropped.
+    pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
+        self.out.sort_by_key(|d| d.line.unwrap_or(0));
+        let (errors, warnings) = self.dropped;
+        if errors + warnings > 0 {
+            let severity = if errors > 0 { Severity::Error } else { Severity::Warning };
+            let message = format!(
+                "{} more problems ({errors} errors, {warnings} warnings) not shown: a file reports its first {MAX_DIAGNOSTICS}",
+                errors + warnings
+            );
+            let d = self.make(severity, None, None, message);
+            self.out.push(d);
+        }
+        self.out
     }
 
     /// A diagnostic of this file at byte offset `at`, not yet reported.
@@ -175,7 +230,7 @@ impl<'a> Sink<'a> {
     }
 
     pub(crate) fn has_errors(&self) -> bool {
-        self.out.iter().any(Diagnostic::is_error)
+        self.dropped.0 > 0 || self.out.iter().any(Diagnostic::is_error)
     }
 }
 

@@ -104,7 +104,7 @@ pub fn parse_dag_file(path: &Path) -> ParseOutcome {
 fn whole_file_error(path: &Path, message: String) -> ParseOutcome {
     let mut sink = Sink::new(path, "");
     sink.error(None, None, message);
-    ParseOutcome { dag_id: None, dag: None, diagnostics: sink.out }
+    ParseOutcome { dag_id: None, dag: None, diagnostics: sink.finish() }
 }
 
 /// The text of the file at `path`, which must be a regular file of at most `limit` bytes (a
@@ -163,7 +163,7 @@ pub fn parse_dag(path: &Path, src: &str) -> ParseOutcome {
                 }
                 None => (None, None),
             };
-            p.sink.out.push(Diagnostic {
+            p.sink.record(Diagnostic {
                 severity: crate::Severity::Error,
                 file: path.to_path_buf(),
                 line,
@@ -174,13 +174,11 @@ pub fn parse_dag(path: &Path, src: &str) -> ParseOutcome {
                     .into_owned(),
             });
         }
-        return ParseOutcome { dag_id: None, dag: None, diagnostics: p.sink.out };
+        return ParseOutcome { dag_id: None, dag: None, diagnostics: p.sink.finish() };
     }
     let (dag_id, dag) = p.dag(path, root.get_ref());
     let dag = if p.sink.has_errors() { None } else { dag.map(|d| Dag { source: src.to_string(), ..d }) };
-    let mut diagnostics = p.sink.out;
-    diagnostics.sort_by_key(|d| d.line.unwrap_or(0));
-    ParseOutcome { dag_id, dag, diagnostics }
+    ParseOutcome { dag_id, dag, diagnostics: p.sink.finish() }
 }
 
 type Entry<'a, 'i> = (&'a Spanned<toml::de::DeString<'i>>, &'a Spanned<DeValue<'i>>);
@@ -295,11 +293,8 @@ impl<'s> Parser<'s> {
 
     fn unknown_key(&mut self, key: &Spanned<toml::de::DeString<'_>>, task: Option<&str>, place: &str, known: &[&str]) {
         let name = key.get_ref().as_ref();
-        self.sink.error(
-            Some(key.span().start),
-            task,
-            format!("unknown key {} in {place}{}", quoted(name), did_you_mean(name, known.iter().copied())),
-        );
+        let hint = if self.sink.is_full() { String::new() } else { did_you_mean(name, known.iter().copied()) };
+        self.sink.error(Some(key.span().start), task, format!("unknown key {} in {place}{hint}", quoted(name)));
     }
 
     fn dag(&mut self, path: &Path, root: &DeTable<'_>) -> (Option<String>, Option<Dag>) {
@@ -832,7 +827,7 @@ impl<'s> Parser<'s> {
                 if !key.starts_with("query_file") {
                     d.line = Some(at_line);
                 }
-                self.sink.out.push(d);
+                self.sink.record(d);
                 return false;
             }
         };
@@ -951,6 +946,7 @@ impl<'s> Parser<'s> {
             self.sink.out.push(d);
         }
         self.sink.out.extend(late.map(|(_, l)| l));
+        self.sink.truncate();
     }
 
     /// Cost safety: a cluster must have a `terminate` that runs whatever fails upstream.

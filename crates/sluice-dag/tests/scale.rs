@@ -103,3 +103,32 @@ fn measure_validation_of_large_files() {
         println!("{name}: {N} tasks, {} bytes, validated in {best:?} (best of 5)", src.len());
     }
 }
+
+#[test]
+fn a_file_with_thousands_of_problems_keeps_the_first_thousand_and_counts_the_rest() {
+    let mut src = String::from("[tasks.a]\noperator = \"noop\"\n");
+    for i in 0..5000 {
+        src.push_str(&format!("unknown_{i} = 1\n"));
+    }
+    let outcome = parse_dag(Path::new("many.toml"), &src);
+    assert!(outcome.dag.is_none());
+    assert_eq!(outcome.diagnostics.len(), 1001);
+    assert_eq!(outcome.diagnostics[0].line, Some(3), "{}", outcome.diagnostics[0]);
+    let last = outcome.diagnostics.last().unwrap();
+    assert!(last.is_error());
+    assert_eq!(
+        last.to_string(),
+        "many.toml: error: 4000 more problems (4000 errors, 0 warnings) not shown: a file reports its first 1000"
+    );
+
+    // Warnings only: the DAG stays valid, and the count is a warning.
+    let many: Vec<String> = (0..1500).map(|_| "\"a\"".to_string()).collect();
+    let src =
+        format!("[tasks.a]\noperator = \"noop\"\n[tasks.b]\noperator = \"noop\"\ndepends_on = [{}]\n", many.join(", "));
+    let outcome = parse_dag(Path::new("dup.toml"), &src);
+    assert!(outcome.dag.is_some());
+    assert_eq!(outcome.diagnostics.len(), 1001);
+    let last = outcome.diagnostics.last().unwrap();
+    assert!(!last.is_error());
+    assert!(last.message.starts_with("499 more problems (0 errors, 499 warnings)"), "{}", last.message);
+}
