@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,7 +14,7 @@ use crate::diagnostic::{one_line, quoted};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::operators::Operator;
-use crate::schedule::{local_time, resolve_local, Deadline, RunDates, Schedule};
+use crate::schedule::{local_time, resolve_local, Deadline, RunDates, Schedule, YEARS};
 use crate::template::{self, TemplateContext};
 
 /// When a task may start, given the states of its direct upstreams (Airflow's meaning).
@@ -301,8 +301,12 @@ impl Dag {
     }
 
     /// The logical date a user means by a calendar date: for a scheduled DAG, the first tick
-    /// on that day in the DAG's zone; for a manual DAG, midnight of that day.
+    /// on that day in the DAG's zone; for a manual DAG, midnight of that day. The date must
+    /// fall in the years [`YEARS`], as every date a DAG file gives.
     pub fn logical_date_on(&self, date: NaiveDate) -> Result<DateTime<Tz>, String> {
+        if !YEARS.contains(&date.year()) {
+            return Err(format!("date {date} is outside the supported years {} to {}", YEARS.start(), YEARS.end()));
+        }
         let midnight = resolve_local(self.timezone, date.and_time(NaiveTime::MIN));
         match &self.schedule {
             None => Ok(midnight),

@@ -227,3 +227,16 @@ fn ds_format_with_an_invalid_format_is_a_render_error_instead_of_a_panic() {
     assert!(err.contains("ds_format"), "{err}");
     assert_eq!(render("{{ ds_format(ds, '%Y-%m-%d', '%d/%m/%Y') }}").unwrap(), "01/03/2026");
 }
+
+#[test]
+fn a_calendar_date_outside_the_supported_years_is_an_error_for_any_dag() {
+    let manual = dag("[tasks.a]\noperator = \"noop\"\n");
+    let scheduled = dag("schedule = \"@daily\"\nstart_date = \"1970-01-01\"\n[tasks.a]\noperator = \"noop\"\n");
+    for d in [&manual, &scheduled] {
+        for date in [NaiveDate::from_ymd_opt(1969, 12, 31).unwrap(), NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap()] {
+            let err = d.logical_date_on(date).unwrap_err();
+            assert!(err.contains("outside the supported years 1970 to 9999"), "{err}");
+        }
+        assert!(d.logical_date_on(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).is_ok());
+    }
+}
