@@ -5,15 +5,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::diagnostic::{one_line, quoted};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::operators::Operator;
-use crate::schedule::{resolve_local, Deadline, RunDates, Schedule};
+use crate::schedule::{local_time, resolve_local, Deadline, RunDates, Schedule, YEARS};
 use crate::template::{self, TemplateContext};
 
 /// When a task may start, given the states of its direct upstreams (Airflow's meaning).
@@ -67,7 +68,8 @@ impl FromStr for TriggerRule {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         TriggerRule::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
             format!(
-                "unknown trigger rule `{s}`{}; expected one of {}",
+                "unknown trigger rule {}{}; expected one of {}",
+                quoted(s),
                 crate::diagnostic::did_you_mean(s, TriggerRule::ALL.iter().map(|r| r.name())),
                 TriggerRule::ALL.map(|r| r.name()).join(", ")
             )
@@ -96,7 +98,7 @@ impl FromStr for Backoff {
         match s {
             "fixed" => Ok(Backoff::Fixed),
             "exponential" => Ok(Backoff::Exponential),
-            _ => Err(format!("unknown retry_backoff `{s}`: expected `fixed` or `exponential`")),
+            _ => Err(format!("unknown retry_backoff {}: expected `fixed` or `exponential`", quoted(s))),
         }
     }
 }
@@ -113,7 +115,8 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// The delay before try `next_try` (2 for the first retry), without jitter: `delay` for
-    /// fixed backoff, `delay * 2^(next_try - 2)` for exponential, capped by `max_delay`.
+    /// fixed backoff, `delay * 2^(next_try - 2)` for exponential, capped by `max_delay` and
+    /// always by [`Duration::LIMIT`] (so that a caller can add it to the current time).
     pub fn delay_before(&self, next_try: u32) -> std::time::Duration {
         let base = self.delay.as_std();
         let d = match self.backoff {
@@ -123,10 +126,11 @@ impl RetryPolicy {
                 base.saturating_mul(1u32 << exp)
             }
         };
-        match self.max_delay {
+        let d = match self.max_delay {
             Some(cap) => d.min(cap.as_std()),
             None => d,
-        }
+        };
+        d.min(Duration::LIMIT.as_std())
     }
 }
 
@@ -301,15 +305,19 @@ impl Dag {
     }
 
     /// The logical date a user means by a calendar date: for a scheduled DAG, the first tick
-    /// on that day in the DAG's zone; for a manual DAG, midnight of that day.
+    /// on that day in the DAG's zone; for a manual DAG, midnight of that day. The date must
+    /// fall in the years [`YEARS`], as every date a DAG file gives.
     pub fn logical_date_on(&self, date: NaiveDate) -> Result<DateTime<Tz>, String> {
+        if !YEARS.contains(&date.year()) {
+            return Err(format!("date {date} is outside the supported years {} to {}", YEARS.start(), YEARS.end()));
+        }
         let midnight = resolve_local(self.timezone, date.and_time(NaiveTime::MIN));
         match &self.schedule {
             None => Ok(midnight),
             Some(s) => s
                 .at_or_after(midnight)
-                .filter(|t| t.date_naive() == date)
-                .ok_or_else(|| format!("schedule `{}` has no tick on {date}", s.expr())),
+                .filter(|t| local_time(*t).is_some_and(|l| l.date() == date))
+                .ok_or_else(|| format!("schedule {} has no tick on {date}", quoted(s.expr()))),
         }
     }
 
@@ -332,16 +340,18 @@ impl Dag {
         if let Some(obj) = rendered.as_object_mut() {
             if let Some(Value::String(file)) = obj.remove("query_file") {
                 let path = crate::parse::relative_to(&self.file, &file);
-                let sql = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let sql = crate::parse::read_text_file(&path, crate::parse::MAX_QUERY_FILE_BYTES, "a query file")
+                    .map_err(|e| one_line(&format!("cannot read {}: {e}", path.display())).into_owned())?;
                 let sql = template::render_value(&env, &Value::String(sql), ctx)
-                    .map_err(|e| e.replacen("key ``", &format!("query_file {file}"), 1))?;
+                    .map_err(|e| e.replacen("key ``", &format!("key `query_file` ({})", quoted(&file)), 1))?;
                 obj.insert("query".into(), sql);
             }
         }
         let mut tagged = rendered.as_object().cloned().unwrap_or_default();
         tagged.insert("operator".into(), Value::String(task.operator.kind().name().into()));
-        let op: Operator = serde_json::from_value(Value::Object(tagged))
-            .map_err(|e| format!("rendered keys do not fit operator `{}`: {e}", task.operator.kind()))?;
+        let op: Operator = serde_json::from_value(Value::Object(tagged)).map_err(|e| {
+            one_line(&format!("rendered keys do not fit operator `{}`: {e}", task.operator.kind())).into_owned()
+        })?;
         Ok((rendered, op))
     }
 }

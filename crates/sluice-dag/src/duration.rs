@@ -1,4 +1,7 @@
 //! Durations as DAG files write them: `"30s"`, `"10m"`, `"1h 30m"`, or an integer of seconds.
+//!
+//! Every duration read from text is at most [`Duration::LIMIT`] (10 years), so that adding one
+//! to any date Sluice accepts stays a date chrono can hold.
 
 use std::fmt;
 
@@ -10,6 +13,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
+    /// The longest duration a DAG file may give: 10 years (`"10y"`, 3652.5 days, as humantime
+    /// counts a year).
+    pub const LIMIT: Duration = Duration::from_secs(315_576_000);
+
     pub const fn from_secs(secs: u64) -> Duration {
         Duration(std::time::Duration::from_secs(secs))
     }
@@ -18,8 +25,19 @@ impl Duration {
         self.0
     }
 
+    /// As a chrono span, saturating at `chrono::Duration::MAX` (which no date can be moved by:
+    /// add it with `checked_add_signed`).
     pub fn as_chrono(self) -> chrono::Duration {
         chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// `Err` (what to say after the value) when the duration is over [`Duration::LIMIT`].
+    fn within_limit(self) -> Result<Duration, &'static str> {
+        if self <= Duration::LIMIT {
+            Ok(self)
+        } else {
+            Err("is longer than the limit of 10 years (\"10y\")")
+        }
     }
 }
 
@@ -29,7 +47,9 @@ impl std::str::FromStr for Duration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(s.trim())
             .map(Duration)
-            .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. \"30s\", \"10m\", \"1h 30m\")"))
+            .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. \"30s\", \"10m\", \"1h 30m\")"))?
+            .within_limit()
+            .map_err(|e| format!("duration {s:?} {e}"))
     }
 }
 
@@ -57,10 +77,11 @@ impl<'de> Deserialize<'de> for Duration {
                 v.parse().map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v).map(Duration::from_secs).map_err(|_| E::custom("a duration cannot be negative"))
+                let secs = u64::try_from(v).map_err(|_| E::custom("a duration cannot be negative"))?;
+                self.visit_u64(secs)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_secs(v))
+                Duration::from_secs(v).within_limit().map_err(|e| E::custom(format!("duration of {v} seconds {e}")))
             }
         }
         d.deserialize_any(V)
@@ -79,5 +100,15 @@ mod tests {
         assert_eq!(d, Duration::from_secs(90));
         assert!("soon".parse::<Duration>().unwrap_err().contains("invalid duration"));
         assert!(serde_json::from_str::<Duration>("-1").is_err());
+    }
+
+    #[test]
+    fn durations_over_ten_years_are_refused() {
+        assert_eq!("10y".parse::<Duration>().unwrap(), Duration::LIMIT);
+        let e = "3653d".parse::<Duration>().unwrap_err();
+        assert!(e.contains("longer than the limit of 10 years"), "{e}");
+        assert!(serde_json::from_str::<Duration>("315576001").is_err());
+        assert!(serde_json::from_str::<Duration>("315576000").is_ok());
+        assert_eq!(Duration(std::time::Duration::MAX).as_chrono(), chrono::Duration::MAX);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::dag::Dag;
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{one_line, quoted, Diagnostic, Severity};
 use crate::parse::{parse_dag_file, ParseOutcome};
 
 /// What loading one file gave.
@@ -81,7 +81,8 @@ pub fn load_files(paths: &[PathBuf]) -> Folder {
                     line: None,
                     column: None,
                     task: None,
-                    message: format!("DAG id `{id}` is already declared by {}", first.display()),
+                    message: one_line(&format!("DAG id {} is already declared by {}", quoted(id), first.display()))
+                        .into_owned(),
                 });
                 outcome.dag = None;
             } else {

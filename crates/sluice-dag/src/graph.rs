@@ -1,5 +1,7 @@
 //! The task graph: topological order, cycles and ancestry, over petgraph.
 
+use std::collections::HashSet;
+
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Dfs, Reversed};
@@ -10,13 +12,19 @@ pub struct TaskGraph {
 }
 
 impl TaskGraph {
+    /// A graph of `nodes` tasks; an edge given twice counts once.
     pub fn new(nodes: usize, edges: impl IntoIterator<Item = (usize, usize)>) -> TaskGraph {
-        let mut graph = DiGraph::with_capacity(nodes, nodes);
+        // Deduplicated here, not with `update_edge`: that scans the upstream's edges on every
+        // insertion, the square of the fan-out of a task with thousands of downstreams.
+        let mut edges: Vec<(usize, usize)> = edges.into_iter().collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let mut graph = DiGraph::with_capacity(nodes, edges.len());
         for i in 0..nodes {
             graph.add_node(i);
         }
         for (up, down) in edges {
-            graph.update_edge(NodeIndex::new(up), NodeIndex::new(down), ());
+            graph.add_edge(NodeIndex::new(up), NodeIndex::new(down), ());
         }
         TaskGraph { graph }
     }
@@ -62,7 +70,7 @@ impl TaskGraph {
             }
             // Walk inside the component from `start` until we come back to it (BFS gives the
             // shortest cycle through `start`).
-            let members: std::collections::HashSet<_> = scc.iter().copied().collect();
+            let members: HashSet<_> = scc.iter().copied().collect();
             let mut prev = std::collections::HashMap::new();
             let mut queue = std::collections::VecDeque::from([start]);
             let mut closing = None;
@@ -101,6 +109,8 @@ impl TaskGraph {
         let mut dfs = Dfs::new(reversed, NodeIndex::new(task));
         let mut out = Vec::new();
         while let Some(n) = dfs.next(reversed) {
+            #[cfg(test)]
+            crate::work::count(&crate::work::GRAPH_STEPS);
             if n.index() != task {
                 out.push(n.index());
             }
@@ -109,11 +119,32 @@ impl TaskGraph {
         out
     }
 
+    /// The tasks downstream of `task`, directly or transitively, leaving out those whose
+    /// position in a topological order (`pos`, by task) is past `limit`, and what only they
+    /// lead to (which is past it too). Without positions (a graph with a cycle), every task
+    /// downstream. The search costs the part of the graph it returns.
+    pub fn descendants_within(&self, task: usize, pos: Option<&[usize]>, limit: usize) -> HashSet<usize> {
+        let mut seen = HashSet::new();
+        let mut stack = vec![NodeIndex::new(task)];
+        while let Some(n) = stack.pop() {
+            #[cfg(test)]
+            crate::work::count(&crate::work::GRAPH_STEPS);
+            for m in self.graph.neighbors(n) {
+                if pos.is_none_or(|pos| pos[m.index()] <= limit) && seen.insert(m.index()) {
+                    stack.push(m);
+                }
+            }
+        }
+        seen
+    }
+
     /// Every task downstream of `task`, directly or transitively.
     pub fn descendants(&self, task: usize) -> Vec<usize> {
         let mut dfs = Dfs::new(&self.graph, NodeIndex::new(task));
         let mut out = Vec::new();
         while let Some(n) = dfs.next(&self.graph) {
+            #[cfg(test)]
+            crate::work::count(&crate::work::GRAPH_STEPS);
             if n.index() != task {
                 out.push(n.index());
             }

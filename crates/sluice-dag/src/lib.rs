@@ -8,6 +8,7 @@
 //! It knows nothing about databases, async runtimes or AWS: the scheduler, the store and the
 //! operators build on the types here.
 
+mod cron;
 pub mod dag;
 pub mod diagnostic;
 pub mod duration;
@@ -18,6 +19,8 @@ pub mod parse;
 pub mod schedule;
 pub mod state;
 pub mod template;
+#[cfg(test)]
+pub(crate) mod work;
 
 pub use dag::{run_id, Backoff, Dag, RetryPolicy, Task, TriggerRule};
 pub use diagnostic::{Diagnostic, Severity};

@@ -156,7 +156,10 @@ impl Operator {
                 }
                 for s in &a.steps {
                     if s.args.is_empty() && s.main_class.is_none() {
-                        problems.push((Some("steps"), format!("step `{}` has no `args`", s.name)));
+                        problems.push((
+                            Some("steps"),
+                            format!("step {} has no `args`", crate::diagnostic::quoted(&s.name)),
+                        ));
                     }
                 }
             }
@@ -653,7 +656,8 @@ pub struct Athena {
     /// The SQL, inline.
     #[serde(default)]
     pub query: Option<String>,
-    /// The SQL, from a file; a relative path is taken from the DAG file's folder.
+    /// The SQL, from a file; a relative path is taken from the DAG file's folder. A regular
+    /// file of at most 1 MiB.
     #[serde(default)]
     pub query_file: Option<String>,
     /// The database the query runs in.

@@ -17,7 +17,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::dag::{Backoff, Dag, RetryPolicy, Task, TriggerRule};
-use crate::diagnostic::{did_you_mean, Diagnostic, Sink};
+use crate::diagnostic::{did_you_mean, quoted, Diagnostic, Sink};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::operators::*;
@@ -77,6 +77,12 @@ pub const DEFAULT_KEYS: &[&str] = &[
 pub const DEFAULT_MAX_ACTIVE_TASKS: u32 = 16;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 pub const DEFAULT_PRIORITY: i64 = 1;
+/// The most `retries` a task may have (a scheduler counts `retries + 1` tries).
+pub const MAX_RETRIES: u32 = 1000;
+/// The largest DAG file read: 16 MiB.
+pub const MAX_DAG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest `query_file` read: 1 MiB.
+pub const MAX_QUERY_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The result of reading one DAG file: the DAG when it has no errors, and every problem.
 #[derive(Debug)]
@@ -87,22 +93,67 @@ pub struct ParseOutcome {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Reads and validates the DAG file at `path`.
+/// Reads and validates the DAG file at `path`: a regular file of at most
+/// [`MAX_DAG_FILE_BYTES`], else a diagnostic and nothing read.
 pub fn parse_dag_file(path: &Path) -> ParseOutcome {
-    match std::fs::read_to_string(path) {
+    match read_text_file(path, MAX_DAG_FILE_BYTES, "a DAG file") {
         Ok(src) => parse_dag(path, &src),
-        Err(e) => {
-            let mut sink = Sink::new(path, "");
-            sink.error(None, None, format!("cannot read the file: {e}"));
-            ParseOutcome { dag_id: None, dag: None, diagnostics: sink.out }
-        }
+        Err(e) => whole_file_error(path, format!("cannot read the file: {e}")),
     }
 }
 
+fn whole_file_error(path: &Path, message: String) -> ParseOutcome {
+    let mut sink = Sink::new(path, "");
+    sink.error(None, None, message);
+    ParseOutcome { dag_id: None, dag: None, diagnostics: sink.finish() }
+}
+
+/// The text of the file at `path`, which must be a regular file of at most `limit` bytes (a
+/// `what`, for the message): nothing is read from anything else, so a path naming `/dev/zero`,
+/// a FIFO or a huge file costs nothing. What `Err` holds follows "cannot read PATH: ".
+pub(crate) fn read_text_file(path: &Path, limit: u64, what: &str) -> Result<String, String> {
+    use std::io::Read as _;
+    let check = |meta: &std::fs::Metadata| -> Result<u64, String> {
+        if meta.is_dir() {
+            Err("is a directory".into())
+        } else if !meta.is_file() {
+            Err("not a regular file".into())
+        } else if meta.len() > limit {
+            Err(format!("{} bytes, over the limit of {} for {what}", meta.len(), mebibytes(limit)))
+        } else {
+            Ok(meta.len())
+        }
+    };
+    // Looked at before opening, since opening a FIFO waits for a writer; then again on what was
+    // opened, in case the path changed in between; and the read stops past the limit anyway
+    // (a file may grow, and some report no size).
+    check(&std::fs::metadata(path).map_err(|e| e.to_string())?)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = check(&file.metadata().map_err(|e| e.to_string())?)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("over the limit of {} for {what}", mebibytes(limit)));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{} MiB", bytes / (1024 * 1024))
+}
+
 /// Reads and validates a DAG from `src`; `path` names it in diagnostics, gives the default id
-/// (its stem), and anchors relative paths such as `query_file`.
+/// (its stem), and anchors relative paths such as `query_file`. A `src` over
+/// [`MAX_DAG_FILE_BYTES`] is refused as [`parse_dag_file`] refuses such a file.
 pub fn parse_dag(path: &Path, src: &str) -> ParseOutcome {
-    let mut p = Parser { sink: Sink::new(path, src), env: template::environment() };
+    if src.len() as u64 > MAX_DAG_FILE_BYTES {
+        let limit = mebibytes(MAX_DAG_FILE_BYTES);
+        return whole_file_error(
+            path,
+            format!("the file is {} bytes, over the limit of {limit} for a DAG file", src.len()),
+        );
+    }
+    let mut p = Parser { sink: Sink::new(path, src), env: template::environment(), suggestions_left: NAME_SUGGESTIONS };
     let (root, errors) = DeTable::parse_recoverable(src);
     if !errors.is_empty() {
         for e in errors {
@@ -113,22 +164,22 @@ pub fn parse_dag(path: &Path, src: &str) -> ParseOutcome {
                 }
                 None => (None, None),
             };
-            p.sink.out.push(Diagnostic {
+            p.sink.record(Diagnostic {
                 severity: crate::Severity::Error,
                 file: path.to_path_buf(),
                 line,
                 column,
                 task: None,
-                message: format!("TOML syntax: {}", e.message().trim()),
+                // The toml crate's messages are one line today; keep them so if one is not.
+                message: crate::diagnostic::one_line(&format!("TOML syntax: {}", one_line_message(e.message())))
+                    .into_owned(),
             });
         }
-        return ParseOutcome { dag_id: None, dag: None, diagnostics: p.sink.out };
+        return ParseOutcome { dag_id: None, dag: None, diagnostics: p.sink.finish() };
     }
     let (dag_id, dag) = p.dag(path, root.get_ref());
     let dag = if p.sink.has_errors() { None } else { dag.map(|d| Dag { source: src.to_string(), ..d }) };
-    let mut diagnostics = p.sink.out;
-    diagnostics.sort_by_key(|d| d.line.unwrap_or(0));
-    ParseOutcome { dag_id, dag, diagnostics }
+    ParseOutcome { dag_id, dag, diagnostics: p.sink.finish() }
 }
 
 type Entry<'a, 'i> = (&'a Spanned<toml::de::DeString<'i>>, &'a Spanned<DeValue<'i>>);
@@ -136,6 +187,26 @@ type Entry<'a, 'i> = (&'a Spanned<toml::de::DeString<'i>>, &'a Spanned<DeValue<'
 struct Parser<'s> {
     sink: Sink<'s>,
     env: minijinja::Environment<'static>,
+    /// How many more "did you mean" may be searched among the file's own names (see
+    /// [`Parser::did_you_mean_among`]).
+    suggestions_left: usize,
+}
+
+/// How many problems of one file get a suggestion among the file's own names (task ids,
+/// params): each such search looks at every name, so thousands of dangling names would cost
+/// their product.
+const NAME_SUGGESTIONS: usize = 20;
+
+/// A template's read of `tasks.<up>.<field>` of an existing task, checked once the graph is
+/// known (see [`Parser::check_upstream_reads`]).
+struct UpstreamRead {
+    task: usize,
+    up: usize,
+    field: Option<String>,
+    key: String,
+    at: usize,
+    /// Where its diagnostic goes among the others: before the one that was `seq`-th.
+    seq: usize,
 }
 
 /// Task keys shared with `[defaults]`, as read before defaults are applied.
@@ -189,7 +260,7 @@ impl<'s> Parser<'s> {
             Ok(t) => Some(t),
             Err(e) => {
                 let at = e.span().map_or(v.span().start, |s| s.start);
-                self.sink.error(Some(at), task, format!("key `{key}`: {}", serde_message(&e)));
+                self.sink.error(Some(at), task, format!("key {}: {}", quoted(key), serde_message(&e)));
                 None
             }
         }
@@ -206,19 +277,25 @@ impl<'s> Parser<'s> {
         match f(&s) {
             Ok(t) => Some(t),
             Err(msg) => {
-                self.sink.error(Some(v.span().start), task, format!("key `{key}`: {msg}"));
+                self.sink.error(Some(v.span().start), task, format!("key {}: {msg}", quoted(key)));
                 None
             }
         }
     }
 
+    /// `did_you_mean` among names of the file itself, while the budget lasts.
+    fn did_you_mean_among<'c>(&mut self, name: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
+        if self.suggestions_left == 0 {
+            return String::new();
+        }
+        self.suggestions_left -= 1;
+        did_you_mean(name, candidates)
+    }
+
     fn unknown_key(&mut self, key: &Spanned<toml::de::DeString<'_>>, task: Option<&str>, place: &str, known: &[&str]) {
         let name = key.get_ref().as_ref();
-        self.sink.error(
-            Some(key.span().start),
-            task,
-            format!("unknown key `{name}` in {place}{}", did_you_mean(name, known.iter().copied())),
-        );
+        let hint = if self.sink.is_full() { String::new() } else { did_you_mean(name, known.iter().copied()) };
+        self.sink.error(Some(key.span().start), task, format!("unknown key {} in {place}{hint}", quoted(name)));
     }
 
     fn dag(&mut self, path: &Path, root: &DeTable<'_>) -> (Option<String>, Option<Dag>) {
@@ -230,7 +307,10 @@ impl<'s> Parser<'s> {
                 self.sink.error(
                     Some(k.span().start),
                     None,
-                    format!("unknown key `{}` at the top level; task keys go in a `[tasks.<id>]` table", k.get_ref()),
+                    format!(
+                        "unknown key {} at the top level; task keys go in a `[tasks.<id>]` table",
+                        quoted(k.get_ref())
+                    ),
                 );
             } else {
                 self.unknown_key(k, None, "the DAG", DAG_KEYS);
@@ -249,7 +329,7 @@ impl<'s> Parser<'s> {
                     self.sink.error(
                         None,
                         None,
-                        format!("the file name gives the DAG id `{stem}`: {msg}; rename the file or set `id`"),
+                        format!("the file name gives the DAG id {}: {msg}; rename the file or set `id`", quoted(&stem)),
                     );
                 }
                 Some(stem)
@@ -271,7 +351,7 @@ impl<'s> Parser<'s> {
             match parse_instant(&text, tz) {
                 Ok(t) => Some(t),
                 Err(msg) => {
-                    self.sink.error(Some(v.span().start), None, format!("key `{key}`: {msg}"));
+                    self.sink.error(Some(v.span().start), None, format!("key {}: {msg}", quoted(key)));
                     None
                 }
             }
@@ -282,6 +362,22 @@ impl<'s> Parser<'s> {
             if e < s {
                 let at = top.get("end_date").map(|(_, v)| v.span().start);
                 self.sink.error(at, None, "key `end_date`: is before `start_date`");
+            }
+        }
+        if let (Some(s), Some(start)) = (&schedule, start_date) {
+            let first = s.at_or_after(start);
+            let problem = match (first, end_date) {
+                (None, _) => Some("never fires at or after `start_date` (ticks are computed up to the year 5000)"),
+                (Some(first), Some(end)) if first > end => Some("has no tick between `start_date` and `end_date`"),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                let at = top.get("schedule").map(|(k, _)| k.span().start);
+                self.sink.warning(
+                    at,
+                    None,
+                    format!("schedule {} {problem}: the DAG has no scheduled runs", quoted(s.expr())),
+                );
             }
         }
         if schedule.is_some() && start_date.is_none() && !top.contains_key("start_date") {
@@ -389,7 +485,7 @@ impl<'s> Parser<'s> {
                     self.sink.error(
                         Some(k.span().start),
                         None,
-                        format!("key `{}` cannot be set in [defaults]; set it on each task", k.get_ref()),
+                        format!("key {} cannot be set in [defaults]; set it on each task", quoted(k.get_ref())),
                     );
                 } else {
                     self.unknown_key(k, None, "[defaults]", DEFAULT_KEYS);
@@ -402,7 +498,19 @@ impl<'s> Parser<'s> {
     /// Reads a key shared by tasks and `[defaults]`; false when `key` is not one of them.
     fn common_key(&mut self, c: &mut Common, key: &str, v: &Spanned<DeValue<'_>>, task: Option<&str>) -> bool {
         match key {
-            "retries" => c.retries = self.read(key, v, task),
+            "retries" => {
+                c.retries = self.read(key, v, task).filter(|n| {
+                    let ok = *n <= MAX_RETRIES;
+                    if !ok {
+                        self.sink.error(
+                            Some(v.span().start),
+                            task,
+                            format!("key `retries`: {n} is over the limit of {MAX_RETRIES}"),
+                        );
+                    }
+                    ok
+                })
+            }
             "retry_delay" => c.retry_delay = self.read(key, v, task),
             "retry_backoff" => c.retry_backoff = self.read_with(key, v, task, str::parse),
             "max_retry_delay" => c.max_retry_delay = self.read(key, v, task),
@@ -436,14 +544,18 @@ impl<'s> Parser<'s> {
             self.sink.error(Some(at), task, format!("invalid task id: {msg}"));
         }
         let DeValue::Table(table) = v.get_ref() else {
-            self.sink.error(Some(v.span().start), task, format!("expected a table `[tasks.{id}]`"));
+            self.sink.error(
+                Some(v.span().start),
+                task,
+                format!("expected a table {}", quoted(&format!("[tasks.{id}]"))),
+            );
             return draft;
         };
         draft.table = Some(table);
 
         // The operator decides which other keys exist.
         let mut kind = None;
-        match table.iter().find(|(k, _)| k.get_ref() == "operator") {
+        match table.get_key_value("operator") {
             None => self.sink.error(
                 Some(at),
                 task,
@@ -457,7 +569,8 @@ impl<'s> Parser<'s> {
                             Some(ov.span().start),
                             task,
                             format!(
-                                "unknown operator `{name}`{}; expected one of {}",
+                                "unknown operator {}{}; expected one of {}",
+                                quoted(&name),
                                 did_you_mean(&name, OperatorKind::ALL.iter().map(|k| k.name())),
                                 OperatorKind::ALL.map(|k| k.name()).join(", ")
                             ),
@@ -528,9 +641,7 @@ impl<'s> Parser<'s> {
             match deserialize_operator(kind, sensor_kind.as_deref(), table_value) {
                 Ok(Some(op)) => {
                     for (key, problem) in op.check() {
-                        let at = key
-                            .and_then(|key| table.iter().find(|(k, _)| k.get_ref() == key))
-                            .map_or(at, |(k, _)| k.span().start);
+                        let at = key.and_then(|key| table.get_key_value(key)).map_or(at, |(k, _)| k.span().start);
                         self.sink.error(Some(at), task, problem);
                     }
                     draft.operator = Some(op);
@@ -542,7 +653,7 @@ impl<'s> Parser<'s> {
                     let key = table
                         .iter()
                         .find(|(k, v)| k.get_ref() != "operator" && v.span().contains(&at))
-                        .map(|(k, _)| format!("key `{}`: ", k.get_ref()))
+                        .map(|(k, _)| format!("key {}: ", quoted(k.get_ref())))
                         .unwrap_or_default();
                     self.sink.error(Some(at), task, format!("{key}{}", serde_message(&e)));
                 }
@@ -552,7 +663,7 @@ impl<'s> Parser<'s> {
     }
 
     fn sensor_kind(&mut self, id: &str, at: usize, table: &DeTable<'_>) -> Option<String> {
-        let Some((_, v)) = table.iter().find(|(k, _)| k.get_ref() == "kind") else {
+        let Some(v) = table.get("kind") else {
             self.sink.error(
                 Some(at),
                 Some(id),
@@ -568,7 +679,8 @@ impl<'s> Parser<'s> {
                 Some(v.span().start),
                 Some(id),
                 format!(
-                    "unknown sensor kind `{name}`{}; expected one of {}",
+                    "unknown sensor kind {}{}; expected one of {}",
+                    quoted(&name),
                     did_you_mean(&name, SensorKind::NAMES),
                     SensorKind::NAMES.join(", ")
                 ),
@@ -593,19 +705,17 @@ impl<'s> Parser<'s> {
             let mut seen = HashSet::new();
             for (up, at) in &d.depends_on {
                 if !seen.insert(up) {
-                    self.sink.warning(Some(*at), Some(&d.id), format!("`depends_on` names `{up}` twice"));
+                    self.sink.warning(Some(*at), Some(&d.id), format!("`depends_on` names {} twice", quoted(up)));
                     continue;
                 }
                 match index.get(up.as_str()) {
                     Some(&j) => edges.push((j, i)),
                     None => {
+                        let hint = self.did_you_mean_among(up, drafts.iter().map(|d| d.id.as_str()));
                         self.sink.error(
                             Some(*at),
                             Some(&d.id),
-                            format!(
-                                "`depends_on` names `{up}`, which is not a task of this DAG{}",
-                                did_you_mean(up, drafts.iter().map(|d| d.id.as_str()))
-                            ),
+                            format!("`depends_on` names {}, which is not a task of this DAG{hint}", quoted(up)),
                         );
                     }
                 }
@@ -624,23 +734,21 @@ impl<'s> Parser<'s> {
             }
         };
 
-        // Templates: every name must be known, every task output must come from upstream.
+        // Templates: every name must be known, every task output must come from upstream. The
+        // graph is searched only for the outputs templates read, after every template is read.
         let mut reads_outputs = vec![false; drafts.len()];
+        let mut upstream_reads = Vec::new();
         for (i, d) in drafts.iter().enumerate() {
-            let ancestors: HashSet<usize> = graph.ancestors(i).into_iter().collect();
-            let mut strings = d.strings.clone();
+            let mut sql = None;
             let query_file = match &d.operator {
                 Some(Operator::Athena(a)) => a.query_file.as_ref(),
                 _ => None,
             };
             if let Some(file) = query_file {
-                let at = d
-                    .table
-                    .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == "query_file"))
-                    .map_or(d.at, |(_, v)| v.span().start);
+                let at = d.table.and_then(|t| t.get("query_file")).map_or(d.at, |v| v.span().start);
                 let full = relative_to(path, file);
-                match std::fs::read_to_string(&full) {
-                    Ok(sql) => strings.push((format!("query_file ({file})"), sql, at)),
+                match read_text_file(&full, MAX_QUERY_FILE_BYTES, "a query file") {
+                    Ok(text) => sql = Some((format!("query_file ({file})"), text, at)),
                     Err(e) => self.sink.error(
                         Some(at),
                         Some(&d.id),
@@ -648,10 +756,12 @@ impl<'s> Parser<'s> {
                     ),
                 }
             }
-            for (key, text, at) in &strings {
-                reads_outputs[i] |= self.check_template(&d.id, key, text, *at, params, &drafts, &index, &ancestors);
+            for (key, text, at) in d.strings.iter().chain(&sql) {
+                reads_outputs[i] |=
+                    self.check_template(i, key, text, *at, params, &drafts, &index, &mut upstream_reads);
             }
         }
+        self.check_upstream_reads(&graph, order.as_deref(), &drafts, upstream_reads);
         self.warn_unterminated_clusters(&drafts);
 
         let order = order?;
@@ -698,36 +808,32 @@ impl<'s> Parser<'s> {
         ordered
     }
 
-    /// Reports every problem of one template; true when it reads an upstream output.
+    /// Reports every problem of one template of task `i`, except whether the outputs it reads
+    /// come from upstream: those reads go to `upstream_reads`. True when it reads an output.
     #[allow(clippy::too_many_arguments)]
     fn check_template(
         &mut self,
-        task: &str,
+        i: usize,
         key: &str,
         text: &str,
         at: usize,
         params: &Map<String, Value>,
         drafts: &[Draft<'_, '_>],
         index: &HashMap<&str, usize>,
-        ancestors: &HashSet<usize>,
+        upstream_reads: &mut Vec<UpstreamRead>,
     ) -> bool {
+        let task = drafts[i].id.as_str();
         let t = Some(task);
         let names = match template::referenced_names(&self.env, text) {
             Ok(n) => n,
             Err(e) => {
                 let at_line = self.sink.map.line(at) + e.line.unwrap_or(1) - 1;
-                let mut d = Diagnostic {
-                    severity: crate::Severity::Error,
-                    file: self.sink.file.to_path_buf(),
-                    line: Some(at_line),
-                    column: None,
-                    task: Some(task.to_string()),
-                    message: format!("key `{key}`: template does not parse: {}", e.message),
-                };
-                if key.starts_with("query_file") {
-                    d.line = Some(self.sink.map.line(at));
+                let message = format!("key {}: template does not parse: {}", quoted(key), e.message);
+                let mut d = self.sink.make(crate::Severity::Error, Some(at), t, message);
+                if !key.starts_with("query_file") {
+                    d.line = Some(at_line);
                 }
-                self.sink.out.push(d);
+                self.sink.record(d);
                 return false;
             }
         };
@@ -738,37 +844,27 @@ impl<'s> Parser<'s> {
             let problem = match reference {
                 Reference::Run(_) | Reference::Function(_) | Reference::Params(None) => None,
                 Reference::Params(Some(p)) => (!params.contains_key(p)).then(|| {
-                    format!(
-                        "reads `params.{p}`, which [params] does not declare{}",
-                        did_you_mean(p, params.keys().map(String::as_str))
-                    )
+                    let hint = self.did_you_mean_among(p, params.keys().map(String::as_str));
+                    format!("reads `params.{p}`, which [params] does not declare{hint}")
                 }),
                 Reference::TaskOutput { task: "", .. } => Some(
                     "reads `tasks` without naming an output; write `tasks.<task id>.<field>`".to_string(),
                 ),
                 Reference::TaskOutput { task: up, field } => match index.get(up) {
-                    None => Some(format!(
-                        "reads `tasks.{up}`, but there is no task `{up}`{}",
-                        did_you_mean(up, drafts.iter().map(|d| d.id.as_str()))
-                    )),
-                    Some(j) if !ancestors.contains(j) => Some(format!(
-                        "reads the output of `{up}`, which is not upstream of `{task}`: add `{up}` to `depends_on` (directly or through another task)"
-                    )),
-                    Some(j) => {
-                        let kind = drafts[*j].operator.as_ref().map(Operator::kind);
-                        match (field, kind) {
-                            (None, _) => Some(format!("reads `tasks.{up}` without a field; write `tasks.{up}.<field>`")),
-                            (Some(f), Some(kind)) if !kind.outputs().contains(&f) => Some(if kind.outputs().is_empty() {
-                                format!("reads `tasks.{up}.{f}`, but a `{kind}` task has no outputs")
-                            } else {
-                                format!(
-                                    "reads `tasks.{up}.{f}`, but a `{kind}` task outputs only {}{}",
-                                    kind.outputs().iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "),
-                                    did_you_mean(f, kind.outputs().iter().copied())
-                                )
-                            }),
-                            _ => None,
-                        }
+                    None => {
+                        let hint = self.did_you_mean_among(up, drafts.iter().map(|d| d.id.as_str()));
+                        Some(format!("reads `tasks.{up}`, but there is no task `{up}`{hint}"))
+                    }
+                    Some(&j) => {
+                        upstream_reads.push(UpstreamRead {
+                            task: i,
+                            up: j,
+                            field: field.map(str::to_string),
+                            key: key.to_string(),
+                            at,
+                            seq: self.sink.out.len(),
+                        });
+                        None
                     }
                 },
                 Reference::Unknown(n) => Some(format!(
@@ -778,33 +874,114 @@ impl<'s> Parser<'s> {
                 )),
             };
             if let Some(problem) = problem {
-                self.sink.error(Some(at), t, format!("key `{key}`: {problem}"));
+                self.sink.error(Some(at), t, format!("key {}: {problem}", quoted(key)));
             }
         }
         reads_outputs
     }
 
+    /// Checks the reads of upstream outputs that [`Parser::check_template`] set aside: the task
+    /// read must be upstream of the reader, and publish the field read. One search per task
+    /// read, downstream from it and no further than the last task reading it (in topological
+    /// order), so the common shapes (reading a direct upstream; every task reading the cluster
+    /// at the top) cost the size of the graph, not its square.
+    fn check_upstream_reads(
+        &mut self,
+        graph: &TaskGraph,
+        order: Option<&[usize]>,
+        drafts: &[Draft<'_, '_>],
+        reads: Vec<UpstreamRead>,
+    ) {
+        if reads.is_empty() {
+            return;
+        }
+        let pos: Option<Vec<usize>> = order.map(|order| {
+            let mut pos = vec![0; order.len()];
+            for (p, &t) in order.iter().enumerate() {
+                pos[t] = p;
+            }
+            pos
+        });
+        let mut limits: HashMap<usize, usize> = HashMap::new();
+        for r in &reads {
+            let p = pos.as_ref().map_or(usize::MAX, |pos| pos[r.task]);
+            limits.entry(r.up).and_modify(|l| *l = (*l).max(p)).or_insert(p);
+        }
+        let reach: HashMap<usize, HashSet<usize>> =
+            limits.into_iter().map(|(up, limit)| (up, graph.descendants_within(up, pos.as_deref(), limit))).collect();
+
+        let mut late = Vec::new();
+        for r in reads {
+            let (task, up) = (drafts[r.task].id.as_str(), drafts[r.up].id.as_str());
+            let upstream = r.task != r.up && reach[&r.up].contains(&r.task);
+            let kind = drafts[r.up].operator.as_ref().map(Operator::kind);
+            let problem = match (upstream, r.field.as_deref(), kind) {
+                (false, _, _) => Some(format!(
+                    "reads the output of `{up}`, which is not upstream of {}: add `{up}` to `depends_on` (directly or through another task)",
+                    quoted(task)
+                )),
+                (true, None, _) => Some(format!("reads `tasks.{up}` without a field; write `tasks.{up}.<field>`")),
+                (true, Some(f), Some(kind)) if !kind.outputs().contains(&f) => Some(if kind.outputs().is_empty() {
+                    format!("reads `tasks.{up}.{f}`, but a `{kind}` task has no outputs")
+                } else {
+                    format!(
+                        "reads `tasks.{up}.{f}`, but a `{kind}` task outputs only {}{}",
+                        kind.outputs().iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "),
+                        did_you_mean(f, kind.outputs().iter().copied())
+                    )
+                }),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                let d = self.sink.make(
+                    crate::Severity::Error,
+                    Some(r.at),
+                    Some(task),
+                    format!("key {}: {problem}", quoted(&r.key)),
+                );
+                late.push((r.seq, d));
+            }
+        }
+        // Into their places, as if they had been reported when their template was read.
+        let earlier = std::mem::take(&mut self.sink.out);
+        let mut late = late.into_iter().peekable();
+        for (k, d) in earlier.into_iter().enumerate() {
+            while let Some((_, l)) = late.next_if(|(seq, _)| *seq <= k) {
+                self.sink.out.push(l);
+            }
+            self.sink.out.push(d);
+        }
+        self.sink.out.extend(late.map(|(_, l)| l));
+        self.sink.truncate();
+    }
+
     /// Cost safety: a cluster must have a `terminate` that runs whatever fails upstream.
     fn warn_unterminated_clusters(&mut self, drafts: &[Draft<'_, '_>]) {
+        if !drafts.iter().any(|d| matches!(d.operator, Some(Operator::CreateEmrCluster(_)))) {
+            return;
+        }
+        // Every name read by a `terminate` that runs whatever happened upstream, read once.
+        let mut terminated: HashSet<String> = HashSet::new();
+        for t in drafts {
+            if let Some(Operator::Terminate(term)) = &t.operator {
+                let rule = t.trigger_rule.unwrap_or(TriggerRule::AllDone);
+                if matches!(rule, TriggerRule::AllDone | TriggerRule::Always) {
+                    terminated.extend(template::referenced_names(&self.env, &term.cluster_id).unwrap_or_default());
+                }
+            }
+        }
         for d in drafts {
             if !matches!(d.operator, Some(Operator::CreateEmrCluster(_))) {
                 continue;
             }
             let wanted = format!("tasks.{}.cluster_id", d.id);
-            let guarded = drafts.iter().any(|t| match &t.operator {
-                Some(Operator::Terminate(term)) => {
-                    let rule = t.trigger_rule.unwrap_or(TriggerRule::AllDone);
-                    matches!(rule, TriggerRule::AllDone | TriggerRule::Always)
-                        && template::referenced_names(&self.env, &term.cluster_id).is_ok_and(|n| n.contains(&wanted))
-                }
-                _ => false,
-            });
-            if !guarded {
+            if !terminated.contains(&wanted) {
                 self.sink.warning(
                     Some(d.at),
                     Some(&d.id),
                     format!(
-                        "creates an EMR cluster, but no `terminate` task with trigger_rule `all_done` or `always` reads `{{{{ {wanted} }}}}`: a failure upstream would leave the cluster running"
+                        "creates an EMR cluster, but no `terminate` task with trigger_rule `all_done` or `always` reads {}: a failure upstream would leave the cluster running",
+                        quoted(&format!("{{{{ {wanted} }}}}"))
                     ),
                 );
             }
@@ -827,13 +1004,18 @@ fn check_id(id: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
-        return Err(format!("`{id}` holds {c:?}; use letters, digits, `_` and `-`"));
+        return Err(format!("{} holds {c:?}; use letters, digits, `_` and `-`", quoted(id)));
     }
     Ok(())
 }
 
+/// A message of several lines as one: its lines, trimmed, joined by `; `.
+fn one_line_message(m: &str) -> String {
+    m.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
 fn serde_message(e: &toml::de::Error) -> String {
-    let m = e.message().trim();
+    let m = one_line_message(e.message());
     m.replacen("missing field", "missing key", 1).replacen("unknown field", "unknown key", 1)
 }
 
@@ -985,6 +1167,72 @@ fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::work::{measure, GRAPH_STEPS, TEMPLATE_PARSES};
+
+    /// A chain `t0 -> t1 -> ... -> t(n-1)`; `extra(i)` adds keys to task `i`.
+    fn chain(n: usize, extra: impl Fn(usize) -> String) -> String {
+        let mut src = String::new();
+        for i in 0..n {
+            src.push_str(&format!("[tasks.t{i}]\noperator = \"command\"\ncommand = \"true\"\n{}", extra(i)));
+            if i > 0 {
+                src.push_str(&format!("depends_on = [\"t{}\"]\n", i - 1));
+            }
+        }
+        src
+    }
+
+    fn valid(src: &str) -> Dag {
+        let outcome = parse_dag(Path::new("chain.toml"), src);
+        outcome.dag.unwrap_or_else(|| panic!("{:?}", outcome.diagnostics.first()))
+    }
+
+    #[test]
+    fn validating_a_long_chain_does_not_search_every_tasks_ancestors() {
+        let n = 20_000;
+        let src = chain(n, |_| String::new());
+        let steps = measure(&GRAPH_STEPS, || {
+            valid(&src);
+        });
+        assert!(steps <= 2 * n as u64, "{steps} graph steps for {n} tasks");
+    }
+
+    #[test]
+    fn tasks_that_read_outputs_up_a_long_chain_are_checked_in_linear_time() {
+        let n = 20_000;
+        // Every task reads the first task's output and its direct upstream's, the way EMR steps
+        // read `tasks.create_cluster.cluster_id`.
+        let src = chain(n, |i| match i {
+            0 => String::new(),
+            i => format!("env = {{ A = \"{{{{ tasks.t0.output }}}}\", B = \"{{{{ tasks.t{}.output }}}}\" }}\n", i - 1),
+        });
+        let mut dag = None;
+        let steps = measure(&GRAPH_STEPS, || dag = Some(valid(&src)));
+        assert!(steps <= 4 * n as u64, "{steps} graph steps for {n} tasks");
+        assert!(dag.unwrap().tasks.iter().skip(1).all(|t| t.reads_outputs));
+        // And a task reading a task that is not upstream is still caught.
+        let src = format!("{src}[tasks.side]\noperator = \"command\"\ncommand = \"{{{{ tasks.t5.output }}}}\"\n");
+        let outcome = parse_dag(Path::new("chain.toml"), &src);
+        let msgs: Vec<&str> = outcome.diagnostics.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(msgs[0].contains("which is not upstream of `side`"), "{msgs:?}");
+    }
+
+    #[test]
+    fn checking_that_clusters_are_terminated_parses_each_template_once() {
+        let n = 2_000;
+        let mut src = String::new();
+        for i in 0..n {
+            src.push_str(&format!(
+                "[tasks.c{i}]\noperator = \"create_emr_cluster\"\nname = \"c\"\nrelease_label = \"emr-7.2.0\"\napplications = [\"Spark\"]\ninstance_type = \"m5.xlarge\"\ninstance_count = 1\n\
+                 [tasks.t{i}]\noperator = \"terminate\"\ndepends_on = [\"c{i}\"]\ncluster_id = \"{{{{ tasks.c{i}.cluster_id }}}}\"\n"
+            ));
+        }
+        let mut outcome = None;
+        let parses = measure(&TEMPLATE_PARSES, || outcome = Some(parse_dag(Path::new("clusters.toml"), &src)));
+        let outcome = outcome.unwrap();
+        assert!(outcome.dag.is_some() && outcome.diagnostics.is_empty(), "{:?}", outcome.diagnostics.first());
+        assert!(parses <= 2 * n as u64, "{parses} template parses for {n} terminate tasks");
+    }
 
     #[test]
     fn introspects_operator_fields() {

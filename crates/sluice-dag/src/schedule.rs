@@ -6,11 +6,19 @@
 //! Ticks are computed by croner on wall-clock time in the DAG's zone, so a daily schedule fires
 //! exactly once on a daylight-saving change day (a time inside the spring-forward gap fires at
 //! the first instant after the gap; a time inside the fall-back overlap fires once).
+//!
+//! Date arithmetic here never panics: dates read from DAG files (and from the command line)
+//! are held to the years [`YEARS`], durations to [`crate::Duration::LIMIT`], and every function
+//! that is handed an instant chrono can barely hold answers "none" (or saturates) instead of
+//! overflowing.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration as ChronoDuration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration as ChronoDuration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Utc,
+};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
@@ -23,6 +31,9 @@ use crate::duration::Duration;
 pub struct Schedule {
     expr: String,
     cron: Cron,
+    /// Whether the pattern has any tick at all (`0 0 30 2 *` has none); searching for one
+    /// that does not exist costs croner a walk to the year 5000, which is done once, here.
+    fires: bool,
 }
 
 impl fmt::Debug for Schedule {
@@ -68,21 +79,41 @@ impl Schedule {
             }
             trimmed
         };
-        let cron = CronParser::builder()
-            .seconds(Seconds::Disallowed)
-            .year(Year::Disallowed)
-            .build()
-            .parse(pattern)
-            .map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))?;
-        Ok(Schedule { expr: trimmed.to_string(), cron })
+        let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
+        let cron = parser.parse(pattern).map_err(|e| {
+            let fields: Vec<&str> = pattern.split_whitespace().collect();
+            let why = crate::cron::explain(&fields, &e.to_string(), |p| parser.parse(p).is_err());
+            format!("invalid cron expression {trimmed:?}: {why}")
+        })?;
+        // The fields match wall-clock times, and every wall-clock time is a UTC time: a
+        // pattern without a tick in UTC has none in any zone. Without a year field a pattern
+        // that fires once fires again, so one search from any date tells.
+        let from = NaiveDate::from_ymd_opt(2000, 1, 1).map(|d| d.and_time(NaiveTime::MIN).and_utc());
+        let fires = from.is_some_and(|from| cron.find_next_occurrence(&from, true).is_ok());
+        Ok(Schedule { expr: trimmed.to_string(), cron, fires })
+    }
+
+    /// Whether the schedule has any tick at all (in UTC; a zone's daylight-saving gaps could
+    /// still swallow every tick of a contrived pattern).
+    pub fn fires(&self) -> bool {
+        self.fires
     }
 
     pub fn expr(&self) -> &str {
         &self.expr
     }
 
-    /// The first tick strictly after `t`.
+    /// The first tick strictly after `t`; none past the year 5000 (croner's search limit).
     pub fn next_after(&self, t: DateTime<Tz>) -> Option<DateTime<Tz>> {
+        // Croner reads the wall clock of its start (which chrono cannot give for the last
+        // instants it holds, seen from east of UTC) and searches the years 1 to 5000.
+        let searchable =
+            self.fires && local_time(t).is_some_and(|l| (1..=croner::YEAR_UPPER_LIMIT).contains(&l.year()));
+        if !searchable {
+            return None;
+        }
+        #[cfg(test)]
+        crate::work::count(&crate::work::CRON_SEARCHES);
         self.cron.find_next_occurrence(&t, false).ok()
     }
 
@@ -92,7 +123,7 @@ impl Schedule {
     /// that a daylight-saving gap moved (`30 1 * * *` fires at 02:00 on a spring-forward day,
     /// and 02:00 does not match the pattern).
     pub fn at_or_after(&self, t: DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let c = self.next_after(t - ChronoDuration::seconds(1))?;
+        let c = self.next_after(t.checked_sub_signed(ChronoDuration::seconds(1))?)?;
         if c >= t {
             Some(c)
         } else {
@@ -109,10 +140,13 @@ impl Schedule {
         let mut window = ChronoDuration::hours(1);
         while window <= ChronoDuration::days(366 * 8) {
             let mut last = None;
-            let mut cur = self.at_or_after(t - window)?;
+            let mut cur = self.at_or_after(t.checked_sub_signed(window)?)?;
             while cur < t {
                 last = Some(cur);
-                cur = self.next_after(cur)?;
+                match self.next_after(cur) {
+                    Some(next) => cur = next,
+                    None => break,
+                }
             }
             if last.is_some() {
                 return last;
@@ -161,43 +195,64 @@ pub fn rfc3339(t: DateTime<Tz>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
+/// The years a date read from a DAG file or given to [`parse_instant`] may have (in the zone
+/// it is read in).
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
+/// The wall-clock time of `t` in its zone; none for the last instants chrono holds seen from a
+/// zone east of UTC, whose wall clock is past the end of chrono's calendar.
+pub fn local_time(t: DateTime<Tz>) -> Option<NaiveDateTime> {
+    t.naive_utc().checked_add_offset(t.offset().fix())
+}
+
 /// A wall-clock time in `tz` as an instant: a time inside a spring-forward gap moves to the
 /// first instant after the gap, a time inside a fall-back overlap takes its first occurrence.
+/// A wall-clock time with no instant within a day after it (only at the very ends of chrono's
+/// calendar) is read as UTC.
 pub fn resolve_local(tz: Tz, naive: NaiveDateTime) -> DateTime<Tz> {
     let mut probe = naive;
-    loop {
+    // Inside a gap: walk forward a minute at a time to its end (gaps are < 1 day).
+    for _ in 0..=24 * 60 {
         match tz.from_local_datetime(&probe) {
             LocalResult::Single(t) => return t,
             LocalResult::Ambiguous(first, _) => return first,
-            LocalResult::None => {
-                // Inside a gap: walk forward a minute at a time to its end (gaps are < 1 day).
-                probe += ChronoDuration::minutes(1);
-                if probe - naive > ChronoDuration::days(1) {
-                    return tz.from_utc_datetime(&naive);
-                }
-            }
+            LocalResult::None => match probe.checked_add_signed(ChronoDuration::minutes(1)) {
+                Some(next) => probe = next,
+                None => break,
+            },
         }
     }
+    tz.from_utc_datetime(&naive)
 }
 
 /// Parses a date (`2026-01-01`, midnight in `tz`), a local timestamp (`2026-01-01T05:00`, in
 /// `tz`) or an RFC 3339 timestamp with an offset.
+///
+/// The date must fall in the years [`YEARS`] in `tz`.
 pub fn parse_instant(s: &str, tz: Tz) -> Result<DateTime<Tz>, String> {
     let s = s.trim();
+    let t = parse_any_instant(s, tz).ok_or_else(|| {
+        format!(
+            "invalid date {s:?}: write a date (2026-01-01), a local time (2026-01-01T05:00) or an RFC 3339 timestamp (2026-01-01T05:00:00Z)"
+        )
+    })?;
+    match local_time(t) {
+        Some(local) if YEARS.contains(&local.year()) => Ok(t),
+        _ => Err(format!("date {s:?} is outside the supported years {} to {}", YEARS.start(), YEARS.end())),
+    }
+}
+
+fn parse_any_instant(s: &str, tz: Tz) -> Option<DateTime<Tz>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&tz));
+        return Some(t.with_timezone(&tz));
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(resolve_local(tz, d.and_time(NaiveTime::MIN)));
+        return Some(resolve_local(tz, d.and_time(NaiveTime::MIN)));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(resolve_local(tz, t));
-        }
-    }
-    Err(format!(
-        "invalid date {s:?}: write a date (2026-01-01), a local time (2026-01-01T05:00) or an RFC 3339 timestamp (2026-01-01T05:00:00Z)"
-    ))
+    ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
+        .map(|t| resolve_local(tz, t))
 }
 
 pub fn parse_timezone(s: &str) -> Result<Tz, String> {
@@ -240,17 +295,28 @@ impl<'de> Deserialize<'de> for TimeOfDay {
 }
 
 impl TimeOfDay {
-    /// The first instant at or after `from` whose wall-clock time in `tz` is this time.
+    /// The first instant at or after `from` whose wall-clock time in `from`'s zone is this
+    /// time, or `from` itself when chrono's calendar ends before one (saturating; see
+    /// [`TimeOfDay::checked_next_at_or_after`]).
     pub fn next_at_or_after(self, from: DateTime<Tz>) -> DateTime<Tz> {
+        self.checked_next_at_or_after(from).unwrap_or(from)
+    }
+
+    /// The first instant at or after `from` whose wall-clock time in `from`'s zone is this
+    /// time; none when chrono's calendar ends before one.
+    pub fn checked_next_at_or_after(self, from: DateTime<Tz>) -> Option<DateTime<Tz>> {
         let tz = from.timezone();
-        let mut day = from.date_naive();
-        loop {
+        let mut day = local_time(from)?.date();
+        // The day of `from` or the next one; a daylight-saving change moves it by hours, never
+        // by days, but the search tries a few days for safety rather than looping.
+        for _ in 0..4 {
             let t = resolve_local(tz, day.and_time(self.0));
             if t >= from {
-                return t;
+                return Some(t);
             }
-            day = day.succ_opt().expect("date in range");
+            day = day.succ_opt()?;
         }
+        None
     }
 }
 
@@ -268,10 +334,11 @@ impl FromStr for Deadline {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.contains(':') {
             s.parse().map(Deadline::At)
+        } else if humantime::parse_duration(s.trim()).is_ok() {
+            // A duration, maybe over the limit: its own message says so.
+            s.parse::<Duration>().map(Deadline::After)
         } else {
-            s.parse::<Duration>()
-                .map(Deadline::After)
-                .map_err(|_| format!("invalid deadline {s:?}: write a time of day (\"07:00\") or a duration (\"2h\")"))
+            Err(format!("invalid deadline {s:?}: write a time of day (\"07:00\") or a duration (\"2h\")"))
         }
     }
 }
@@ -286,11 +353,15 @@ impl fmt::Display for Deadline {
 }
 
 impl Deadline {
-    pub fn for_fire_time(self, fire: DateTime<Tz>) -> DateTime<Tz> {
-        match self {
-            Deadline::At(t) => t.next_at_or_after(fire),
-            Deadline::After(d) => fire + d.as_chrono(),
-        }
+    /// The deadline of a run firing at `fire`; none when it is past what chrono can hold (never
+    /// for a fire time and a deadline read from a DAG file, which are within [`YEARS`] and
+    /// [`Duration::LIMIT`]).
+    pub fn for_fire_time(self, fire: DateTime<Tz>) -> Option<DateTime<Tz>> {
+        let deadline = match self {
+            Deadline::At(t) => t.checked_next_at_or_after(fire)?,
+            Deadline::After(d) => fire.checked_add_signed(d.as_chrono())?,
+        };
+        local_time(deadline).map(|_| deadline)
     }
 }
 
@@ -313,6 +384,23 @@ mod tests {
         assert!(Schedule::parse("0 25 * * *").unwrap_err().contains("invalid cron"));
         assert!(Schedule::parse("@fortnightly").unwrap_err().contains("nickname"));
         assert_eq!(Schedule::parse("@daily").unwrap().expr(), "@daily");
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_answers_without_searching_to_the_year_5000() {
+        use crate::work::{measure, CRON_SEARCHES};
+        let never = Schedule::parse("0 0 30 2 *").unwrap();
+        assert!(!never.fires());
+        assert!(Schedule::parse("0 0 29 2 *").unwrap().fires());
+        let from = parse_instant("2026-01-01", london()).unwrap();
+        let searches = measure(&CRON_SEARCHES, || {
+            for _ in 0..10 {
+                assert_eq!(never.next_after(from), None);
+                assert_eq!(never.at_or_after(from), None);
+                assert_eq!(never.prev_before(from), None);
+            }
+        });
+        assert_eq!(searches, 0);
     }
 
     #[test]
@@ -355,11 +443,11 @@ mod tests {
     fn deadline_at_and_after() {
         let fire = parse_instant("2026-03-02T05:00", london()).unwrap();
         let at: Deadline = "07:00".parse().unwrap();
-        assert_eq!(rfc3339(at.for_fire_time(fire)), "2026-03-02T07:00:00+00:00");
+        assert_eq!(rfc3339(at.for_fire_time(fire).unwrap()), "2026-03-02T07:00:00+00:00");
         let late = parse_instant("2026-03-02T08:00", london()).unwrap();
-        assert_eq!(rfc3339(at.for_fire_time(late)), "2026-03-03T07:00:00+00:00");
+        assert_eq!(rfc3339(at.for_fire_time(late).unwrap()), "2026-03-03T07:00:00+00:00");
         let after: Deadline = "2h".parse().unwrap();
-        assert_eq!(rfc3339(after.for_fire_time(fire)), "2026-03-02T07:00:00+00:00");
+        assert_eq!(rfc3339(after.for_fire_time(fire).unwrap()), "2026-03-02T07:00:00+00:00");
         assert!("soonish".parse::<Deadline>().is_err());
         assert!("25:00".parse::<Deadline>().is_err());
     }

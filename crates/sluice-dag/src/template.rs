@@ -5,6 +5,7 @@
 //! rendering it; rendering happens at the start of each try, with the run's values.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 use minijinja::syntax::SyntaxConfig;
@@ -13,6 +14,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::diagnostic::{one_line, quoted};
 use crate::schedule::{rfc3339, RunDates};
 
 /// The variables every template may read besides `params.*` and `tasks.*`.
@@ -40,24 +42,32 @@ pub fn environment() -> Environment<'static> {
     env.set_syntax(SyntaxConfig::builder().keep_trailing_newline(true).build().expect("valid syntax"));
     env.add_function("ds_add", |ds: String, days: i64| -> Result<String, minijinja::Error> {
         let d = parse_ds(&ds)?;
-        Ok((d + chrono::Duration::days(days)).format("%Y-%m-%d").to_string())
+        // The result stays a `YYYY-MM-DD` date: years 1 to 9999.
+        let moved = chrono::Duration::try_days(days)
+            .and_then(|days| d.checked_add_signed(days))
+            .filter(|d| (1..=9999).contains(&chrono::Datelike::year(d)))
+            .ok_or_else(|| {
+                invalid(format!("ds_add: {ds:?} moved by {days} days is not a date in the years 1 to 9999"))
+            })?;
+        Ok(moved.format("%Y-%m-%d").to_string())
     });
     env.add_function("ds_format", |ds: String, from: String, to: String| -> Result<String, minijinja::Error> {
-        let d = NaiveDate::parse_from_str(&ds, &from).map_err(|e| {
-            minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                format!("ds_format: {ds:?} is not {from:?}: {e}"),
-            )
-        })?;
-        Ok(d.format(&to).to_string())
+        let d = NaiveDate::parse_from_str(&ds, &from)
+            .map_err(|e| invalid(format!("ds_format: {ds:?} is not {from:?}: {e}")))?;
+        // An unknown `%` specifier makes the formatting fail, which `to_string` would panic on.
+        let mut out = String::new();
+        write!(out, "{}", d.format(&to)).map_err(|_| invalid(format!("ds_format: {to:?} is not a valid format")))?;
+        Ok(out)
     });
     env
 }
 
+fn invalid(message: String) -> minijinja::Error {
+    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message)
+}
+
 fn parse_ds(ds: &str) -> Result<NaiveDate, minijinja::Error> {
-    NaiveDate::parse_from_str(ds, "%Y-%m-%d").map_err(|_| {
-        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("{ds:?} is not a YYYY-MM-DD date"))
-    })
+    NaiveDate::parse_from_str(ds, "%Y-%m-%d").map_err(|_| invalid(format!("{ds:?} is not a YYYY-MM-DD date")))
 }
 
 /// A name a template reads, as minijinja reports it (`ds`, `params.bucket`,
@@ -100,6 +110,8 @@ pub fn referenced_names(env: &Environment<'static>, src: &str) -> Result<Vec<Str
     if !src.contains("{{") && !src.contains("{%") && !src.contains("{#") {
         return Ok(Vec::new());
     }
+    #[cfg(test)]
+    crate::work::count(&crate::work::TEMPLATE_PARSES);
     let tmpl = env.template_from_str(src).map_err(|e| TemplateSyntaxError {
         message: e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()),
         line: e.line(),
@@ -173,11 +185,10 @@ fn render_with(
     Ok(match value {
         Value::String(s) if s.contains("{{") || s.contains("{%") || s.contains("{#") => {
             let out = env.render_str(s, ctx).map_err(|e| {
-                let mut msg = format!("key `{}`: {}", path.join("."), e.detail().unwrap_or(&e.kind().to_string()));
-                if let Some(src) = e.template_source() {
-                    if let Some(r) = e.range() {
-                        msg.push_str(&format!(" (in `{}`)", &src[r]));
-                    }
+                let detail = e.detail().map_or_else(|| e.kind().to_string(), str::to_string);
+                let mut msg = format!("key {}: {}", quoted(&path.join(".")), one_line(&detail));
+                if let Some(snippet) = e.template_source().zip(e.range()).and_then(|(src, r)| src.get(r)) {
+                    msg.push_str(&format!(" (in {})", quoted(snippet)));
                 }
                 msg
             })?;
