@@ -1028,3 +1028,36 @@ fn dagctl_test_prints_each_tasks_output() {
     assert!(out.contains("[two] from two"), "stderr of a task is output too: {out}");
     assert!(out.contains("run ") && out.contains("success"), "{out}");
 }
+
+/// `deadline = "100000000000000000s"` passed `dagctl validate`, then `dagctl next` and the
+/// daemon panicked (`DateTime + TimeDelta overflowed`) on every restart, taking every other DAG
+/// down with it. Validation rejects it, with file and line; the daemon runs the other DAGs.
+#[test]
+fn a_deadline_too_far_away_is_rejected_and_the_daemon_runs_the_other_dags() {
+    let env = Env::new();
+    env.write_dag(
+        "far.toml",
+        "schedule = \"@daily\"\nstart_date = \"2026-01-01\"\ndeadline = \"100000000000000000s\"\n\
+         [tasks.t]\noperator = \"noop\"\n",
+    );
+    env.write_dag("near.toml", "[tasks.t]\noperator = \"command\"\ncommand = \"echo near\"\n");
+    let o = env.run(&["validate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", env.explain(&o));
+    let out = text(&o.stdout);
+    let far = env.dags().join("far.toml").display().to_string();
+    assert!(out.lines().any(|l| l.starts_with(&format!("{far}:3: error:")) && l.contains("deadline")), "{out}");
+    let next = env.run(&["next", "far"]);
+    assert_eq!(next.status.code(), Some(1), "{}", env.explain(&next));
+    assert!(!text(&next.stderr).contains("panicked"), "{}", env.explain(&next));
+
+    let mut daemon = env.daemon(&[]);
+    let v = {
+        env.ok(&["trigger", "near", "--date", "2026-01-01"]);
+        env.wait_run_finished("near", "2026-01-01", Duration::from_secs(60))
+    };
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+    assert!(daemon.is_running(), "{}", env.daemon_logs());
+    let list = env.run(&["list", "--json"]);
+    let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert!(list["failed_files"][0]["file"].as_str().unwrap().ends_with("far.toml"), "{list:#}");
+}

@@ -58,7 +58,12 @@ impl Clone {
 }
 
 fn explain(o: &Output) -> String {
-    format!("exit {:?}\n{}\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "exit {:?}\n{}\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 struct Daemon(Child);
@@ -76,7 +81,11 @@ fn wait_until<T>(what: &str, log: &Path, mut probe: impl FnMut() -> Option<T>) -
         if let Some(v) = probe() {
             return v;
         }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -98,12 +107,8 @@ fn the_readme_quick_start_works_as_written_without_an_aws_account() {
     assert!(out.contains("[greet] hello from hello"), "{out}");
 
     let log = w.dir.path().join("daemon.log");
-    let child = w
-        .dagctl(&["scheduler"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child =
+        w.dagctl(&["scheduler"]).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
     let mut daemon = Daemon(child);
     wait_until("the daemon to start", &log, || {
         std::fs::read_to_string(&log).unwrap_or_default().contains("scheduler running").then_some(())

@@ -397,10 +397,12 @@ async fn reload_huge(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result<S
         keep.push(scratch.dir);
         match (dropped, stored, run.ended_at) {
             (Some(_), Some(at), Some(end)) if at < end => {}
-            _ => return Err(BenchError::Check(format!(
+            _ => {
+                return Err(BenchError::Check(format!(
                 "the huge file was not reloaded while {} ran (dropped {dropped:?}, stored {stored:?}, run ended {:?})",
                 spec.id, run.ended_at
-            ))),
+            )))
+            }
         }
         lat.extend(latencies);
     }

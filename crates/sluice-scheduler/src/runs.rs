@@ -23,7 +23,9 @@ pub async fn create_run(
     conf: Option<Map<String, Value>>,
 ) -> Result<Created> {
     let deadline = match kind {
-        RunKind::Scheduled => dag.deadline.map(|d| d.for_fire_time(dates.fire_time()).with_timezone(&Utc)),
+        RunKind::Scheduled => {
+            dag.deadline.and_then(|d| d.for_fire_time(dates.fire_time())).map(|t| t.with_timezone(&Utc))
+        }
         _ => None,
     };
     let new = NewRun {

@@ -44,7 +44,7 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
                     "ds": r.ds(),
                     "data_interval_start": rfc3339(r.data_interval_start),
                     "data_interval_end": rfc3339(r.data_interval_end),
-                    "deadline": dag.deadline.map(|d| rfc3339(d.for_fire_time(r.fire_time()))),
+                    "deadline": dag.deadline.and_then(|d| d.for_fire_time(r.fire_time())).map(rfc3339),
                 })
             })
             .collect();
@@ -57,7 +57,7 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
                     rfc3339(r.fire_time()),
                     r.ds(),
                     rfc3339(r.logical_date),
-                    dag.deadline.map_or("-".into(), |d| rfc3339(d.for_fire_time(r.fire_time()))),
+                    dag.deadline.and_then(|d| d.for_fire_time(r.fire_time())).map_or("-".into(), rfc3339),
                 ]
             })
             .collect();
