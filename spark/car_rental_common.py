@@ -13,7 +13,7 @@ import datetime
 import functools
 import sys
 
-from pyspark.sql import SparkSession, Window
+from pyspark.sql import Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -266,9 +266,16 @@ def classify_transactions(df, date, references):
     return df.withColumn("rental_hours", rental_hours(F.col("start_ts"), F.col("end_ts")))
 
 
-def count_reasons(classified, reasons):
-    """{reason: rows} for every reason (0 when none), then `kept`."""
-    found = {r["reason"]: r["count"] for r in classified.groupBy("reason").count().collect()}
+def reason_counts(classified, dataset):
+    """The rows of `classified` per reason (NULL: kept), tagged with the dataset: a small
+    aggregate, so that every dataset's counts come back in one action (see prepare)."""
+    return classified.groupBy(F.lit(dataset).alias("dataset"), "reason").agg(
+        F.count(F.lit(1)).alias("rows")
+    )
+
+
+def dq_counts(found, reasons):
+    """{reason: rows} for every reason (0 when none), then `kept`, from {reason: rows}."""
     counts = {reason: int(found.get(reason, 0)) for reason in reasons}
     counts[KEPT] = int(found.get(None, 0))
     unexpected = set(found) - set(reasons) - {None}
@@ -299,12 +306,15 @@ def prepare(spark, input_root, date, dimensions):
     check_date(date)
     check_inputs(spark, input_root, date, [TRANSACTIONS] + list(dimensions))
 
-    persisted, kept_dims, dq = [], {}, {}
+    # Everything is classified lazily, then one action counts every dataset's rows by reason
+    # and fills the caches: the dimensions are scanned once for their counts and for the
+    # reference checks, and the transactions once for everything the job computes.
+    persisted, kept_dims, counted = [], {}, []
     for dataset in dimensions:
         classified = classify_dimension(read_dataset(spark, input_root, date, dataset), dataset)
         classified = classified.persist()
         persisted.append(classified)
-        dq[dataset] = count_reasons(classified, DIMENSION_CHECKS)
+        counted.append(reason_counts(classified, dataset))
         kept_dims[dataset] = classified.filter(F.col("reason").isNull()).select(*DATASETS[dataset])
 
     references = []
@@ -315,9 +325,15 @@ def prepare(spark, input_root, date, dimensions):
         read_dataset(spark, input_root, date, TRANSACTIONS), date, references
     ).persist()
     persisted.append(transactions)
+    counted.insert(0, reason_counts(transactions, TRANSACTIONS))
+
+    found = {}
+    for row in functools.reduce(lambda a, b: a.unionByName(b), counted).collect():
+        found.setdefault(row["dataset"], {})[row["reason"]] = row["rows"]
     reasons = TRANSACTION_CHECKS + [REFERENCE_CHECKS[d][0] for d in dimensions]
-    txn_dq = count_reasons(transactions, reasons)
-    dq = {TRANSACTIONS: txn_dq, **dq}
+    dq = {TRANSACTIONS: dq_counts(found.get(TRANSACTIONS, {}), reasons)}
+    for dataset in dimensions:
+        dq[dataset] = dq_counts(found.get(dataset, {}), DIMENSION_CHECKS)
 
     kept = transactions.filter(F.col("reason").isNull()).select(
         *DATASETS[TRANSACTIONS], "start_ts", "end_ts", "amount", "rental_hours"
@@ -334,16 +350,35 @@ def write_table(df, output_root, table, date, single_file=True):
     """Replace the table's ds=<date> partition with df; other partitions are left untouched.
 
     Written with mode overwrite + partitionBy("ds") + dynamic partition overwrite. An empty df
-    would leave an old partition in place that way, so it is written as one empty Parquet file
-    (schema only) straight into ds=<date>/, replacing whatever was there.
+    leaves an old partition in place that way, so when the write saw no row (counted while
+    writing, not by a separate action that would compute df twice), one empty Parquet file
+    (schema only) is written straight into ds=<date>/, replacing whatever was there.
     """
     path = f"{output_root.rstrip('/')}/{table}"
     if single_file:
         df = df.coalesce(1)
-    if df.isEmpty():
+    written = Observation()
+    observed = df.observe(written, F.count(F.lit(1)).alias("rows"))
+    observed.withColumn("ds", F.lit(date)).write.mode("overwrite").partitionBy("ds").parquet(path)
+    if written.get["rows"] == 0:
         df.write.mode("overwrite").parquet(f"{path}/ds={date}")
-        return
-    df.withColumn("ds", F.lit(date)).write.mode("overwrite").partitionBy("ds").parquet(path)
+
+
+def literal_table(spark, rows, schema):
+    """A DataFrame of a few rows known to the driver, built from literals in the query plan.
+
+    spark.createDataFrame(rows) would ship them pickled and start a Python worker to read
+    them; this does not.
+    """
+    if not rows:
+        return spark.range(0).select(
+            *[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields]
+        )
+    structs = [
+        F.struct(*[F.lit(v).cast(f.dataType).alias(f.name) for v, f in zip(row, schema.fields)])
+        for row in rows
+    ]
+    return spark.range(1).select(F.inline(F.array(*structs)))
 
 
 DQ_SCHEMA = T.StructType(
@@ -360,7 +395,7 @@ def dq_rows(dq):
 
 
 def write_dq(spark, output_root, job_name, date, dq):
-    df = spark.createDataFrame(dq_rows(dq), DQ_SCHEMA)
+    df = literal_table(spark, dq_rows(dq), DQ_SCHEMA)
     write_table(df, output_root, f"dq_{job_name}", date)
 
 

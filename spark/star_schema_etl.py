@@ -99,7 +99,9 @@ def run(spark, input, output, date):
     dim_location = dims["locations"].select(
         "location_id", "city", "state", "country", "zip_code"
     )
-    dim_date = spark.createDataFrame([dim_date_row(common.check_date(date))], DIM_DATE_SCHEMA)
+    dim_date = common.literal_table(
+        spark, [dim_date_row(common.check_date(date))], DIM_DATE_SCHEMA
+    )
 
     tables = {
         # The fact table grows with the data: written in parallel, not as one file.

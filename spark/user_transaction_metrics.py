@@ -96,7 +96,8 @@ def run(spark, input, output, date):
         )
     )
 
-    weekdays = spark.createDataFrame(
+    weekdays = common.literal_table(
+        spark,
         [(i + 1, name) for i, name in enumerate(common.WEEKDAY_NAMES)],
         T.StructType(
             [

@@ -62,12 +62,11 @@ def venv_env():
 def start_spark_submit():
     out = os.path.join(TMP, "submit_out")
     log = open(os.path.join(TMP, "submit.log"), "w+")
+    # The settings of the local DAG (dags/car_rental_local.toml): its master and spark/local.conf.
     cmd = [
         "spark-submit",
         "--master", "local[1]",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.ui.showConsoleProgress=false",
-        "--conf", "spark.sql.shuffle.partitions=2",
+        "--properties-file", os.path.join(SPARK_DIR, "local.conf"),
         os.path.join(SPARK_DIR, "vehicle_location_metrics.py"),
         "--input", RAW,
         "--output", out,
@@ -398,6 +397,60 @@ class MissingInputTest(unittest.TestCase):
     def test_bad_date_is_refused(self):
         with self.assertRaises(common.InputError):
             vehicle_location_metrics.run(spark, RAW, os.path.join(TMP, "y"), "2026-3-1")
+
+
+# --- needless work: repeated actions, Python workers ---------------------------------------------
+
+
+class CountingCalls:
+    """Counts calls of DataFrame actions, Parquet writes and createDataFrame while active."""
+
+    ACTIONS = ["collect", "count", "isEmpty", "first", "head", "take", "tail", "toPandas",
+               "toLocalIterator", "show", "foreach", "foreachPartition"]  # fmt: skip
+
+    def __init__(self):
+        df = spark.range(1)
+        self.targets = [(type(df), name) for name in self.ACTIONS if hasattr(type(df), name)]
+        self.targets += [(type(df.write), "parquet"), (type(spark), "createDataFrame")]
+        self.calls = {}
+        self.saved = []
+
+    def __enter__(self):
+        for cls, name in self.targets:
+            original = getattr(cls, name)
+            self.saved.append((cls, name, original))
+
+            def counting(*args, _name=name, _original=original, **kwargs):
+                self.calls[_name] = self.calls.get(_name, 0) + 1
+                return _original(*args, **kwargs)
+
+            setattr(cls, name, counting)
+        return self
+
+    def __exit__(self, *exc):
+        for cls, name, original in reversed(self.saved):
+            setattr(cls, name, original)
+
+
+class RepeatedActionsTest(unittest.TestCase):
+    """The local run was slow, partly from needless work: each table was computed twice (an
+    isEmpty() action before its write), the data-quality counts took one action per dataset,
+    and small tables were built with createDataFrame, which starts a Python worker. Now a job
+    makes one action for all its counts and one write per table, and ships no Python rows."""
+
+    def test_one_action_for_the_counts_and_one_write_per_table(self):
+        writes = {
+            vehicle_location_metrics: 3,  # 2 tables + dq
+            user_transaction_metrics: 6,  # 5 tables + dq
+            star_schema_etl: 6,  # fact, 4 dimensions + dq
+        }
+        for job, tables in writes.items():
+            with self.subTest(job=job.JOB):
+                out = os.path.join(TMP, "actions_out", job.JOB)
+                with CountingCalls() as counting, contextlib.redirect_stdout(io.StringIO()):
+                    dq = job.run(spark, RAW, out, DATE)
+                self.assertEqual(dq, EXPECTED[job.JOB]["dq"])
+                self.assertEqual(counting.calls, {"collect": 1, "parquet": tables})
 
 
 # --- the report ------------------------------------------------------------------------------------
