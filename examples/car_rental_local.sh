@@ -204,7 +204,8 @@ pause_aws_dags() {
 # names it), or the one an earlier run of this script started and did not stop.
 using=""
 if command -v flock >/dev/null && [ -e "$lockfile" ] && ! flock -n "$lockfile" true 2>/dev/null; then
-  using="the daemon holding $lockfile ($(head -c 300 "$lockfile" | tr -s '\n' ' '))"
+  holder="$(head -c 300 "$lockfile" | sed -n 's/^pid=\(.*\)/pid \1/p; s/^host=\(.*\)/on host \1/p; s/^since=\(.*\)/since \1/p' | paste -sd' ')"
+  using="the daemon holding $lockfile (${holder:-its details are not written yet})"
 elif [ -f "$pidfile" ] && pid="$(cat "$pidfile")" && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
   ps -o args= -p "$pid" 2>/dev/null | grep -q 'dagctl.* scheduler'; then
   using="pid $pid, from $pidfile"

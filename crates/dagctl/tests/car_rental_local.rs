@@ -521,9 +521,14 @@ fn script_hard_coded_target_release_it_runs_the_dagctl_cargo_built() {
 #[test]
 fn script_paused_every_scheduled_dag_and_left_them_paused() {
     let w = ScriptWorld::new(0);
+    // The AWS pipelines ship paused (`paused_at_creation`); someone with an account unpaused
+    // one, and paused another by hand.
+    w.ok(&["unpause", "car_rental_emr"]);
     w.ok(&["pause", "car_rental_star_schema"]);
     let before = w.paused();
     assert!(before.contains("car_rental_star_schema"), "{before:?}");
+    assert!(before.contains("car_rental_serverless"), "paused at creation: {before:?}");
+    assert!(!before.contains("car_rental_emr"), "{before:?}");
 
     let o = w.script(&["--date", FIXTURE_DATE]).output().unwrap();
     assert!(o.status.success(), "{}", explain(&o));
@@ -615,7 +620,7 @@ impl LockHolder {
             .args([
                 "-c",
                 "exec 9>sluice.db.lock; flock -x 9; \
-                 printf 'pid %s host %s started 2026-03-01T08:00:00Z\\n' \"$$\" \"$(hostname)\" >&9; \
+                 printf 'pid=%s\\nhost=%s\\nsince=2026-03-01T08:00:00Z\\n' \"$$\" \"$(hostname)\" >&9; \
                  echo locked; exec sleep 600",
             ])
             .current_dir(root)
@@ -684,7 +689,10 @@ fn script_saw_only_the_daemon_it_started_it_uses_the_one_holding_the_lock() {
     assert!(o.status.success(), "{}", explain(&o));
     let out = text(&o.stdout);
     assert!(out.contains("Using the daemon already running on sluice.db"), "{out}");
-    assert!(out.contains("sluice.db.lock (pid "), "it names the lock's holder\n{out}");
+    assert!(
+        out.contains(&format!("sluice.db.lock (pid {} on host ", daemon.0.id())),
+        "it names the lock's holder\n{out}"
+    );
     assert!(!out.contains("Starting the daemon") && !out.contains("pausing"), "{out}");
     assert!(daemon.0.try_wait().unwrap().is_none(), "a daemon the script did not start keeps running");
     assert!(!w.root().join("logs/scheduler.pid").exists());

@@ -1061,3 +1061,22 @@ fn a_deadline_too_far_away_is_rejected_and_the_daemon_runs_the_other_dags() {
     let list: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert!(list["failed_files"][0]["file"].as_str().unwrap().ends_with("far.toml"), "{list:#}");
 }
+
+/// Before any scheduler saw it, `dagctl list` said a `paused_at_creation` DAG was not paused,
+/// and the main job's script paused and then unpaused it, leaving it running.
+#[test]
+fn list_shows_a_dag_paused_at_creation_as_paused_before_any_scheduler_saw_it() {
+    let env = Env::new();
+    env.write_dag(
+        "later.toml",
+        "schedule = \"@daily\"\nstart_date = \"2026-01-01\"\npaused_at_creation = true\n[tasks.t]\noperator = \"noop\"\n",
+    );
+    env.write_dag("now.toml", "schedule = \"@daily\"\nstart_date = \"2026-01-01\"\n[tasks.t]\noperator = \"noop\"\n");
+    let list = env.json(&["list", "--json"]);
+    let paused = |id: &str| list["dags"].as_array().unwrap().iter().find(|d| d["id"] == id).unwrap()["paused"].clone();
+    assert_eq!((paused("later"), paused("now")), (Value::Bool(true), Value::Bool(false)), "{list:#}");
+    // Once the store knows it, the store's flag rules.
+    env.ok(&["unpause", "later"]);
+    let list = env.json(&["list", "--json"]);
+    assert_eq!(list["dags"].as_array().unwrap().iter().find(|d| d["id"] == "later").unwrap()["paused"], false);
+}

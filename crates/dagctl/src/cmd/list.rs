@@ -23,7 +23,17 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             Ok(store.dags().await?)
         })
         .unwrap_or_default();
-    let paused: Vec<String> = rows_in_store.iter().filter(|d| d.paused).map(|d| d.dag_id.clone()).collect();
+    // A DAG the store does not know yet is as the scheduler will create it: paused when it
+    // says `paused_at_creation`.
+    let paused: Vec<String> = folder
+        .dags
+        .iter()
+        .filter(|dag| match rows_in_store.iter().find(|r| r.dag_id == dag.id) {
+            Some(row) => row.paused,
+            None => dag.paused_at_creation,
+        })
+        .map(|dag| dag.id.clone())
+        .collect();
     let unscheduled: Vec<(&str, &str)> = rows_in_store
         .iter()
         .filter(|d| folder.dag(&d.dag_id).is_some())
