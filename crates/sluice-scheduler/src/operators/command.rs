@@ -91,7 +91,10 @@ impl Drop for GroupGuard {
 impl TaskOperator for CommandOperator {
     async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
         ctx.log.line(&format!("$ {}", self.command));
-        let mut cmd = tokio::process::Command::new("sh");
+        // By absolute path: with the task's PATH changed, a bare `sh` makes the standard
+        // library search that PATH itself, one failed execve per folder, in a forked copy of
+        // the daemon instead of posix_spawn (a `true` task's try: 2.0 ms median, 1.7 ms so).
+        let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(&self.command)
             .envs(ctx.env.iter().cloned())
