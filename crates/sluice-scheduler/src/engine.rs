@@ -119,7 +119,8 @@ fn hash_of(v: &impl std::hash::Hash) -> u64 {
 /// A try in flight: the slot it holds, and how to cut it off.
 struct InFlight {
     pool: Option<String>,
-    abort: Option<tokio::task::AbortHandle>,
+    /// The tokio task running the try (set once it is spawned), and the try's number.
+    abort: Option<(tokio::task::AbortHandle, u32)>,
     /// A sensor or a `wait`: it can be cut off at shutdown and resumed as the same try on the
     /// next start, so a stop does not wait for it.
     resumable: bool,
@@ -139,8 +140,6 @@ pub struct Engine {
     runs: HashMap<i64, ActiveRun>,
     ready: Vec<(i64, usize)>,
     tries: JoinSet<TryDone>,
-    /// The try each spawned tokio task runs, so that a panic is recorded as that try's failure.
-    try_tasks: HashMap<tokio::task::Id, (i64, usize, u32)>,
     in_flight: HashMap<(i64, usize), InFlight>,
     per_dag_running: HashMap<String, usize>,
     pool_usage: HashMap<String, usize>,
@@ -169,7 +168,6 @@ impl Engine {
             runs: HashMap::new(),
             ready: Vec::new(),
             tries: JoinSet::new(),
-            try_tasks: HashMap::new(),
             in_flight: HashMap::new(),
             per_dag_running: HashMap::new(),
             pool_usage: HashMap::new(),
@@ -475,10 +473,10 @@ impl Engine {
             }
             let wake = self.next_wakeup(now);
             tokio::select! {
-                Some(done) = self.tries.join_next_with_id(), if !self.tries.is_empty() => {
+                Some(done) = self.tries.join_next(), if !self.tries.is_empty() => {
                     // Every try that has ended by now is recorded in one transaction.
                     let mut batch = vec![done];
-                    while let Some(done) = self.tries.try_join_next_with_id() {
+                    while let Some(done) = self.tries.try_join_next() {
                         batch.push(done);
                     }
                     self.handle_done(batch).await?;
@@ -507,24 +505,20 @@ impl Engine {
         }
     }
 
-    async fn handle_done(
-        &mut self,
-        batch: Vec<std::result::Result<(tokio::task::Id, TryDone), tokio::task::JoinError>>,
-    ) -> Result<()> {
+    async fn handle_done(&mut self, batch: Vec<std::result::Result<TryDone, tokio::task::JoinError>>) -> Result<()> {
         let mut done = Vec::with_capacity(batch.len());
         for d in batch {
             match d {
-                Ok((id, d)) => {
-                    self.try_tasks.remove(&id);
-                    done.push(d);
-                }
+                Ok(d) => done.push(d),
                 // Cut off on purpose (a stop): left running in the store for the next start.
-                Err(e) if e.is_cancelled() => {
-                    self.try_tasks.remove(&e.id());
-                }
+                Err(e) if e.is_cancelled() => {}
                 // An operator that panicked fails its try; the daemon and the other tries go on.
                 Err(e) => {
-                    let Some((run, task, try_number)) = self.try_tasks.remove(&e.id()) else { continue };
+                    let id = e.id();
+                    let found = self.in_flight.iter().find_map(|(&(run, task), f)| {
+                        f.abort.as_ref().filter(|(a, _)| a.id() == id).map(|(_, n)| (run, task, *n))
+                    });
+                    let Some((run, task, try_number)) = found else { continue };
                     let why = panic_message(e.into_panic());
                     let message = format!("internal error: the operator panicked: {why}");
                     done.push(TryDone { run, task, try_number, result: Err(TaskError::fatal(message)) });
@@ -541,7 +535,7 @@ impl Engine {
         let cut: Vec<(i64, usize)> =
             self.in_flight.iter().filter(|(_, f)| f.resumable && f.abort.is_some()).map(|(k, _)| *k).collect();
         for (run, i) in cut {
-            if let Some(abort) = self.in_flight.get_mut(&(run, i)).and_then(|f| f.abort.take()) {
+            if let Some((abort, _)) = self.in_flight.get_mut(&(run, i)).and_then(|f| f.abort.take()) {
                 abort.abort();
             }
             self.release_slot(run, i);
@@ -939,9 +933,8 @@ impl Engine {
         };
         info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = try_number, "task started");
         let abort = self.tries.spawn(job.execute());
-        self.try_tasks.insert(abort.id(), (run, i, try_number));
         if let Some(slot) = self.in_flight.get_mut(&(run, i)) {
-            slot.abort = Some(abort);
+            slot.abort = Some((abort, try_number));
         }
     }
 
@@ -1030,7 +1023,6 @@ impl Engine {
         }
         self.tries.abort_all();
         while self.tries.join_next().await.is_some() {}
-        self.try_tasks.clear();
         for (run, task) in cut {
             warn!(dag = %run.dag_id, run = %run.run_id, task = %task, "still running at shutdown; recovered on next start");
             self.event(&run, Some(&task), "shutdown", "still running when the scheduler stopped".into()).await?;
