@@ -67,6 +67,25 @@ fn spark_jobs_match_the_hand_checked_fixture() {
     assert!(!report.contains("Ran 0 tests"), "{report}");
 }
 
+/// `dagctl` run in `root`, without the machine's `SLUICE_*` settings.
+fn dagctl_in(root: &Path) -> Command {
+    let mut c = Command::new(DAGCTL);
+    c.current_dir(root).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SLUICE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Runs `dagctl ARGS`, asserts it exits 0, returns its stdout.
+fn ok(mut dagctl: Command, args: &[&str]) -> String {
+    let o = dagctl.args(args).output().unwrap();
+    assert!(o.status.success(), "dagctl {args:?}\n{}", explain(&o));
+    text(&o.stdout)
+}
+
 /// A daemon in a temp folder laid out like the repository: `dags/` holds the shipped
 /// `car_rental_local.toml` (unchanged) and links to `dags/sql`; `spark/` links to the jobs.
 struct World {
@@ -89,20 +108,13 @@ impl World {
     }
 
     fn dagctl(&self) -> Command {
-        let mut c = Command::new(DAGCTL);
-        c.current_dir(self.root()).env("PATH", path_with_tools()).stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SLUICE_") {
-                c.env_remove(k);
-            }
-        }
+        let mut c = dagctl_in(self.root());
+        c.env("PATH", path_with_tools());
         c
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.dagctl().args(args).output().unwrap();
-        assert!(o.status.success(), "dagctl {args:?}\n{}", explain(&o));
-        text(&o.stdout)
+        ok(self.dagctl(), args)
     }
 
     /// Copies the fixture's raw CSV into `data/raw/<dataset>/<date>/`.
@@ -446,20 +458,11 @@ echo "    Finished (fake cargo)" >&2
     }
 
     fn dagctl(&self) -> Command {
-        let mut c = Command::new(DAGCTL);
-        c.current_dir(self.root()).stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SLUICE_") {
-                c.env_remove(k);
-            }
-        }
-        c
+        dagctl_in(self.root())
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.dagctl().args(args).output().unwrap();
-        assert!(o.status.success(), "dagctl {args:?}\n{}", explain(&o));
-        text(&o.stdout)
+        ok(self.dagctl(), args)
     }
 
     /// The paused DAGs, as `dagctl list --json` says now.
