@@ -70,23 +70,21 @@ pub async fn follow(
             let t = tasks.entry(ti.task_id.clone()).or_default();
             let log = |n: u32| sluice_scheduler::engine::log_path(logs, &r.dag_id, &r.run_id, &ti.task_id, n);
             let print = |lines: Vec<String>| {
-                if show_output {
-                    for line in lines {
-                        out.line(&format!("[{}] {line}", ti.task_id));
-                    }
+                for line in lines.into_iter().filter(|_| show_output) {
+                    out.line(&format!("[{}] {line}", ti.task_id));
                 }
             };
             let running = ti.state == TaskState::Running;
             // The live tail belongs to a try that is over: the rest of its output, then let it go.
             if t.tail.is_some() && !(running && t.try_number == ti.try_number) {
-                if let Some(mut tail) = t.tail.take() {
+                if let Some(mut tail) = t.tail.take().filter(|_| show_output) {
                     print(drain(&mut tail));
                 }
                 t.drained = t.drained.max(t.try_number);
             }
             if running && t.tail.is_none() {
                 // Tries that started and ended between two looks: their whole output first.
-                for n in t.drained + 1..ti.try_number {
+                for n in (t.drained + 1..ti.try_number).filter(|_| show_output) {
                     print(drain(&mut LogTail::new(log(n))));
                 }
                 t.drained = ti.try_number - 1;
@@ -102,7 +100,7 @@ pub async fn follow(
                 }
             }
             if !running {
-                for n in t.drained + 1..=ti.try_number {
+                for n in (t.drained + 1..=ti.try_number).filter(|_| show_output) {
                     print(drain(&mut LogTail::new(log(n))));
                 }
                 t.drained = t.drained.max(ti.try_number);
