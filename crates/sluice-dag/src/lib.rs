@@ -3,7 +3,8 @@
 //! This crate reads DAG files (TOML), validates them and reports every problem with its file
 //! and line ([`parse`]), orders tasks and finds cycles ([`graph`]), computes schedule ticks,
 //! logical dates and deadlines in the DAG's time zone ([`schedule`]), and checks and renders
-//! Jinja templates ([`template`]).
+//! Jinja templates ([`template`]), and holds the scheduler's pure rules: a try's outcome to
+//! its task's state, retry times, a run's verdict ([`rules`]).
 //!
 //! It knows nothing about databases, async runtimes or AWS: the scheduler, the store and the
 //! operators build on the types here.
@@ -16,6 +17,7 @@ pub mod folder;
 pub mod graph;
 pub mod operators;
 pub mod parse;
+pub mod rules;
 pub mod schedule;
 pub mod state;
 pub mod template;
@@ -28,5 +30,6 @@ pub use duration::Duration;
 pub use folder::{dag_files, load_files, load_folder, Folder, LoadedFile};
 pub use operators::{Operator, OperatorKind};
 pub use parse::{parse_dag, parse_dag_file, ParseOutcome};
+pub use rules::{after_try, retry_time, run_verdict, AfterTry, EndedTry, TryResult};
 pub use schedule::{Deadline, RunDates, Schedule};
 pub use state::{evaluate, Decision, RunState, TaskState};
