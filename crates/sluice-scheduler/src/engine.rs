@@ -5,6 +5,15 @@
 //! loop: a finished try wakes its downstream tasks at once (only they are re-evaluated), timers
 //! wake the loop for retries, deadlines and schedule ticks, and a once-a-second check of the
 //! store's change counter notices what another process (the CLI) wrote.
+//!
+//! Waiting and acting are apart: [`Engine::next_event`] waits for one [`EngineEvent`] and
+//! [`Engine::handle`] acts on it, then takes the turn's housekeeping (fire schedules, start
+//! runs, promote retries, apply trigger rules, record deadlines, finish runs, start tasks).
+//! [`Engine::run`] is the two in a loop; a test drives them itself ([`Engine::step`],
+//! [`Engine::is_idle`], [`Engine::next_timer`]) on a simulated clock. Every "now" and every
+//! timer comes from the engine's [`Clock`].
+
+mod slots;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,11 +22,15 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sluice_dag::{evaluate, Dag, Decision, Folder, RunDates, RunState, TaskState};
+use sluice_dag::{
+    after_try, evaluate, run_verdict, Dag, Decision, EndedTry, Folder, RunDates, RunState, TaskState, TryResult,
+};
 use sluice_store::{DagSync, FinishTry, NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tracing::{info, warn};
+
+use self::slots::{Slots, Want};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -83,6 +96,45 @@ pub enum Reload {
     Folder(LoadedDags),
 }
 
+/// What wakes the engine. Each event is handled by one turn ([`Engine::handle`]). An input
+/// the engine gains (a command channel) is one more variant here, one more branch in
+/// [`Engine::next_event`] and one more arm in [`Engine::handle`], acted on in the same turn.
+pub enum EngineEvent {
+    /// The engine has taken no turn yet: the first looks at everything it was given.
+    Started,
+    /// Tries ended: every one that had ended when the first was noticed, recorded together.
+    TriesEnded(TriesEnded),
+    /// A timer is due (a retry, a deadline, a schedule tick, the end of the grace period), or
+    /// the system clock's hourly wake-up.
+    Timer,
+    /// Time to ask the store whether another process wrote to it.
+    ExternalCheck,
+    /// The DAG folder was reloaded.
+    Reload(Reload),
+    /// A stop was asked for (or whoever could ask went away).
+    Shutdown,
+}
+
+/// The tries of an [`EngineEvent::TriesEnded`], as their tokio tasks ended.
+pub struct TriesEnded(Vec<std::result::Result<TryDone, JoinError>>);
+
+/// Whether the engine goes on after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The mode's end: the stop is complete (daemon) or the run finished (test).
+    Done,
+}
+
+/// Where the engine's events come from besides its own tries and timers; [`Engine::run`]
+/// connects them.
+struct Inputs {
+    shutdown: Option<watch::Receiver<bool>>,
+    reloads: Option<mpsc::Receiver<Reload>>,
+    /// When the store is next asked whether another process wrote to it.
+    next_external: tokio::time::Instant,
+}
+
 /// A loaded folder made ready for the engine: each DAG with its adjacency and a hash of its
 /// source. Built by [`LoadedDags::prepare`] off the engine's thread (parsing and preparing a
 /// huge file never stalls the loop); [`Engine::set_dags`] only swaps it in.
@@ -116,16 +168,6 @@ fn hash_of(v: &impl std::hash::Hash) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(v)
 }
 
-/// A try in flight: the slot it holds, and how to cut it off.
-struct InFlight {
-    pool: Option<String>,
-    /// The tokio task running the try (set once it is spawned), and the try's number.
-    abort: Option<(tokio::task::AbortHandle, u32)>,
-    /// A sensor or a `wait`: it can be cut off at shutdown and resumed as the same try on the
-    /// next start, so a stop does not wait for it.
-    resumable: bool,
-}
-
 pub struct Engine {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -140,22 +182,25 @@ pub struct Engine {
     runs: HashMap<i64, ActiveRun>,
     ready: Vec<(i64, usize)>,
     tries: JoinSet<TryDone>,
-    in_flight: HashMap<(i64, usize), InFlight>,
-    per_dag_running: HashMap<String, usize>,
-    pool_usage: HashMap<String, usize>,
+    /// The slot of every try in flight, by (run, task index).
+    slots: Slots<(i64, usize)>,
     retries: BTreeSet<(DateTime<Utc>, i64, usize)>,
     /// When each scheduled DAG next needs its schedule looked at (its next fire time).
     next_check: HashMap<String, DateTime<Utc>>,
     /// The hash of each DAG's source (or of its file's errors) as last written to the store:
     /// a reload writes only what changed.
     synced: HashMap<String, u64>,
-    stopping: Option<tokio::time::Instant>,
+    /// Set by a stop: when the grace period ends.
+    stopping: Option<DateTime<Utc>>,
     shutdown_recorded: bool,
+    inputs: Inputs,
+    started: bool,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: Config, providers: Vec<Arc<dyn OperatorProvider>>, mode: Mode) -> Engine {
         let task_env = Arc::new(task_env(&config));
+        let slots = Slots::new(config.parallelism);
         Engine {
             store,
             clock: Arc::new(SystemClock),
@@ -168,18 +213,18 @@ impl Engine {
             runs: HashMap::new(),
             ready: Vec::new(),
             tries: JoinSet::new(),
-            in_flight: HashMap::new(),
-            per_dag_running: HashMap::new(),
-            pool_usage: HashMap::new(),
+            slots,
             retries: BTreeSet::new(),
             next_check: HashMap::new(),
             synced: HashMap::new(),
             stopping: None,
             shutdown_recorded: false,
+            inputs: Inputs { shutdown: None, reloads: None, next_external: tokio::time::Instant::now() },
+            started: false,
         }
     }
 
-    /// Takes "now" from `clock` instead of the system clock (tests).
+    /// Takes "now" and timers from `clock` instead of the system clock (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
         self.clock = clock;
         self
@@ -303,7 +348,7 @@ impl Engine {
         let gone: Vec<i64> = self.runs.keys().copied().filter(|id| !ids.contains(id)).collect();
         for id in gone {
             self.ready.retain(|(r, _)| *r != id);
-            if self.in_flight.keys().any(|(r, _)| *r == id) {
+            if self.slots.any(|(r, _)| r == id) {
                 if let (Some(stored), Some(ar)) = (self.store.run(id).await?, self.runs.get_mut(&id)) {
                     ar.run.state = stored.state;
                 }
@@ -317,7 +362,7 @@ impl Engine {
                 ar.run.state = run.state;
                 for ti in tis {
                     let Some(i) = ar.entry.dag.task_index(&ti.task_id) else { continue };
-                    if self.in_flight.contains_key(&(run.id, i)) {
+                    if self.slots.contains((run.id, i)) {
                         continue;
                     }
                     let mine = &mut ar.tis[i];
@@ -397,9 +442,17 @@ impl Engine {
                 continue;
             }
             let error = "interrupted: the scheduler stopped while this try was running".to_string();
-            let ti = ar.tis[i];
-            let retry_at = (t.try_number < ti.max_tries)
-                .then(|| retry_time(self.clock.now(), task.retry.delay_before(t.try_number + 1)));
+            let now = self.clock.now();
+            let ended = EndedTry {
+                dag_id: &run.dag_id,
+                run_id: &run.run_id,
+                task_id: &t.task_id,
+                try_number: t.try_number,
+                max_tries: ar.tis[i].max_tries,
+                at: now,
+            };
+            let after = after_try(&ended, TryResult::Failed { retryable: true }, &task.retry);
+            let (state, retry_at) = (after.state(), after.retry_at());
             warn!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, r#try = t.try_number, retry = retry_at.is_some(), "recovered interrupted try");
             self.store
                 .finish_try(
@@ -407,11 +460,10 @@ impl Engine {
                     &t.task_id,
                     t.try_number,
                     &TryOutcome::Failed { error: error.clone(), retry_at },
-                    self.clock.now(),
+                    now,
                 )
                 .await?;
             self.event(&run, Some(&t.task_id), "recovered", format!("try {}: {error}", t.try_number)).await?;
-            let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
             if let Some(ar) = self.runs.get_mut(&run.id) {
                 ar.tis[i].state = state;
                 ar.dirty.extend(ar.entry.downs[i].iter().copied());
@@ -436,76 +488,139 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs the loop until the mode's end: shutdown (daemon) or the run finishing (test).
-    pub async fn run(
-        &mut self,
-        mut shutdown: watch::Receiver<bool>,
-        mut reloads: mpsc::Receiver<Reload>,
-    ) -> Result<()> {
-        let mut external = tokio::time::interval(EXTERNAL_CHECK);
-        external.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Runs the loop until the mode's end: a stop (daemon), or the run finishing (test).
+    pub async fn run(&mut self, shutdown: watch::Receiver<bool>, reloads: mpsc::Receiver<Reload>) -> Result<()> {
+        self.inputs.shutdown = Some(shutdown);
+        self.inputs.reloads = Some(reloads);
+        while self.step().await? == Flow::Continue {}
+        Ok(())
+    }
+
+    /// One turn: waits for the next event and handles it.
+    pub async fn step(&mut self) -> Result<Flow> {
+        let event = self.next_event().await;
+        self.handle(event).await
+    }
+
+    /// Waits for what the engine acts on next: tries that ended, a timer (on the engine's
+    /// clock), the external-change check, a folder reload or a stop (the last two once
+    /// [`Engine::run`] has connected them).
+    pub async fn next_event(&mut self) -> EngineEvent {
+        if !self.started {
+            return EngineEvent::Started;
+        }
         loop {
-            let now = self.clock.now();
-            if self.is_daemon() && self.stopping.is_none() {
-                self.fire_schedules(now).await?;
-            }
-            self.activate_runs().await?;
-            self.promote_retries(now).await?;
-            self.evaluate().await?;
-            self.check_deadlines(now).await?;
-            self.finish_runs().await?;
-            if self.stopping.is_none() {
-                self.start_ready().await?;
-            }
-            if let Mode::SingleRun(id) = self.mode {
-                if !self.runs.contains_key(&id) && self.tries.is_empty() {
-                    return Ok(());
-                }
-            }
-            if let Some(grace_end) = self.stopping {
-                if self.tries.is_empty() {
-                    return Ok(());
-                }
-                if tokio::time::Instant::now() >= grace_end {
-                    self.abandon_running().await?;
-                    return Ok(());
-                }
-            }
-            let wake = self.next_wakeup(now);
+            let clock = self.clock.clone();
+            let wake = self.next_timer().unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let stopping = self.stopping.is_some();
+            let inputs = &mut self.inputs;
             tokio::select! {
                 Some(done) = self.tries.join_next(), if !self.tries.is_empty() => {
-                    // Every try that has ended by now is recorded in one transaction.
                     let mut batch = vec![done];
                     while let Some(done) = self.tries.try_join_next() {
                         batch.push(done);
                     }
-                    self.handle_done(batch).await?;
+                    return EngineEvent::TriesEnded(TriesEnded(batch));
                 }
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = external.tick() => {
-                    if self.store.changed_elsewhere().await? {
-                        self.refresh_paused().await?;
-                        self.load_active_runs().await?;
+                _ = clock.sleep_until(wake) => return EngineEvent::Timer,
+                _ = tokio::time::sleep_until(inputs.next_external) => {
+                    inputs.next_external = tokio::time::Instant::now() + EXTERNAL_CHECK;
+                    return EngineEvent::ExternalCheck;
+                }
+                stop = wait_for_stop(inputs.shutdown.as_mut()), if !stopping => {
+                    if stop {
+                        return EngineEvent::Shutdown;
                     }
                 }
-                changed = shutdown.changed(), if self.stopping.is_none() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        let grace = self.config.grace_period.as_std();
-                        self.cut_off_resumable().await?;
-                        info!(running = self.in_flight.len(), grace = %humantime::format_duration(grace), "stopping: no new tasks start; waiting for running ones");
-                        self.stopping = Some(tokio::time::Instant::now() + grace);
-                    }
-                }
-                Some(reload) = reloads.recv() => {
-                    match reload {
-                        Reload::Folder(folder) => self.set_dags(folder).await?,
-                    }
-                }
+                Some(reload) = recv(inputs.reloads.as_mut()) => return EngineEvent::Reload(reload),
             }
         }
     }
 
-    async fn handle_done(&mut self, batch: Vec<std::result::Result<TryDone, tokio::task::JoinError>>) -> Result<()> {
+    /// Acts on `event`, then takes the turn's housekeeping; says whether the engine goes on.
+    pub async fn handle(&mut self, event: EngineEvent) -> Result<Flow> {
+        match event {
+            EngineEvent::Started => self.started = true,
+            EngineEvent::TriesEnded(TriesEnded(batch)) => self.handle_done(batch).await?,
+            EngineEvent::Timer => {}
+            EngineEvent::ExternalCheck => {
+                if self.store.changed_elsewhere().await? {
+                    self.refresh_paused().await?;
+                    self.load_active_runs().await?;
+                }
+            }
+            EngineEvent::Reload(Reload::Folder(folder)) => self.set_dags(folder).await?,
+            EngineEvent::Shutdown => {
+                let grace = self.config.grace_period.as_std();
+                self.cut_off_resumable().await?;
+                info!(running = self.slots.len(), grace = %humantime::format_duration(grace), "stopping: no new tasks start; waiting for running ones");
+                let end = chrono::Duration::from_std(grace).ok().and_then(|g| self.clock.now().checked_add_signed(g));
+                self.stopping = Some(end.unwrap_or(DateTime::<Utc>::MAX_UTC));
+            }
+        }
+        self.housekeeping().await
+    }
+
+    /// Whether the engine has nothing to do until a timer: no try in flight, no first turn
+    /// pending, no timer due. A test on a simulated clock moves the clock to
+    /// [`Engine::next_timer`] then.
+    pub fn is_idle(&self) -> bool {
+        self.started && self.tries.is_empty() && self.next_timer().is_none_or(|t| t > self.clock.now())
+    }
+
+    /// The earliest timer: the next retry, deadline or schedule check, or the end of the grace
+    /// period; `None` when there is none.
+    pub fn next_timer(&self) -> Option<DateTime<Utc>> {
+        let mut next: Option<DateTime<Utc>> = self.retries.first().map(|(at, _, _)| *at);
+        let mut consider = |t: DateTime<Utc>| next = Some(next.map_or(t, |n| n.min(t)));
+        for r in self.runs.values() {
+            if let (Some(d), false) = (r.run.deadline, r.run.deadline_missed) {
+                consider(d);
+            }
+        }
+        if self.is_daemon() && self.stopping.is_none() {
+            for t in self.next_check.values() {
+                consider(*t);
+            }
+        }
+        if let Some(grace_end) = self.stopping {
+            consider(grace_end);
+        }
+        next
+    }
+
+    /// The turn's work after its event, then the mode's end conditions.
+    async fn housekeeping(&mut self) -> Result<Flow> {
+        let now = self.clock.now();
+        if self.is_daemon() && self.stopping.is_none() {
+            self.fire_schedules(now).await?;
+        }
+        self.activate_runs().await?;
+        self.promote_retries(now).await?;
+        self.evaluate().await?;
+        self.check_deadlines(now).await?;
+        self.finish_runs().await?;
+        if self.stopping.is_none() {
+            self.start_ready().await?;
+        }
+        if let Mode::SingleRun(id) = self.mode {
+            if !self.runs.contains_key(&id) && self.tries.is_empty() {
+                return Ok(Flow::Done);
+            }
+        }
+        if let Some(grace_end) = self.stopping {
+            if self.tries.is_empty() {
+                return Ok(Flow::Done);
+            }
+            if self.clock.now() >= grace_end {
+                self.abandon_running().await?;
+                return Ok(Flow::Done);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn handle_done(&mut self, batch: Vec<std::result::Result<TryDone, JoinError>>) -> Result<()> {
         let mut done = Vec::with_capacity(batch.len());
         for d in batch {
             match d {
@@ -514,11 +629,7 @@ impl Engine {
                 Err(e) if e.is_cancelled() => {}
                 // An operator that panicked fails its try; the daemon and the other tries go on.
                 Err(e) => {
-                    let id = e.id();
-                    let found = self.in_flight.iter().find_map(|(&(run, task), f)| {
-                        f.abort.as_ref().filter(|(a, _)| a.id() == id).map(|(_, n)| (run, task, *n))
-                    });
-                    let Some((run, task, try_number)) = found else { continue };
+                    let Some(((run, task), try_number)) = self.slots.find_task(e.id()) else { continue };
                     let why = panic_message(e.into_panic());
                     let message = format!("internal error: the operator panicked: {why}");
                     done.push(TryDone { run, task, try_number, result: Err(TaskError::fatal(message)) });
@@ -532,13 +643,7 @@ impl Engine {
     /// next start resumes them as the same try), so they are cut off now instead of being
     /// waited for; their tries stay `running` in the store.
     async fn cut_off_resumable(&mut self) -> Result<()> {
-        let cut: Vec<(i64, usize)> =
-            self.in_flight.iter().filter(|(_, f)| f.resumable && f.abort.is_some()).map(|(k, _)| *k).collect();
-        for (run, i) in cut {
-            if let Some((abort, _)) = self.in_flight.get_mut(&(run, i)).and_then(|f| f.abort.take()) {
-                abort.abort();
-            }
-            self.release_slot(run, i);
+        for (run, i) in self.slots.cut_off_resumable() {
             if let Some(ar) = self.runs.get(&run) {
                 let (r, task) = (ar.run.clone(), ar.entry.dag.tasks[i].id.clone());
                 info!(dag = %r.dag_id, run = %r.run_id, task = %task, "stopping: sensor cut off; it resumes on the next start");
@@ -746,30 +851,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Ends runs whose tasks are all finished. As in Airflow, a run fails when one of its
-    /// leaves failed or is upstream_failed, and succeeds otherwise; as with Airflow's teardown
-    /// tasks, a `terminate` does not hide a failure before it: a failed task whose only
-    /// downstream tasks are teardowns counts as a leaf. (A teardown that fails still fails
-    /// the run: a cluster left up is a failure worth seeing.)
+    /// Ends runs whose tasks are all finished, by the run verdict ([`run_verdict`]).
     async fn finish_runs(&mut self) -> Result<()> {
-        let done: Vec<i64> = self
+        let done: Vec<(i64, RunState)> = self
             .runs
             .values()
-            .filter(|r| r.run.state == RunState::Running && r.tis.iter().all(|t| t.state.is_finished()))
-            .map(|r| r.run.id)
+            .filter(|r| r.run.state == RunState::Running)
+            .filter_map(|r| run_verdict(&r.entry.dag, &r.entry.downs, |i| r.tis[i].state).map(|v| (r.run.id, v)))
             .collect();
-        for id in done {
-            if self.in_flight.keys().any(|(r, _)| *r == id) {
+        for (id, state) in done {
+            if self.slots.any(|(r, _)| r == id) {
                 continue;
             }
             let ar = self.runs.remove(&id).expect("active run");
-            let teardown = |i: usize| ar.entry.dag.tasks[i].operator.kind() == sluice_dag::OperatorKind::Terminate;
-            let failed = ar
-                .tis
-                .iter()
-                .enumerate()
-                .any(|(i, t)| t.state.is_failure() && ar.entry.downs[i].iter().all(|d| teardown(*d)));
-            let state = if failed { RunState::Failed } else { RunState::Success };
+            let failed = state == RunState::Failed;
             self.store.set_run_state(id, state, self.clock.now()).await?;
             // Cost safety: what the run left behind (an EMR cluster nobody terminated) is
             // cleaned up in the background, so the loop goes on.
@@ -815,51 +910,17 @@ impl Engine {
         let mut waiting = Vec::new();
         let mut starting: Vec<(i64, usize, String)> = Vec::new();
         for (run, i) in ready {
-            if self.tries.len() + starting.len() >= self.config.parallelism {
-                waiting.push((run, i));
+            let ar = &self.runs[&run];
+            if let Some(pool) = ar.entry.dag.tasks[i].pool.as_deref().filter(|p| !self.config.pools.contains_key(*p)) {
+                let pool = pool.to_string();
+                self.fail_undeclared_pool(run, i, &pool).await?;
                 continue;
-            }
-            let (dag_id, max_tasks, task_id, pool) = {
-                let ar = &self.runs[&run];
-                let t = &ar.entry.dag.tasks[i];
-                (ar.run.dag_id.clone(), ar.entry.dag.max_active_tasks as usize, t.id.clone(), t.pool.clone())
-            };
-            if self.per_dag_running.get(&dag_id).copied().unwrap_or(0) >= max_tasks {
-                waiting.push((run, i));
-                continue;
-            }
-            if let Some(pool) = &pool {
-                match self.config.pools.get(pool) {
-                    None => {
-                        let now = self.clock.now();
-                        let n = self.store.start_try(run, &task_id, now).await?;
-                        let error = format!("pool `{pool}` is not declared in the [pools] of sluice.toml");
-                        self.store
-                            .finish_try(
-                                run,
-                                &task_id,
-                                n,
-                                &TryOutcome::Failed { error: error.clone(), retry_at: None },
-                                now,
-                            )
-                            .await?;
-                        let ar = self.runs.get_mut(&run).expect("active run");
-                        ar.tis[i].state = TaskState::Failed;
-                        ar.tis[i].try_number = n;
-                        ar.dirty.extend(ar.entry.downs[i].iter().copied());
-                        warn!(dag = %dag_id, task = %task_id, "{error}");
-                        continue;
-                    }
-                    Some(slots) if self.pool_usage.get(pool).copied().unwrap_or(0) >= *slots => {
-                        waiting.push((run, i));
-                        continue;
-                    }
-                    Some(_) => {}
-                }
             }
             // The slots are taken now; the tries start below, all in one transaction.
-            self.reserve_slot(run, i);
-            starting.push((run, i, task_id));
+            match self.slots.reserve((run, i), &want(ar, i, &self.config.pools)) {
+                Ok(()) => starting.push((run, i, ar.entry.dag.tasks[i].id.clone())),
+                Err(_) => waiting.push((run, i)),
+            }
         }
         self.ready = waiting;
         if starting.is_empty() {
@@ -870,7 +931,7 @@ impl Engine {
             Ok(n) => n,
             Err(e) => {
                 for (run, i, _) in &starting {
-                    self.release_slot(*run, *i);
+                    self.slots.release((*run, *i));
                 }
                 return Err(e.into());
             }
@@ -886,32 +947,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Counts a try against `parallelism`, its DAG's `max_active_tasks` and its pool.
-    fn reserve_slot(&mut self, run: i64, i: usize) {
+    /// A task in a pool `sluice.toml` does not declare gets a try that fails saying so.
+    async fn fail_undeclared_pool(&mut self, run: i64, i: usize, pool: &str) -> Result<()> {
         let ar = &self.runs[&run];
-        let task = &ar.entry.dag.tasks[i];
-        *self.per_dag_running.entry(ar.run.dag_id.clone()).or_default() += 1;
-        if let Some(pool) = &task.pool {
-            *self.pool_usage.entry(pool.clone()).or_default() += 1;
-        }
-        let resumable = matches!(task.operator, sluice_dag::Operator::Sensor(_) | sluice_dag::Operator::Wait(_));
-        self.in_flight.insert((run, i), InFlight { pool: task.pool.clone(), abort: None, resumable });
+        let (dag_id, task_id) = (ar.run.dag_id.clone(), ar.entry.dag.tasks[i].id.clone());
+        let now = self.clock.now();
+        let n = self.store.start_try(run, &task_id, now).await?;
+        let error = format!("pool `{pool}` is not declared in the [pools] of sluice.toml");
+        self.store
+            .finish_try(run, &task_id, n, &TryOutcome::Failed { error: error.clone(), retry_at: None }, now)
+            .await?;
+        let ar = self.runs.get_mut(&run).expect("active run");
+        ar.tis[i].state = TaskState::Failed;
+        ar.tis[i].try_number = n;
+        ar.dirty.extend(ar.entry.downs[i].iter().copied());
+        warn!(dag = %dag_id, task = %task_id, "{error}");
+        Ok(())
     }
 
-    fn release_slot(&mut self, run: i64, i: usize) {
-        let Some(slot) = self.in_flight.remove(&(run, i)) else { return };
-        if let Some(pool) = slot.pool {
-            if let Some(n) = self.pool_usage.get_mut(&pool) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        if let Some(n) = self.runs.get(&run).and_then(|ar| self.per_dag_running.get_mut(&ar.run.dag_id)) {
-            *n = n.saturating_sub(1);
-        }
-    }
-
+    /// Starts a try resumed after a restart: it takes its slot whatever the limits say (it was
+    /// running already).
     fn spawn_try(&mut self, run: i64, i: usize, try_number: u32, resumed: Map<String, Value>) {
-        self.reserve_slot(run, i);
+        self.slots.hold((run, i), &want(&self.runs[&run], i, &self.config.pools));
         self.launch_try(run, i, try_number, resumed);
     }
 
@@ -933,9 +990,7 @@ impl Engine {
         };
         info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = try_number, "task started");
         let abort = self.tries.spawn(job.execute());
-        if let Some(slot) = self.in_flight.get_mut(&(run, i)) {
-            slot.abort = Some((abort, try_number));
-        }
+        self.slots.set_abort((run, i), abort, try_number);
     }
 
     /// Records tries that ended, all in one transaction, then wakes their downstream tasks.
@@ -945,22 +1000,33 @@ impl Engine {
         // One time for the batch: the tries are recorded together.
         let now = self.clock.now();
         for done in batch {
-            self.release_slot(done.run, done.task);
+            self.slots.release((done.run, done.task));
             let Some(ar) = self.runs.get_mut(&done.run) else { continue };
             let task = &ar.entry.dag.tasks[done.task];
-            let ti = ar.tis[done.task];
-            let (outcome, state) = match done.result {
-                Ok(Outcome::Success(outputs)) => (TryOutcome::Success { outputs }, TaskState::Success),
-                Ok(Outcome::Skipped(reason)) => (TryOutcome::Skipped { reason }, TaskState::Skipped),
+            let result = match &done.result {
+                Ok(Outcome::Success(_)) => TryResult::Success,
+                Ok(Outcome::Skipped(_)) => TryResult::Skipped,
+                Err(e) => TryResult::Failed { retryable: e.retryable },
+            };
+            let ended = EndedTry {
+                dag_id: &ar.run.dag_id,
+                run_id: &ar.run.run_id,
+                task_id: &task.id,
+                try_number: done.try_number,
+                max_tries: ar.tis[done.task].max_tries,
+                at: now,
+            };
+            let after = after_try(&ended, result, &task.retry);
+            let (state, retry_at) = (after.state(), after.retry_at());
+            let outcome = match done.result {
+                Ok(Outcome::Success(outputs)) => TryOutcome::Success { outputs },
+                Ok(Outcome::Skipped(reason)) => TryOutcome::Skipped { reason },
                 Err(e) => {
-                    let retry_at = (e.retryable && done.try_number < ti.max_tries)
-                        .then(|| retry_time(now, task.retry.delay_before(done.try_number + 1)));
-                    let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
                     warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, error = %e.message, retry_at = ?retry_at, "task try failed");
                     if let Some(at) = retry_at {
                         self.retries.insert((at, done.run, done.task));
                     }
-                    (TryOutcome::Failed { error: e.message, retry_at }, state)
+                    TryOutcome::Failed { error: e.message, retry_at }
                 }
             };
             finished.push(FinishTry {
@@ -995,7 +1061,7 @@ impl Engine {
             if applied == TaskState::None {
                 ar.dirty.insert(i);
             }
-            if ar.run.state.is_finished() && !self.in_flight.keys().any(|(r, _)| *r == run) {
+            if ar.run.state.is_finished() && !self.slots.any(|(r, _)| r == run) {
                 self.runs.remove(&run);
             }
         }
@@ -1016,9 +1082,9 @@ impl Engine {
         }
         self.shutdown_recorded = true;
         let mut cut = Vec::new();
-        for (run, i) in self.in_flight.keys() {
-            if let Some(ar) = self.runs.get(run) {
-                cut.push((ar.run.clone(), ar.entry.dag.tasks[*i].id.clone()));
+        for (run, i) in self.slots.keys() {
+            if let Some(ar) = self.runs.get(&run) {
+                cut.push((ar.run.clone(), ar.entry.dag.tasks[i].id.clone()));
             }
         }
         self.tries.abort_all();
@@ -1029,29 +1095,33 @@ impl Engine {
         }
         Ok(())
     }
+}
 
-    fn next_wakeup(&self, now: DateTime<Utc>) -> tokio::time::Instant {
-        let mut next: Option<DateTime<Utc>> = self.retries.first().map(|(at, _, _)| *at);
-        let mut consider = |t: DateTime<Utc>| next = Some(next.map_or(t, |n| n.min(t)));
-        for r in self.runs.values() {
-            if let (Some(d), false) = (r.run.deadline, r.run.deadline_missed) {
-                consider(d);
-            }
-        }
-        if self.is_daemon() && self.stopping.is_none() {
-            for t in self.next_check.values() {
-                consider(*t);
-            }
-        }
-        let base = tokio::time::Instant::now();
-        let mut wake = match next {
-            Some(t) => base + (t - now).to_std().unwrap_or_default().min(StdDuration::from_secs(3600)),
-            None => base + StdDuration::from_secs(3600),
-        };
-        if let Some(grace_end) = self.stopping {
-            wake = wake.min(grace_end);
-        }
-        wake
+/// What a try of task `i` of `ar` asks of the slots. An undeclared pool has no room.
+fn want<'a>(ar: &'a ActiveRun, i: usize, pools: &std::collections::BTreeMap<String, usize>) -> Want<'a> {
+    let task = &ar.entry.dag.tasks[i];
+    Want {
+        dag: &ar.run.dag_id,
+        max_dag: ar.entry.dag.max_active_tasks as usize,
+        pool: task.pool.as_deref().map(|p| (p, pools.get(p).copied().unwrap_or(0))),
+        resumable: matches!(task.operator, sluice_dag::Operator::Sensor(_) | sluice_dag::Operator::Wait(_)),
+    }
+}
+
+/// Whether a stop is asked for, once `shutdown` changes (true, too, when its sender is gone);
+/// never, without one.
+async fn wait_for_stop(shutdown: Option<&mut watch::Receiver<bool>>) -> bool {
+    match shutdown {
+        Some(rx) => rx.changed().await.is_err() || *rx.borrow(),
+        None => std::future::pending().await,
+    }
+}
+
+/// The next reload, if there is a channel (and it is open).
+async fn recv(reloads: Option<&mut mpsc::Receiver<Reload>>) -> Option<Reload> {
+    match reloads {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1103,14 +1173,6 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// When a retry `delay` after `now` is due: up to 20% sooner than the computed delay, so
-/// retries of many tasks do not land at once. Saturates instead of overflowing.
-fn retry_time(now: DateTime<Utc>, delay: StdDuration) -> DateTime<Utc> {
-    let nanos = Utc::now().timestamp_subsec_nanos() as f64 / 1e9;
-    let d = delay.mul_f64(1.0 - 0.2 * nanos);
-    chrono::Duration::from_std(d).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 pub fn log_path(logs: &std::path::Path, dag: &str, run_id: &str, task: &str, try_number: u32) -> PathBuf {
