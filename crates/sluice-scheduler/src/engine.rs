@@ -599,7 +599,12 @@ impl Engine {
         self.promote_retries(now).await?;
         self.evaluate().await?;
         self.check_deadlines(now).await?;
-        self.finish_runs().await?;
+        if self.finish_runs().await? {
+            // A finished run frees a place under its DAG's `max_active_runs`: a queued run
+            // starts in this turn, not at whatever event comes next.
+            self.activate_runs().await?;
+            self.evaluate().await?;
+        }
         if self.stopping.is_none() {
             self.start_ready().await?;
         }
@@ -851,18 +856,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Ends runs whose tasks are all finished, by the run verdict ([`run_verdict`]).
-    async fn finish_runs(&mut self) -> Result<()> {
+    /// Ends runs whose tasks are all finished, by the run verdict ([`run_verdict`]). Whether
+    /// any ended.
+    async fn finish_runs(&mut self) -> Result<bool> {
         let done: Vec<(i64, RunState)> = self
             .runs
             .values()
             .filter(|r| r.run.state == RunState::Running)
             .filter_map(|r| run_verdict(&r.entry.dag, &r.entry.downs, |i| r.tis[i].state).map(|v| (r.run.id, v)))
             .collect();
+        let mut ended_any = false;
         for (id, state) in done {
             if self.slots.any(|(r, _)| r == id) {
                 continue;
             }
+            ended_any = true;
             let ar = self.runs.remove(&id).expect("active run");
             let failed = state == RunState::Failed;
             self.store.set_run_state(id, state, self.clock.now()).await?;
@@ -886,7 +894,7 @@ impl Engine {
                 other.dirty.extend(waiting.collect::<Vec<_>>());
             }
         }
-        Ok(())
+        Ok(ended_any)
     }
 
     /// Starts scheduled tasks while slots last: global `parallelism`, the DAG's
