@@ -2,6 +2,8 @@
 //!
 //! - [`engine`]; the event loop over active runs: trigger rules, slots (parallelism, pools,
 //!   `max_active_tasks`), retries with backoff, timeouts, deadlines, recovery after a crash.
+//!   It waits for an event, then handles it, so a test can step it.
+//! - [`clock`]; the engine's "now" and timers: the system clock, or a simulated one.
 //! - [`operators`]; the operator trait and the local operators (`command`, `wait`, `noop`).
 //! - [`runs`]; creating runs (cron, manual, backfill), clearing and marking them.
 //! - [`daemon`]; `dagctl scheduler`: the engine with a watched DAG folder and a graceful stop.
@@ -20,7 +22,7 @@ pub mod tail;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
-pub use engine::{Engine, Mode};
+pub use engine::{Engine, EngineEvent, Flow, Mode};
 
 /// Errors of the scheduler.
 #[derive(Debug, thiserror::Error)]
