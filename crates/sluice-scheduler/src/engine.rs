@@ -23,7 +23,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sluice_dag::{
-    after_try, evaluate, run_verdict, Dag, Decision, EndedTry, Folder, RunDates, RunState, TaskState, TryResult,
+    after_try, evaluate, run_verdict, Dag, Decision, EndedTry, Folder, RunState, TaskState, TryResult,
 };
 use sluice_store::{DagSync, FinishTry, NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
 use tokio::sync::{mpsc, watch};
@@ -34,15 +34,15 @@ use self::slots::{Slots, Want};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::operators::{kill_orphan, OperatorProvider, Outcome, TaskError, TryContext, TryLog};
+use crate::job::{render, Job, TryDone};
+pub use crate::job::{log_path, run_dates};
+use crate::operators::{kill_orphan, OperatorProvider, Outcome, TaskError};
 use crate::SchedulerError;
 
 type Result<T> = std::result::Result<T, SchedulerError>;
 
 /// How often the loop asks the store whether another process wrote to it.
 const EXTERNAL_CHECK: StdDuration = StdDuration::from_secs(1);
-/// How long an operator may take to cancel its remote work after a timeout.
-const CANCEL_LIMIT: StdDuration = StdDuration::from_secs(60);
 
 /// What the engine runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,14 +81,6 @@ struct ActiveRun {
     tis: Vec<Ti>,
     /// Tasks whose upstreams changed since they were last evaluated.
     dirty: BTreeSet<usize>,
-}
-
-/// A try that finished (or was cut off).
-struct TryDone {
-    run: i64,
-    task: usize,
-    try_number: u32,
-    result: std::result::Result<Outcome, TaskError>,
 }
 
 /// A change to the set of DAGs, from the folder watcher.
@@ -1180,162 +1172,5 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
     unsafe {
         libc::malloc_trim(0);
-    }
-}
-
-pub fn log_path(logs: &std::path::Path, dag: &str, run_id: &str, task: &str, try_number: u32) -> PathBuf {
-    logs.join(dag).join(run_id).join(task).join(format!("{try_number}.log"))
-}
-
-/// The run dates of a stored run, in the DAG's zone.
-pub fn run_dates(dag: &Dag, run: &Run) -> RunDates {
-    RunDates {
-        logical_date: run.logical_date.with_timezone(&dag.timezone),
-        data_interval_start: run.data_interval_start.with_timezone(&dag.timezone),
-        data_interval_end: run.data_interval_end.with_timezone(&dag.timezone),
-    }
-}
-
-/// Renders a task for a run, with the outputs its upstreams stored.
-async fn render(
-    store: &Arc<dyn Store>,
-    dag: &Dag,
-    run: &Run,
-    i: usize,
-) -> std::result::Result<sluice_dag::Operator, TaskError> {
-    let task = &dag.tasks[i];
-    let dates = run_dates(dag, run);
-    let mut ctx = dag.template_context(&task.id, &run.run_id, &dates, run.conf.as_ref());
-    if task.reads_outputs {
-        ctx.tasks = store.outputs(run.id).await.map_err(|e| TaskError::retryable(format!("reading outputs: {e}")))?;
-    }
-    match dag.render_task(task, &ctx) {
-        Ok((_, op)) => Ok(op),
-        Err(e) => {
-            // An upstream that did not succeed has no outputs: a task that reads them (a
-            // terminate after a cluster that was never created) has nothing to do.
-            let missing = dag
-                .ancestors(&task.id)
-                .into_iter()
-                .find(|up| !up.operator.kind().outputs().is_empty() && !ctx.tasks.contains_key(&up.id));
-            match missing {
-                Some(up) if e.contains("undefined") => Err(TaskError {
-                    message: format!("SKIP: upstream `{}` produced no outputs ({e})", up.id),
-                    retryable: false,
-                }),
-                _ => Err(TaskError::fatal(e)),
-            }
-        }
-    }
-}
-
-/// Everything a try needs, moved into its own tokio task.
-struct Job {
-    store: Arc<dyn Store>,
-    providers: Arc<Vec<Arc<dyn OperatorProvider>>>,
-    dag: Arc<Dag>,
-    run: Run,
-    task: usize,
-    try_number: u32,
-    resumed: Map<String, Value>,
-    log_path: PathBuf,
-    max_poke_interval: Option<sluice_dag::Duration>,
-    task_env: Arc<Vec<(String, String)>>,
-}
-
-impl Job {
-    async fn execute(self) -> TryDone {
-        let result = self.attempt().await;
-        TryDone { run: self.run.id, task: self.task, try_number: self.try_number, result }
-    }
-
-    async fn attempt(&self) -> std::result::Result<Outcome, TaskError> {
-        let task = &self.dag.tasks[self.task];
-        let log = TryLog::create(self.log_path.clone()).map_err(|e| {
-            TaskError::retryable(format!("cannot create the log file {}: {e}", self.log_path.display()))
-        })?;
-        log.line(&format!(
-            "[sluice] {} try {} of task {} in run {} ({})",
-            Utc::now().to_rfc3339(),
-            self.try_number,
-            task.id,
-            self.run.run_id,
-            if self.resumed.is_empty() { "started" } else { "resumed" }
-        ));
-        let op = match render(&self.store, &self.dag, &self.run, self.task).await {
-            Ok(mut op) => {
-                if let (Some(cap), Some(p)) = (self.max_poke_interval, op.poke_interval_mut()) {
-                    *p = (*p).min(cap);
-                }
-                op
-            }
-            Err(e) if e.message.starts_with("SKIP: ") => {
-                let reason = e.message.trim_start_matches("SKIP: ").to_string();
-                log.line(&format!("[sluice] skipped: {reason}"));
-                return Ok(Outcome::Skipped(reason));
-            }
-            Err(e) => {
-                log.line(&format!("[sluice] {}", e.message));
-                return Err(e);
-            }
-        };
-        let Some(operator) = self.providers.iter().find_map(|p| p.build(&op, &self.dag, task)) else {
-            let e = TaskError::fatal(format!("operator `{}` is not available in this build of Sluice", op.kind()));
-            log.line(&format!("[sluice] {}", e.message));
-            return Err(e);
-        };
-        let dates = run_dates(&self.dag, &self.run);
-        let ctx = TryContext {
-            store: self.store.clone(),
-            run: self.run.id,
-            dag_id: self.dag.id.clone(),
-            run_id: self.run.run_id.clone(),
-            task_id: task.id.clone(),
-            try_number: self.try_number,
-            dag_file: self.dag.file.clone(),
-            dates,
-            resumed: self.resumed.clone(),
-            log: log.clone(),
-            env: self
-                .task_env
-                .iter()
-                .cloned()
-                .chain([
-                    ("SLUICE_DAG_ID".into(), self.dag.id.clone()),
-                    ("SLUICE_RUN_ID".into(), self.run.run_id.clone()),
-                    ("SLUICE_TASK_ID".into(), task.id.clone()),
-                    ("SLUICE_TRY_NUMBER".into(), self.try_number.to_string()),
-                    ("SLUICE_DS".into(), dates.ds()),
-                    ("SLUICE_LOGICAL_DATE".into(), dates.ts()),
-                ])
-                .collect(),
-        };
-        let result = match task.timeout {
-            Some(t) => match tokio::time::timeout(t.as_std(), operator.run(&ctx)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    log.line(&format!("[sluice] timed out after {t}; cancelling what the try started"));
-                    if tokio::time::timeout(CANCEL_LIMIT, operator.cancel(&ctx)).await.is_err() {
-                        log.line("[sluice] cancelling took too long; given up");
-                    }
-                    match &op {
-                        // A sensor's timeout is its answer, as in Airflow: no retry, and with
-                        // `soft_fail` the task ends skipped.
-                        sluice_dag::Operator::Sensor(s) if s.soft_fail => {
-                            Ok(Outcome::Skipped(format!("sensor timed out after {t} (soft_fail)")))
-                        }
-                        sluice_dag::Operator::Sensor(_) => Err(TaskError::fatal(format!("sensor timed out after {t}"))),
-                        _ => Err(TaskError::retryable(format!("timed out after {t}"))),
-                    }
-                }
-            },
-            None => operator.run(&ctx).await,
-        };
-        match &result {
-            Ok(Outcome::Success(_)) => log.line("[sluice] success"),
-            Ok(Outcome::Skipped(r)) => log.line(&format!("[sluice] skipped: {r}")),
-            Err(e) => log.line(&format!("[sluice] failed: {}", e.message)),
-        }
-        result
     }
 }

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+mod job;
 pub mod operators;
 pub mod runs;
 pub mod tail;
