@@ -440,7 +440,7 @@ async fn depends_on_past_waits_for_the_previous_run() {
     assert!(tries(&env, &second, "t").await.is_empty());
     // Once the past is fixed (cleared and succeeded), the later run goes ahead.
     std::fs::remove_file(&flag).unwrap();
-    runs::clear(env.store.as_ref(), &d, &first, Some("t"), false, false).await.unwrap();
+    runs::clear(env.store.as_ref(), &d, &first, Some("t"), false, false, Utc::now()).await.unwrap();
     let mut engine = Engine::new(env.store.clone(), env.config.clone(), providers(), Mode::SingleRun(first.id));
     engine.add_dag(d.clone());
     engine.load_active_runs().await.unwrap();
