@@ -792,3 +792,17 @@ mod size_tests {
         assert!(std::mem::size_of::<super::Operator>() <= 96, "{}", std::mem::size_of::<super::Operator>());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_output_stands_in_as_a_list() {
+        let steps = OperatorKind::AddSteps.outputs();
+        assert_eq!(steps, &[("step_ids", OutputShape::List)]);
+        assert_eq!(steps[0].1.placeholder("<s>".into()), serde_json::json!(["<s>"]));
+        assert_eq!(OutputShape::Text.placeholder("<c>".into()), serde_json::json!("<c>"));
+        assert!(OperatorKind::Athena.has_output("output_location") && !OperatorKind::Noop.has_output("output"));
+    }
+}

@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "none", requires = "from")]
     rerun: RerunArg,
     /// Backfill: list what would be created or cleared, and change nothing.
-    #[arg(long, requires = "from")]
+    #[arg(long, requires = "from", conflicts_with = "date")]
     dry_run: bool,
 }
 
