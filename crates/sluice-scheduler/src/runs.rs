@@ -39,7 +39,7 @@ pub async fn create_run(
         deadline,
         tasks: dag.tasks.iter().map(|t| (t.id.clone(), t.retry.retries + 1)).collect(),
     };
-    Ok(store.create_run(&new).await?)
+    store.create_run(&new).await
 }
 
 /// The scheduled runs due at `now` that do not exist yet. Without catchup, only the latest
