@@ -331,3 +331,18 @@ fn mark_and_clear_dry_runs_change_nothing() {
     );
     assert_eq!(states(), vec!["failed", "none"]);
 }
+
+/// An output its operator declares a list (`step_ids`) stands in as a list, so that
+/// `step_ids[0]` renders the placeholder and not its first character.
+#[test]
+fn render_shows_a_list_output_as_a_list() {
+    let steps = "[tasks.submit]\noperator = \"add_steps\"\ncluster_id = \"j-1\"\nwait_for_completion = false\n\
+steps = [{ name = \"s\", args = [\"spark-submit\", \"x.py\"] }]\n\
+[tasks.wait]\noperator = \"sensor\"\nkind = \"emr_step\"\ndepends_on = [\"submit\"]\ncluster_id = \"j-1\"\n\
+step_id = \"{{ tasks.submit.step_ids[0] }}\"\n";
+    let dir = folder(&[("steps.toml", steps)]);
+    let o = dagctl(dir.path(), &["render", "steps", "wait", "--date", "2026-03-01", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["step_id"], "<tasks.submit.step_ids>");
+}

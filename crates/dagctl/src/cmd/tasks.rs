@@ -4,9 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use sluice_dag::Dag;
-use sluice_store::{Run, Store};
-
 use sluice_scheduler::views::RunDetailView;
+use sluice_store::{Run, Store};
 
 use crate::context::{Ctx, RunRef};
 use crate::exit;
