@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use sluice_dag::{Dag, Folder};
+use sluice_scheduler::lookup::{self, RunSelector};
 use sluice_scheduler::Config;
 use sluice_store::{SqliteStore, Store};
 
@@ -47,20 +48,14 @@ impl Ctx {
     /// keeps running that version, so the CLI must be able to see and act on it too.
     pub async fn dag(&self, id: &str) -> Result<Dag> {
         let folder = self.folder()?;
-        let err = match crate::output::dag(&folder, id) {
-            Ok(dag) => return Ok(dag.clone()),
-            Err(e) => e,
-        };
-        if let Some(store) = self.existing_store().await? {
-            if let Some((file, source)) = store.dag_source(id).await? {
-                if let Some(dag) = sluice_dag::parse_dag(Path::new(&file), &source).dag {
-                    eprintln!("warning: {err:#}");
-                    eprintln!("warning: using the last good version of `{id}` the scheduler recorded");
-                    return Ok(dag);
-                }
-            }
+        // The database is opened only when the folder cannot answer.
+        let store = if folder.dag(id).is_some() { None } else { self.existing_store().await? };
+        let (dag, fallback) = lookup::dag_with_fallback(&folder, store.as_deref(), id).await?;
+        if let Some(f) = fallback {
+            eprintln!("warning: {}", f.reason);
+            eprintln!("warning: using the last good version of `{id}` the scheduler recorded");
         }
-        Err(err)
+        Ok(dag)
     }
 
     pub async fn store(&self) -> Result<Arc<dyn Store>> {
@@ -97,53 +92,18 @@ pub struct RunRef {
 }
 
 impl RunRef {
-    pub async fn find(&self, store: &dyn Store, dag: &Dag) -> Result<sluice_store::Run> {
-        find_run(store, dag, self.date.as_deref(), self.run.as_deref()).await
-    }
-}
-
-/// The run a user names with `--date D` (a date or a timestamp) or `--run RUN_ID`.
-pub async fn find_run(
-    store: &dyn Store,
-    dag: &Dag,
-    date: Option<&str>,
-    run_id: Option<&str>,
-) -> Result<sluice_store::Run> {
-    if let Some(id) = run_id {
-        return store.run_by_run_id(&dag.id, id).await?.with_context(|| format!("DAG `{}` has no run `{id}`", dag.id));
-    }
-    let date = date.context("name the run with --date DATE or --run RUN_ID")?;
-    if let Ok(day) = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d") {
-        // Any run whose logical date falls on that day in the DAG's zone; the scheduled tick
-        // first.
-        let filter = sluice_store::RunFilter { dag_id: Some(dag.id.clone()), ..Default::default() };
-        let mut on_day: Vec<_> = store
-            .runs(&filter)
-            .await?
-            .into_iter()
-            .filter(|r| r.logical_date.with_timezone(&dag.timezone).date_naive() == day)
-            .collect();
-        if let Ok(tick) = dag.logical_date_on(day) {
-            if let Some(i) = on_day.iter().position(|r| r.logical_date == tick) {
-                return Ok(on_day.swap_remove(i));
-            }
+    /// The run named: by id when `--run` is given, else by date.
+    pub fn selector(&self) -> Result<RunSelector> {
+        match (&self.run, &self.date) {
+            (Some(id), _) => Ok(RunSelector::RunId(id.clone())),
+            (None, Some(date)) => Ok(RunSelector::Date(date.clone())),
+            (None, None) => anyhow::bail!("name the run with --date DATE or --run RUN_ID"),
         }
-        return match on_day.len() {
-            0 => anyhow::bail!("DAG `{}` has no run on {day}", dag.id),
-            1 => Ok(on_day.remove(0)),
-            _ => anyhow::bail!(
-                "DAG `{}` has {} runs on {day}; name one with --run: {}",
-                dag.id,
-                on_day.len(),
-                on_day.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        };
     }
-    let at = sluice_dag::schedule::parse_instant(date, dag.timezone).map_err(anyhow::Error::msg)?;
-    store
-        .run_by_logical_date(&dag.id, at.with_timezone(&chrono::Utc))
-        .await?
-        .with_context(|| format!("DAG `{}` has no run with logical date {date}", dag.id))
+
+    pub async fn find(&self, store: &dyn Store, dag: &Dag) -> Result<sluice_store::Run> {
+        Ok(lookup::find_run(store, dag, &self.selector()?).await?)
+    }
 }
 
 /// The operators every run can use: the local ones, then the AWS ones.

@@ -2,28 +2,12 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use sluice_dag::{load_folder, Dag, Folder};
+use anyhow::{Context, Result};
+use sluice_dag::{load_folder, Folder};
 
 /// Loads the DAG folder, failing with a clear message when it cannot be read.
 pub fn folder(dir: &Path) -> Result<Folder> {
     load_folder(dir).with_context(|| format!("cannot read the DAG folder {}", dir.display()))
-}
-
-/// Finds a DAG by id; when its file is broken, says why.
-pub fn dag<'f>(folder: &'f Folder, id: &str) -> Result<&'f Dag> {
-    if let Some(dag) = folder.dag(id) {
-        return Ok(dag);
-    }
-    if let Some(file) = folder.files.iter().find(|f| f.dag_id.as_deref() == Some(id)) {
-        let problems: Vec<String> = file.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
-        bail!("DAG `{id}` does not load:\n{}", problems.join("\n"));
-    }
-    let known: Vec<&str> = folder.dags.iter().map(|d| d.id.as_str()).collect();
-    match sluice_dag::diagnostic::suggest(id, known.iter().copied()) {
-        Some(s) => bail!("no DAG `{id}` in the folder (did you mean `{s}`?)"),
-        None => bail!("no DAG `{id}` in the folder"),
-    }
 }
 
 /// Prints rows as left-aligned columns under a header.

@@ -259,3 +259,90 @@ fn logs_of_a_task_that_does_not_exist_say_so_with_a_suggestion() {
     assert!(err.contains("DAG `good` has no task `extrct` (did you mean `extract`?)"), "{err}");
     assert!(!err.contains("has not run"), "{err}");
 }
+
+/// `dagctl trigger --from/--to --dry-run` lists the runs a backfill would create and creates
+/// none; after the real backfill it lists them as there.
+#[test]
+fn a_backfill_dry_run_lists_the_runs_and_creates_none() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let backfill = |extra: &[&str]| {
+        let mut args = vec!["--db", &db, "trigger", "good", "--from", "2026-03-01", "--to", "2026-03-02"];
+        args.extend_from_slice(extra);
+        let o = dagctl(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    let runs = || {
+        serde_json::from_slice::<serde_json::Value>(&dagctl(dir.path(), &["--db", &db, "runs", "--json"]).stdout)
+            .unwrap()
+    };
+    let plan = backfill(&["--dry-run"]);
+    assert!(plan.contains("backfill__2026-03-01T05:00:00+00:00  ds 2026-03-01  would be created"), "{plan}");
+    assert!(plan.contains("backfill__2026-03-02T05:00:00+00:00  ds 2026-03-02  would be created"), "{plan}");
+    assert!(plan.contains("dry run: nothing was created"), "{plan}");
+    assert_eq!(runs(), serde_json::json!([]), "nothing was created");
+
+    let done = backfill(&[]);
+    assert!(done.contains("ds 2026-03-01  created"), "{done}");
+    assert_eq!(runs().as_array().unwrap().len(), 2);
+    let again = backfill(&["--dry-run", "--rerun", "all"]);
+    assert!(again.contains("ds 2026-03-02  exists (queued), would clear 2 task(s)"), "{again}");
+    let o = dagctl(dir.path(), &["--db", &db, "trigger", "good", "--date", "2026-03-01", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2), "--dry-run is a backfill's: {}", stderr(&o));
+}
+
+/// `dagctl mark --dry-run` and `dagctl clear --dry-run` say what they would change and change
+/// nothing; without it they do.
+#[test]
+fn mark_and_clear_dry_runs_change_nothing() {
+    let dir = folder(&[("good.toml", GOOD)]);
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let ok = |args: &[&str]| {
+        let o = dagctl(dir.path(), &[&["--db", db.as_str()], args].concat());
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    let tasks = || -> serde_json::Value {
+        serde_json::from_str(&ok(&["tasks", "good", "--date", "2026-03-01", "--json"])).unwrap()
+    };
+    let states = || -> Vec<String> {
+        tasks()["tasks"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(ok(&["trigger", "good", "--date", "2026-03-01"]).contains("created run manual__2026-03-01T05:00:00+00:00"));
+    let run = "manual__2026-03-01T05:00:00+00:00";
+
+    assert_eq!(
+        ok(&["mark", "good", "failed", "--date", "2026-03-01", "--dry-run"]).trim(),
+        "would mark failed: extract, load (dry run)"
+    );
+    assert_eq!(states(), vec!["none", "none"]);
+    assert_eq!(tasks()["run"]["state"], "queued");
+    assert_eq!(ok(&["mark", "good", "failed", "--run", run]).trim(), "marked failed: extract, load");
+    assert_eq!(states(), vec!["failed", "failed"]);
+    assert_eq!(tasks()["run"]["state"], "failed");
+
+    let plan = ok(&["clear", "good", "--date", "2026-03-01", "--task", "extract", "--downstream", "--dry-run"]);
+    assert_eq!(plan.trim(), format!("would clear 2 task(s) of {run}: extract, load (dry run)"));
+    assert_eq!(states(), vec!["failed", "failed"]);
+    assert_eq!(
+        ok(&["clear", "good", "--date", "2026-03-01", "--task", "load"]).trim(),
+        format!("cleared 1 task(s) of {run}: load")
+    );
+    assert_eq!(states(), vec!["failed", "none"]);
+}
+
+/// An output its operator declares a list (`step_ids`) stands in as a list, so that
+/// `step_ids[0]` renders the placeholder and not its first character.
+#[test]
+fn render_shows_a_list_output_as_a_list() {
+    let steps = "[tasks.submit]\noperator = \"add_steps\"\ncluster_id = \"j-1\"\nwait_for_completion = false\n\
+steps = [{ name = \"s\", args = [\"spark-submit\", \"x.py\"] }]\n\
+[tasks.wait]\noperator = \"sensor\"\nkind = \"emr_step\"\ndepends_on = [\"submit\"]\ncluster_id = \"j-1\"\n\
+step_id = \"{{ tasks.submit.step_ids[0] }}\"\n";
+    let dir = folder(&[("steps.toml", steps)]);
+    let o = dagctl(dir.path(), &["render", "steps", "wait", "--date", "2026-03-01", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["step_id"], "<tasks.submit.step_ids>");
+}

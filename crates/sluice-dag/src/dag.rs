@@ -14,7 +14,7 @@ use crate::diagnostic::{one_line, quoted};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::operators::Operator;
-use crate::schedule::{local_time, resolve_local, Deadline, RunDates, Schedule, YEARS};
+use crate::schedule::{local_time, parse_instant, resolve_local, Deadline, RunDates, Schedule, YEARS};
 use crate::template::{self, TemplateContext};
 
 /// When a task may start, given the states of its direct upstreams (Airflow's meaning).
@@ -321,6 +321,32 @@ impl Dag {
         }
     }
 
+    /// The logical date a user means by `s`: a date (`2026-03-01`) means the schedule's tick
+    /// on that day ([`Dag::logical_date_on`]); a timestamp is taken as it is.
+    pub fn logical_date(&self, s: &str) -> Result<DateTime<Tz>, String> {
+        match NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+            Ok(day) => self.logical_date_on(day),
+            Err(_) => parse_instant(s, self.timezone),
+        }
+    }
+
+    /// A bound of a range of logical dates (a backfill's `from` and `to`): a date means the
+    /// first instant of that day in the DAG's zone, or with `end_of_day` its last, so that a
+    /// range of dates covers whole days whatever the schedule's time; a timestamp is taken as
+    /// it is.
+    pub fn logical_bound(&self, s: &str, end_of_day: bool) -> Result<DateTime<Tz>, String> {
+        let Ok(day) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") else { return parse_instant(s, self.timezone) };
+        if !YEARS.contains(&day.year()) {
+            return Err(format!("date {day} is outside the supported years {} to {}", YEARS.start(), YEARS.end()));
+        }
+        if !end_of_day {
+            return Ok(resolve_local(self.timezone, day.and_time(NaiveTime::MIN)));
+        }
+        let next = day.succ_opt().unwrap_or(day);
+        let t = resolve_local(self.timezone, next.and_time(NaiveTime::MIN));
+        Ok(t.checked_sub_signed(chrono::Duration::nanoseconds(1)).unwrap_or(t))
+    }
+
     /// The template context of `task` for a run, before upstream outputs are added.
     pub fn template_context(
         &self,
@@ -356,6 +382,15 @@ impl Dag {
     }
 }
 
+/// A run configuration given as text (`--conf`): a JSON object, merged over `[params]`.
+pub fn parse_conf(s: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("--conf must be a JSON object, e.g. '{\"bucket\": \"other\"}'".into()),
+        Err(e) => Err(format!("--conf is not valid JSON: {e}")),
+    }
+}
+
 /// Run ids as Airflow writes them: `scheduled__2026-03-01T05:00:00+00:00`.
 pub fn run_id(kind: &str, dates: &RunDates) -> String {
     format!("{kind}__{}", dates.ts())
@@ -377,6 +412,13 @@ mod tests {
         assert_eq!(d, vec![30, 60, 100, 100]);
         let fixed = RetryPolicy { backoff: Backoff::Fixed, ..p };
         assert_eq!(fixed.delay_before(4).as_secs(), 30);
+    }
+
+    #[test]
+    fn conf_is_a_json_object() {
+        assert_eq!(parse_conf(r#"{"a": 1}"#).unwrap()["a"], 1);
+        assert!(parse_conf("[1]").unwrap_err().contains("must be a JSON object"));
+        assert!(parse_conf("{").unwrap_err().contains("not valid JSON"));
     }
 
     #[test]

@@ -24,11 +24,11 @@ pub mod template;
 #[cfg(test)]
 pub(crate) mod work;
 
-pub use dag::{run_id, Backoff, Dag, RetryPolicy, Task, TriggerRule};
+pub use dag::{parse_conf, run_id, Backoff, Dag, RetryPolicy, Task, TriggerRule};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::Duration;
 pub use folder::{dag_files, load_files, load_folder, Folder, LoadedFile};
-pub use operators::{Operator, OperatorKind};
+pub use operators::{Operator, OperatorKind, OutputShape};
 pub use parse::{parse_dag, parse_dag_file, ParseOutcome};
 pub use rules::{after_try, retry_time, run_verdict, AfterTry, EndedTry, TryResult};
 pub use schedule::{Deadline, RunDates, Schedule};

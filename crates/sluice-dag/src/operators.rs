@@ -64,20 +64,29 @@ impl OperatorKind {
         OperatorKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// The fields this operator publishes for downstream templates as `tasks.<id>.<field>`.
-    pub fn outputs(self) -> &'static [&'static str] {
+    /// The fields this operator publishes for downstream templates as `tasks.<id>.<field>`,
+    /// with the shape of each value: templates and previews (`dagctl render`) need to know a
+    /// list from a string before any try has produced one.
+    pub fn outputs(self) -> &'static [(&'static str, OutputShape)] {
         match self {
-            OperatorKind::CreateEmrCluster => &["cluster_id"],
-            OperatorKind::AddSteps => &["step_ids"],
-            OperatorKind::Athena => &["query_execution_id", "output_location"],
-            OperatorKind::EmrServerless => &["job_run_id"],
-            OperatorKind::Command => &["output"],
+            OperatorKind::CreateEmrCluster => &[("cluster_id", OutputShape::Text)],
+            OperatorKind::AddSteps => &[("step_ids", OutputShape::List)],
+            OperatorKind::Athena => {
+                &[("query_execution_id", OutputShape::Text), ("output_location", OutputShape::Text)]
+            }
+            OperatorKind::EmrServerless => &[("job_run_id", OutputShape::Text)],
+            OperatorKind::Command => &[("output", OutputShape::Text)],
             OperatorKind::Sensor
             | OperatorKind::Crawler
             | OperatorKind::Terminate
             | OperatorKind::Wait
             | OperatorKind::Noop => &[],
         }
+    }
+
+    /// Whether this operator publishes the output `field`.
+    pub fn has_output(self, field: &str) -> bool {
+        self.outputs().iter().any(|(name, _)| *name == field)
     }
 
     /// The trigger rule a task of this operator has when it sets none.
@@ -93,6 +102,27 @@ impl OperatorKind {
 impl std::fmt::Display for OperatorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// What an operator's output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputShape {
+    /// One string (an id, a location, a command's last line).
+    Text,
+    /// A list of strings (the ids of several steps).
+    List,
+}
+
+impl OutputShape {
+    /// A value of this shape standing for an output not produced yet: `text` itself, or a
+    /// list holding it.
+    pub fn placeholder(self, text: String) -> serde_json::Value {
+        match self {
+            OutputShape::Text => text.into(),
+            OutputShape::List => serde_json::Value::Array(vec![text.into()]),
+        }
     }
 }
 
@@ -760,5 +790,19 @@ mod size_tests {
     #[test]
     fn operator_stays_small() {
         assert!(std::mem::size_of::<super::Operator>() <= 96, "{}", std::mem::size_of::<super::Operator>());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_output_stands_in_as_a_list() {
+        let steps = OperatorKind::AddSteps.outputs();
+        assert_eq!(steps, &[("step_ids", OutputShape::List)]);
+        assert_eq!(steps[0].1.placeholder("<s>".into()), serde_json::json!(["<s>"]));
+        assert_eq!(OutputShape::Text.placeholder("<c>".into()), serde_json::json!("<c>"));
+        assert!(OperatorKind::Athena.has_output("output_location") && !OperatorKind::Noop.has_output("output"));
     }
 }

@@ -921,13 +921,13 @@ impl<'s> Parser<'s> {
                     quoted(task)
                 )),
                 (true, None, _) => Some(format!("reads `tasks.{up}` without a field; write `tasks.{up}.<field>`")),
-                (true, Some(f), Some(kind)) if !kind.outputs().contains(&f) => Some(if kind.outputs().is_empty() {
+                (true, Some(f), Some(kind)) if !kind.has_output(f) => Some(if kind.outputs().is_empty() {
                     format!("reads `tasks.{up}.{f}`, but a `{kind}` task has no outputs")
                 } else {
                     format!(
                         "reads `tasks.{up}.{f}`, but a `{kind}` task outputs only {}{}",
-                        kind.outputs().iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "),
-                        did_you_mean(f, kind.outputs().iter().copied())
+                        kind.outputs().iter().map(|(o, _)| format!("`{o}`")).collect::<Vec<_>>().join(", "),
+                        did_you_mean(f, kind.outputs().iter().map(|(o, _)| *o))
                     )
                 }),
                 _ => None,

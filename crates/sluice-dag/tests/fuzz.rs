@@ -381,7 +381,7 @@ fn exercise(dag: &Dag) -> Result<(), String> {
     let outputs: Vec<(String, Map<String, Value>)> = dag
         .tasks
         .iter()
-        .map(|t| (t.id.clone(), t.operator.kind().outputs().iter().map(|o| (o.to_string(), json!("x"))).collect()))
+        .map(|t| (t.id.clone(), t.operator.kind().outputs().iter().map(|(o, _)| (o.to_string(), json!("x"))).collect()))
         .collect();
     for dates in samples.iter().take(2) {
         for task in &dag.tasks {

@@ -110,3 +110,24 @@ fn deadline_is_on_the_morning_the_run_fires() {
     let run = d.runs_firing_after(parse_instant("2026-06-30T12:00", d.timezone).unwrap()).next().unwrap();
     assert_eq!(rfc3339(d.deadline.unwrap().for_fire_time(run.fire_time()).unwrap()), "2026-07-01T07:00:00+01:00");
 }
+
+#[test]
+fn a_date_or_a_timestamp_names_a_logical_date() {
+    let d = london_daily("30 1 * * *");
+    assert_eq!(rfc3339(d.logical_date("2026-03-29").unwrap()), "2026-03-29T02:00:00+01:00", "after the gap");
+    assert_eq!(rfc3339(d.logical_date("2026-03-01T07:15").unwrap()), "2026-03-01T07:15:00+00:00");
+    assert!(d.logical_date("2026-13-01").unwrap_err().contains("invalid date"));
+}
+
+#[test]
+fn range_bounds_cover_whole_days_in_the_dags_zone() {
+    let d = london_daily("0 5 * * *");
+    // 2026-03-29 is 23 hours long in London: its last instant is 23:59:59.999999999 BST.
+    let from = d.logical_bound("2026-03-29", false).unwrap();
+    let to = d.logical_bound("2026-03-29", true).unwrap();
+    assert_eq!(rfc3339(from), "2026-03-29T00:00:00+00:00");
+    assert_eq!(to.to_rfc3339(), "2026-03-29T23:59:59.999999999+01:00");
+    assert_eq!(d.runs_between(from, to).len(), 1);
+    assert_eq!(rfc3339(d.logical_bound("2026-03-29T12:00", true).unwrap()), "2026-03-29T12:00:00+01:00");
+    assert!(d.logical_bound("0100-01-01", false).unwrap_err().contains("outside the supported years"));
+}

@@ -6,20 +6,29 @@
 //! - [`clock`]; the engine's "now" and timers: the system clock, or a simulated one.
 //! - [`operators`]; the operator trait and the local operators (`command`, `wait`, `noop`).
 //! - [`runs`]; creating runs (cron, manual, backfill), clearing and marking them.
+//! - [`actions`]; what a user asks for (trigger, backfill, clear, mark, pause), as typed
+//!   requests and results: the CLI and the engine's command channel call the same functions.
+//! - [`lookup`]; which DAG and which run a name means (`--date`, `--run`, the last good
+//!   version of a broken DAG).
+//! - [`views`]; runs, tasks, tries and DAGs as the listings show them (serde), one shape for
+//!   `dagctl --json` and the API.
 //! - [`daemon`]; `dagctl scheduler`: the engine with a watched DAG folder and a graceful stop.
 //! - [`config`]; `sluice.toml`.
 //!
 //! State lives in a [`sluice_store::Store`]; the engine writes every change there before
 //! acting on it, so a crash at any point leaves a state the next start resumes from.
 
+pub mod actions;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 mod job;
+pub mod lookup;
 pub mod operators;
 pub mod runs;
 pub mod tail;
+pub mod views;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;

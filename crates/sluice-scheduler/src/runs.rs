@@ -1,16 +1,16 @@
-//! Creating and changing runs: what the daemon's cron and the CLI's `trigger`, `clear` and
-//! `mark` do. Every change goes through the store in one transaction; a running daemon notices
-//! it within a second.
+//! Creating and changing runs: what the daemon's cron and the actions (`trigger`, `backfill`,
+//! `clear`, `mark`; see [`crate::actions`]) share. Every change goes through the store in one
+//! transaction; a running daemon notices it within a second.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 use sluice_dag::{Dag, RunDates, RunState, TaskState};
-use sluice_store::{Created, NewRun, Run, RunFilter, RunKind, Store};
+use sluice_store::{Created, NewRun, Run, RunFilter, RunKind, Store, StoreError, TaskInstance};
 
-use crate::SchedulerError;
+use crate::actions::ActionError;
 
-type Result<T> = std::result::Result<T, SchedulerError>;
+type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Creates the run for `dates` with all its tasks (or finds the one that exists for that
 /// logical date). Only scheduled runs carry a deadline: a manual or backfill run for a past
@@ -39,7 +39,7 @@ pub async fn create_run(
         deadline,
         tasks: dag.tasks.iter().map(|t| (t.id.clone(), t.retry.retries + 1)).collect(),
     };
-    Ok(store.create_run(&new).await?)
+    store.create_run(&new).await
 }
 
 /// The scheduled runs due at `now` that do not exist yet. Without catchup, only the latest
@@ -87,52 +87,37 @@ pub fn manual_dates(dag: &Dag, logical: Option<DateTime<Tz>>, now: DateTime<Utc>
     RunDates { logical_date: now, data_interval_start: start, data_interval_end: end }
 }
 
-/// What `--rerun` does with runs a backfill finds already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rerun {
-    None,
-    Failed,
-    All,
-}
-
-/// What a backfill did for one logical date.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BackfillAction {
-    Created,
-    LeftAlone,
-    Cleared(Vec<String>),
-}
-
-/// One run per schedule tick whose logical date is in `[from, to]`, created as `backfill`
-/// runs for the daemon to execute under `max_active_runs`.
-pub async fn backfill(
-    store: &dyn Store,
+/// The tasks a clear resets: one task (with `downstream` its descendants too) or the whole
+/// run; with `failed_only`, only those of them that failed or are `upstream_failed`.
+pub fn clear_targets(
     dag: &Dag,
-    from: DateTime<Tz>,
-    to: DateTime<Tz>,
-    rerun: Rerun,
-    conf: Option<Map<String, Value>>,
-) -> Result<Vec<(Run, BackfillAction)>> {
-    let mut out = Vec::new();
-    for dates in dag.runs_between(from, to) {
-        match create_run(store, dag, &dates, RunKind::Backfill, conf.clone()).await? {
-            Created::New(run) => out.push((run, BackfillAction::Created)),
-            Created::Existing(run) => {
-                let action = match rerun {
-                    Rerun::None => BackfillAction::LeftAlone,
-                    Rerun::Failed if run.state != RunState::Failed => BackfillAction::LeftAlone,
-                    Rerun::Failed => BackfillAction::Cleared(clear(store, dag, &run, None, false, true).await?),
-                    Rerun::All => BackfillAction::Cleared(clear(store, dag, &run, None, false, false).await?),
-                };
-                out.push((run, action));
+    tis: &[TaskInstance],
+    task: Option<&str>,
+    downstream: bool,
+    failed_only: bool,
+) -> Result<Vec<String>, ActionError> {
+    let mut targets: Vec<String> = match task {
+        Some(t) => {
+            let task = dag
+                .task(t)
+                .ok_or_else(|| ActionError::NotFound(format!("task `{t}` in DAG `{}` not found", dag.id)))?;
+            let mut v = vec![task.id.clone()];
+            if downstream {
+                v.extend(dag.descendants(t).into_iter().map(|d| d.id.clone()));
             }
+            v
         }
+        None if downstream => return Err(ActionError::Invalid("downstream needs a task".into())),
+        None => dag.tasks.iter().map(|t| t.id.clone()).collect(),
+    };
+    if failed_only {
+        targets.retain(|t| tis.iter().any(|ti| &ti.task_id == t && ti.state.is_failure()));
     }
-    Ok(out)
+    Ok(targets)
 }
 
-/// Airflow's clear: the chosen tasks (one task, with `downstream` its descendants too; or the
-/// whole run) go back to `none` and run again, each with its full retries.
+/// Airflow's clear: the chosen tasks ([`clear_targets`]) go back to `none` and run again, each
+/// with its full retries.
 pub async fn clear(
     store: &dyn Store,
     dag: &Dag,
@@ -140,49 +125,52 @@ pub async fn clear(
     task: Option<&str>,
     downstream: bool,
     failed_only: bool,
-) -> Result<Vec<String>> {
-    let mut targets: Vec<String> = match task {
-        Some(t) => {
-            let task =
-                dag.task(t).ok_or_else(|| SchedulerError::NotFound(format!("task `{t}` in DAG `{}`", dag.id)))?;
-            let mut v = vec![task.id.clone()];
-            if downstream {
-                v.extend(dag.descendants(t).into_iter().map(|d| d.id.clone()));
-            }
-            v
-        }
-        None => dag.tasks.iter().map(|t| t.id.clone()).collect(),
-    };
-    if failed_only {
-        let tis = store.task_instances(run.id).await?;
-        targets.retain(|t| tis.iter().any(|ti| &ti.task_id == t && ti.state.is_failure()));
-    }
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, ActionError> {
+    let tis = if failed_only { store.task_instances(run.id).await? } else { Vec::new() };
+    let targets = clear_targets(dag, &tis, task, downstream, failed_only)?;
     let with_tries: Vec<(String, u32)> =
         targets.iter().filter_map(|t| dag.task(t).map(|task| (t.clone(), task.retry.retries + 1))).collect();
     if !with_tries.is_empty() {
-        store.clear_tasks(run.id, &with_tries, Utc::now()).await?;
+        store.clear_tasks(run.id, &with_tries, now).await?;
     }
     Ok(targets)
 }
 
-/// Marks one task, or every unfinished task and the run itself, success or failed.
-pub async fn mark(store: &dyn Store, run: &Run, task: Option<&str>, state: TaskState) -> Result<Vec<String>> {
-    let tis = store.task_instances(run.id).await?;
-    let now = Utc::now();
-    let targets: Vec<String> = match task {
-        Some(t) => {
-            if !tis.iter().any(|ti| ti.task_id == t) {
-                return Err(SchedulerError::NotFound(format!("task `{t}` in run {}", run.run_id)));
-            }
-            vec![t.to_string()]
+/// The tasks a mark sets: one task, or every unfinished task of the run.
+pub fn mark_targets(run: &Run, tis: &[TaskInstance], task: Option<&str>) -> Result<Vec<String>, ActionError> {
+    match task {
+        Some(t) if !tis.iter().any(|ti| ti.task_id == t) => {
+            Err(ActionError::NotFound(format!("task `{t}` in run {} not found", run.run_id)))
         }
-        None => tis.iter().filter(|ti| !ti.state.is_finished()).map(|ti| ti.task_id.clone()).collect(),
-    };
+        Some(t) => Ok(vec![t.to_string()]),
+        None => Ok(tis.iter().filter(|ti| !ti.state.is_finished()).map(|ti| ti.task_id.clone()).collect()),
+    }
+}
+
+/// The state a whole run is marked with its tasks.
+pub fn marked_run_state(state: TaskState) -> RunState {
+    if state == TaskState::Success {
+        RunState::Success
+    } else {
+        RunState::Failed
+    }
+}
+
+/// Marks one task, or every unfinished task and the run itself, `state` (success or failed).
+pub async fn mark(
+    store: &dyn Store,
+    run: &Run,
+    task: Option<&str>,
+    state: TaskState,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, ActionError> {
+    let tis = store.task_instances(run.id).await?;
+    let targets = mark_targets(run, &tis, task)?;
     let changes: Vec<(String, TaskState)> = targets.iter().map(|t| (t.clone(), state)).collect();
     store.set_task_states(run.id, &changes, now).await?;
     if task.is_none() {
-        let run_state = if state == TaskState::Success { RunState::Success } else { RunState::Failed };
-        store.set_run_state(run.id, run_state, now).await?;
+        store.set_run_state(run.id, marked_run_state(state), now).await?;
     }
     Ok(targets)
 }

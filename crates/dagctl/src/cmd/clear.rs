@@ -1,7 +1,8 @@
 //! `dagctl clear`: run tasks of a run again.
 
 use anyhow::Result;
-use sluice_scheduler::runs;
+use chrono::Utc;
+use sluice_scheduler::actions::{self, ClearRequest};
 
 use crate::context::{Ctx, RunRef};
 use crate::exit;
@@ -22,18 +23,27 @@ pub struct Args {
     /// Only tasks that failed (or are upstream_failed).
     #[arg(long)]
     failed_only: bool,
+    /// List the tasks that would be cleared, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let dag = ctx.dag(&args.dag).await?;
     let store = ctx.store().await?;
-    let run = args.run.find(store.as_ref(), &dag).await?;
-    let cleared =
-        runs::clear(store.as_ref(), &dag, &run, args.task.as_deref(), args.downstream, args.failed_only).await?;
-    if cleared.is_empty() {
-        println!("nothing to clear in {}", run.run_id);
-    } else {
-        println!("cleared {} task(s) of {}: {}", cleared.len(), run.run_id, cleared.join(", "));
+    let req = ClearRequest {
+        run: args.run.selector()?,
+        task: args.task,
+        downstream: args.downstream,
+        failed_only: args.failed_only,
+        dry_run: args.dry_run,
+    };
+    let cleared = actions::clear(store.as_ref(), &dag, &req, Utc::now()).await?;
+    let (run, tasks) = (&cleared.run.run_id, &cleared.tasks);
+    match (tasks.is_empty(), cleared.dry_run) {
+        (true, _) => println!("nothing to clear in {run}"),
+        (false, false) => println!("cleared {} task(s) of {run}: {}", tasks.len(), tasks.join(", ")),
+        (false, true) => println!("would clear {} task(s) of {run}: {} (dry run)", tasks.len(), tasks.join(", ")),
     }
     Ok(exit::OK)
 }

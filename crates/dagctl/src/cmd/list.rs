@@ -1,7 +1,10 @@
 //! `dagctl list`: the DAGs of the folder with their schedules, and the files that fail.
 
 use anyhow::Result;
-use sluice_dag::schedule::{now_in, rfc3339};
+use chrono::Utc;
+use sluice_dag::schedule::now_in;
+use sluice_dag::Dag;
+use sluice_scheduler::views::{DagListView, DagView};
 
 use crate::context::Ctx;
 use crate::exit;
@@ -23,62 +26,19 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             Ok(store.dags().await?)
         })
         .unwrap_or_default();
-    // A DAG the store does not know yet is as the scheduler will create it: paused when it
-    // says `paused_at_creation`.
-    let paused: Vec<String> = folder
-        .dags
-        .iter()
-        .filter(|dag| match rows_in_store.iter().find(|r| r.dag_id == dag.id) {
-            Some(row) => row.paused,
-            None => dag.paused_at_creation,
-        })
-        .map(|dag| dag.id.clone())
-        .collect();
-    let unscheduled: Vec<(&str, &str)> = rows_in_store
-        .iter()
-        .filter(|d| folder.dag(&d.dag_id).is_some())
-        .filter_map(|d| Some((d.dag_id.as_str(), d.schedule_error.as_deref()?)))
-        .collect();
-    let mut rows = Vec::new();
-    let mut items = Vec::new();
-    for dag in &folder.dags {
-        let next = dag.runs_firing_after(now_in(dag.timezone)).next();
-        rows.push(vec![
-            dag.id.clone(),
-            dag.schedule.as_ref().map_or("manual".into(), |s| s.expr().to_string()),
-            dag.timezone.name().to_string(),
-            next.map_or("-".into(), |r| format!("{} (ds {})", r.fire_time().format("%Y-%m-%d %H:%M %Z"), r.ds())),
-            dag.tasks.len().to_string(),
-            if paused.contains(&dag.id) { "yes".into() } else { "no".into() },
-        ]);
-        items.push(serde_json::json!({
-            "id": dag.id,
-            "file": dag.file,
-            "schedule": dag.schedule.as_ref().map(|s| s.expr()),
-            "timezone": dag.timezone.name(),
-            "next_fire_time": next.map(|r| rfc3339(r.fire_time())),
-            "next_ds": next.map(|r| r.ds()),
-            "tasks": dag.tasks.len(),
-            "paused": paused.contains(&dag.id),
-            "schedule_error": unscheduled.iter().find(|(id, _)| *id == dag.id).map(|(_, e)| e),
-            "tags": dag.tags,
-        }));
-    }
-    let broken: Vec<_> = folder.files.iter().filter(|f| f.has_errors()).collect();
+    let list = DagListView::new(&folder, &rows_in_store, Utc::now());
+    let unscheduled: Vec<(&str, &str)> =
+        list.dags.iter().filter_map(|d| Some((d.id.as_str(), d.schedule_error.as_deref()?))).collect();
     if args.json {
-        let errors: Vec<_> = broken
-            .iter()
-            .map(|f| serde_json::json!({ "file": f.path, "dag_id": f.dag_id, "errors": f.diagnostics.iter().filter(|d| d.is_error()).collect::<Vec<_>>() }))
-            .collect();
-        crate::output::json(&serde_json::json!({ "dags": items, "failed_files": errors }))?;
+        crate::output::json(&list)?;
     } else {
+        let rows: Vec<Vec<String>> = folder.dags.iter().zip(&list.dags).map(|(dag, view)| row(dag, view)).collect();
         crate::output::table(&["DAG", "SCHEDULE", "TIMEZONE", "NEXT RUN", "TASKS", "PAUSED"], &rows);
+        let broken = &list.failed_files;
         if !broken.is_empty() {
             println!("\n{} file{} failed to load:", broken.len(), if broken.len() == 1 { "" } else { "s" });
-            for f in &broken {
-                for d in f.diagnostics.iter().filter(|d| d.is_error()) {
-                    println!("  {d}");
-                }
+            for d in broken.iter().flat_map(|f| &f.errors) {
+                println!("  {d}");
             }
         }
         if !unscheduled.is_empty() {
@@ -92,5 +52,18 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             }
         }
     }
-    Ok(if broken.is_empty() && unscheduled.is_empty() { exit::OK } else { exit::FAILURE })
+    Ok(if list.failed_files.is_empty() && unscheduled.is_empty() { exit::OK } else { exit::FAILURE })
+}
+
+/// A DAG's line: the next run's fire time in the DAG's zone, with its abbreviation.
+fn row(dag: &Dag, view: &DagView) -> Vec<String> {
+    let next = dag.runs_firing_after(now_in(dag.timezone)).next();
+    vec![
+        view.id.clone(),
+        view.schedule.clone().unwrap_or_else(|| "manual".into()),
+        view.timezone.clone(),
+        next.map_or("-".into(), |r| format!("{} (ds {})", r.fire_time().format("%Y-%m-%d %H:%M %Z"), r.ds())),
+        view.tasks.to_string(),
+        if view.paused { "yes".into() } else { "no".into() },
+    ]
 }

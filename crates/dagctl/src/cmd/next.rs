@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use sluice_dag::schedule::{now_in, parse_instant, rfc3339};
+use sluice_dag::schedule::{now_in, parse_instant};
+
+use sluice_scheduler::views::RunDatesView;
 
 use crate::exit;
 
@@ -25,7 +27,7 @@ pub struct Args {
 
 pub fn run(dags: &Path, args: Args) -> Result<u8> {
     let folder = crate::output::folder(dags)?;
-    let dag = crate::output::dag(&folder, &args.dag)?;
+    let dag = sluice_scheduler::lookup::dag_in_folder(&folder, &args.dag)?;
     if dag.schedule.is_none() {
         bail!("DAG `{}` has no schedule: it runs only when triggered", dag.id);
     }
@@ -33,32 +35,16 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
         Some(s) => parse_instant(s, dag.timezone).map_err(anyhow::Error::msg)?,
         None => now_in(dag.timezone),
     };
-    let runs: Vec<_> = dag.runs_firing_after(after).take(args.count).collect();
+    let runs: Vec<RunDatesView> =
+        dag.runs_firing_after(after).take(args.count).map(|r| RunDatesView::new(dag, &r)).collect();
     if args.json {
-        let items: Vec<_> = runs
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "fire_time": rfc3339(r.fire_time()),
-                    "logical_date": rfc3339(r.logical_date),
-                    "ds": r.ds(),
-                    "data_interval_start": rfc3339(r.data_interval_start),
-                    "data_interval_end": rfc3339(r.data_interval_end),
-                    "deadline": dag.deadline.and_then(|d| d.for_fire_time(r.fire_time())).map(rfc3339),
-                })
-            })
-            .collect();
-        crate::output::json(&items)?;
+        crate::output::json(&runs)?;
     } else {
         let rows: Vec<Vec<String>> = runs
             .iter()
             .map(|r| {
-                vec![
-                    rfc3339(r.fire_time()),
-                    r.ds(),
-                    rfc3339(r.logical_date),
-                    dag.deadline.and_then(|d| d.for_fire_time(r.fire_time())).map_or("-".into(), rfc3339),
-                ]
+                let deadline = r.deadline.clone().unwrap_or_else(|| "-".into());
+                vec![r.fire_time.clone(), r.ds.clone(), r.logical_date.clone(), deadline]
             })
             .collect();
         crate::output::table(&["FIRES AT", "DS", "LOGICAL DATE", "DEADLINE"], &rows);

@@ -21,7 +21,7 @@ pub struct UnpauseArgs {
 
 pub async fn run(ctx: &Ctx, dag: &str, paused: bool) -> Result<u8> {
     ctx.dag(dag).await?;
-    ctx.store().await?.set_paused(dag, paused).await?;
-    println!("{dag} {}", if paused { "paused" } else { "unpaused" });
+    let done = sluice_scheduler::actions::set_paused(ctx.store().await?.as_ref(), dag, paused).await?;
+    println!("{} {}", done.dag_id, if done.paused { "paused" } else { "unpaused" });
     Ok(exit::OK)
 }

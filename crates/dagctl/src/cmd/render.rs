@@ -3,10 +3,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use chrono::NaiveDate;
-use serde_json::{Map, Value};
-use sluice_dag::schedule::parse_instant;
-use sluice_dag::{run_id, Dag};
+use sluice_dag::run_id;
 
 use crate::exit;
 
@@ -31,7 +28,7 @@ pub struct Args {
 
 pub fn run(dags: &Path, args: Args) -> Result<u8> {
     let folder = crate::output::folder(dags)?;
-    let dag = crate::output::dag(&folder, &args.dag)?;
+    let dag = sluice_scheduler::lookup::dag_in_folder(&folder, &args.dag)?;
     let task = dag.task(&args.task).ok_or_else(|| {
         let ids = dag.tasks.iter().map(|t| t.id.as_str());
         match sluice_dag::diagnostic::suggest(&args.task, ids) {
@@ -39,11 +36,8 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
             None => anyhow!("DAG `{}` has no task `{}`", dag.id, args.task),
         }
     })?;
-    let logical = logical_date(dag, &args.date)?;
-    let conf = match &args.conf {
-        Some(c) => Some(parse_conf(c)?),
-        None => None,
-    };
+    let logical = dag.logical_date(&args.date).map_err(anyhow::Error::msg)?;
+    let conf = args.conf.as_deref().map(sluice_dag::parse_conf).transpose().map_err(anyhow::Error::msg)?;
     let dates = dag.run_dates(logical);
     let kind = if dag.schedule.is_some() { "scheduled" } else { "manual" };
     let mut ctx = dag.template_context(&task.id, &run_id(kind, &dates), &dates, conf.as_ref());
@@ -53,11 +47,7 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
             .kind()
             .outputs()
             .iter()
-            .map(|f| {
-                let placeholder = format!("<tasks.{}.{f}>", up.id);
-                let v = if f.ends_with("_ids") { Value::Array(vec![placeholder.into()]) } else { placeholder.into() };
-                (f.to_string(), v)
-            })
+            .map(|(f, shape)| (f.to_string(), shape.placeholder(format!("<tasks.{}.{f}>", up.id))))
             .collect();
         ctx.tasks.insert(up.id.clone(), outputs);
     }
@@ -69,32 +59,4 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
         print!("{}", toml::to_string_pretty(&rendered)?);
     }
     Ok(exit::OK)
-}
-
-/// A date means the schedule's tick on that day; a timestamp is taken as it is.
-pub fn logical_date(dag: &Dag, s: &str) -> Result<chrono::DateTime<chrono_tz::Tz>> {
-    if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
-        return dag.logical_date_on(d).map_err(anyhow::Error::msg);
-    }
-    parse_instant(s, dag.timezone).map_err(anyhow::Error::msg)
-}
-
-pub fn parse_conf(s: &str) -> Result<Map<String, Value>> {
-    match serde_json::from_str::<Value>(s) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(anyhow!("--conf must be a JSON object, e.g. '{{\"bucket\": \"other\"}}'")),
-        Err(e) => Err(anyhow!("--conf is not valid JSON: {e}")),
-    }
-}
-
-/// A backfill bound: a date means the start of that day (`--from`) or its end (`--to`) in the
-/// DAG's zone; a timestamp is taken as it is.
-pub fn logical_bound(dag: &Dag, s: &str, end_of_day: bool) -> Result<chrono::DateTime<chrono_tz::Tz>> {
-    if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
-        let day = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
-        let t = sluice_dag::schedule::resolve_local(dag.timezone, day.and_time(chrono::NaiveTime::MIN));
-        let last_instant = t.checked_sub_signed(chrono::Duration::nanoseconds(1)).unwrap_or(t);
-        return Ok(if end_of_day { last_instant } else { t });
-    }
-    parse_instant(s, dag.timezone).map_err(anyhow::Error::msg)
 }

@@ -1,6 +1,7 @@
 //! `dagctl runs`: runs, newest first, with state, times and missed deadlines.
 
 use anyhow::Result;
+use sluice_scheduler::views::RunView;
 use sluice_store::RunFilter;
 
 use crate::context::Ctx;
@@ -25,7 +26,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let filter = RunFilter { dag_id: args.dag.clone(), states: Vec::new(), limit: Some(args.limit) };
     let runs = store.runs(&filter).await?;
     if args.json {
-        crate::output::json(&runs)?;
+        crate::output::json(&runs.iter().map(RunView::from).collect::<Vec<_>>())?;
         return Ok(exit::OK);
     }
     let rows: Vec<Vec<String>> = runs

@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(dags: &Path, args: Args) -> Result<u8> {
     let folder = crate::output::folder(dags)?;
-    let dag = crate::output::dag(&folder, &args.dag)?;
+    let dag = sluice_scheduler::lookup::dag_in_folder(&folder, &args.dag)?;
     if args.dot {
         print!("{}", dot(dag));
     } else if args.json {

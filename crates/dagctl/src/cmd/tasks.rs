@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use sluice_dag::Dag;
+use sluice_scheduler::views::RunDetailView;
 use sluice_store::{Run, Store};
 
 use crate::context::{Ctx, RunRef};
@@ -27,17 +28,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let store = ctx.store().await?;
     let run = args.run.find(store.as_ref(), &dag).await?;
     if args.json {
-        let tis = store.task_instances(run.id).await?;
-        let tries = store.tries(run.id, None).await?;
-        let items: Vec<_> = tis
-            .iter()
-            .map(|ti| {
-                let mine: Vec<_> = tries.iter().filter(|t| t.task_id == ti.task_id).collect();
-                serde_json::json!({ "task_id": ti.task_id, "state": ti.state, "try_number": ti.try_number,
-                    "max_tries": ti.max_tries, "started_at": ti.started_at, "ended_at": ti.ended_at, "tries": mine })
-            })
-            .collect();
-        crate::output::json(&serde_json::json!({ "run": run, "tasks": items }))?;
+        crate::output::json(&RunDetailView::load(store.as_ref(), &dag, &run, &ctx.config.logs).await?)?;
         return Ok(exit::OK);
     }
     print(store.as_ref(), &dag, &run, &ctx.config.logs).await?;
@@ -57,13 +48,12 @@ pub async fn print(store: &dyn Store, dag: &Dag, run: &Run, logs: &Path) -> Resu
         }
     }
     println!("{} {}  state {}{took}", run.dag_id, run.run_id, run.state);
-    let tis = store.task_instances(run.id).await?;
-    let tries = store.tries(run.id, None).await?;
+    let detail = RunDetailView::load(store, dag, run, logs).await?;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for task in &dag.tasks {
-        let Some(ti) = tis.iter().find(|t| t.task_id == task.id) else { continue };
-        let last = tries.iter().filter(|t| t.task_id == task.id).max_by_key(|t| t.try_number);
+    // The DAG's tasks only: a task the run has but the DAG no longer has is not shown.
+    for ti in detail.tasks.iter().filter(|ti| dag.task(&ti.task_id).is_some()) {
+        let last = ti.last_try();
         let ids = last.map_or(String::new(), |t| {
             t.external_ids
                 .iter()
@@ -72,7 +62,7 @@ pub async fn print(store: &dyn Store, dag: &Dag, run: &Run, logs: &Path) -> Resu
                 .join(" ")
         });
         rows.push(vec![
-            task.id.clone(),
+            ti.task_id.clone(),
             ti.state.to_string(),
             format!("{}/{}", ti.try_number, ti.max_tries),
             time(ti.started_at),
@@ -81,8 +71,7 @@ pub async fn print(store: &dyn Store, dag: &Dag, run: &Run, logs: &Path) -> Resu
             ids,
         ]);
         if let Some(t) = last.filter(|t| t.error.is_some() && ti.state.is_failure()) {
-            let log = sluice_scheduler::engine::log_path(logs, &run.dag_id, &run.run_id, &task.id, t.try_number);
-            notes.push(format!("{}: {} (log: {})", task.id, t.error.as_deref().unwrap_or(""), log.display()));
+            notes.push(format!("{}: {} (log: {})", ti.task_id, t.error.as_deref().unwrap_or(""), t.log.display()));
         }
     }
     crate::output::table(&["TASK", "STATE", "TRIES", "STARTED", "ENDED", "DURATION", "EXTERNAL IDS"], &rows);

@@ -30,8 +30,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     // (SLUICE_LOG=info for all of it).
     crate::output::init_tracing_with(false, "warn");
     let dag = ctx.dag(&args.dag).await?;
-    let conf = args.conf.as_deref().map(crate::cmd::render::parse_conf).transpose()?;
-    let logical = args.date.as_deref().map(|d| crate::cmd::render::logical_date(&dag, d)).transpose()?;
+    let conf = args.conf.as_deref().map(sluice_dag::parse_conf).transpose().map_err(anyhow::Error::msg)?;
+    let logical = args.date.as_deref().map(|d| dag.logical_date(d)).transpose().map_err(anyhow::Error::msg)?;
     // A test run leaves the real database alone: nothing to collide with, nothing for a
     // running daemon to pick up.
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;

@@ -1,10 +1,8 @@
 //! `dagctl trigger`: a manual run, or a backfill over a date range.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use chrono::Utc;
-use sluice_dag::schedule::rfc3339;
-use sluice_scheduler::runs::{self, BackfillAction, Rerun};
-use sluice_store::{Created, RunKind};
+use sluice_scheduler::actions::{self, BackfillAction, BackfillItem, BackfillRequest, Rerun, TriggerRequest};
 
 use crate::context::Ctx;
 use crate::exit;
@@ -21,7 +19,7 @@ pub struct Args {
     #[arg(long)]
     conf: Option<String>,
     /// Follow the run to its end; exit 1 if it failed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     wait: bool,
     /// Backfill: first logical date.
     #[arg(long, requires = "to")]
@@ -32,6 +30,9 @@ pub struct Args {
     /// Backfill: what to do with runs that already exist.
     #[arg(long, value_enum, default_value = "none", requires = "from")]
     rerun: RerunArg,
+    /// Backfill: list what would be created or cleared, and change nothing.
+    #[arg(long, requires = "from", conflicts_with = "date")]
+    dry_run: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -43,60 +44,57 @@ enum RerunArg {
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let dag = ctx.dag(&args.dag).await?;
-    let conf = args.conf.as_deref().map(crate::cmd::render::parse_conf).transpose()?;
+    let conf = args.conf.as_deref().map(sluice_dag::parse_conf).transpose().map_err(anyhow::Error::msg)?;
     let store = ctx.store().await?;
-    if let (Some(from), Some(to)) = (&args.from, &args.to) {
-        let from = crate::cmd::render::logical_bound(&dag, from, false)?;
-        let to_bound = crate::cmd::render::logical_bound(&dag, to, true)?;
-        if from > to_bound {
-            bail!("--from {} is after --to {}: the range holds no date", args.from.as_deref().unwrap_or(""), to);
-        }
-        let to = to_bound;
-        if dag.schedule.is_none() {
-            bail!("DAG `{}` has no schedule: a backfill needs schedule ticks", dag.id);
-        }
+    if let (Some(from), Some(to)) = (args.from, args.to) {
         let rerun = match args.rerun {
             RerunArg::None => Rerun::None,
             RerunArg::Failed => Rerun::Failed,
             RerunArg::All => Rerun::All,
         };
-        let done = runs::backfill(store.as_ref(), &dag, from, to, rerun, conf).await?;
-        if done.is_empty() {
+        let req = BackfillRequest { from, to, rerun, conf, dry_run: args.dry_run };
+        let done = actions::backfill(store.as_ref(), &dag, &req, Utc::now()).await?;
+        if done.runs.is_empty() {
             println!("no schedule tick of `{}` has a logical date in that range", dag.id);
         }
-        for (run, action) in &done {
-            let what = match action {
-                BackfillAction::Created => "created".to_string(),
-                BackfillAction::LeftAlone => format!("exists ({}), left alone", run.state),
-                BackfillAction::Cleared(t) => format!("exists ({}), cleared {} task(s)", run.state, t.len()),
-            };
-            let ds = run.logical_date.with_timezone(&dag.timezone).format("%Y-%m-%d");
-            println!("{}  ds {ds}  {what}", run.run_id);
+        for item in &done.runs {
+            println!("{}  ds {}  {}", item.run_id, item.ds, what(item, done.dry_run));
+        }
+        if done.dry_run {
+            println!("(dry run: nothing was created or cleared)");
         }
         if args.wait {
             let mut failed = false;
-            for (run, _) in &done {
+            for run in done.runs.iter().filter_map(|i| i.run.as_ref()) {
                 failed |= !crate::progress::follow(store.as_ref(), run.id, &ctx.config.logs, false, None).await?;
             }
             return Ok(if failed { exit::FAILURE } else { exit::OK });
         }
         return Ok(exit::OK);
     }
-    let logical = args.date.as_deref().map(|d| crate::cmd::render::logical_date(&dag, d)).transpose()?;
-    let dates = runs::manual_dates(&dag, logical, Utc::now());
-    let created = runs::create_run(store.as_ref(), &dag, &dates, RunKind::Manual, conf).await?;
-    let run = created.run().clone();
-    match created {
-        Created::New(_) => {
-            println!("created run {} (ds {}, logical date {})", run.run_id, dates.ds(), rfc3339(dates.logical_date))
-        }
-        Created::Existing(_) => {
-            println!("run {} already exists ({}); use `dagctl clear` to run it again", run.run_id, run.state)
-        }
+    let req = TriggerRequest { logical_date: args.date, conf };
+    let t = actions::trigger(store.as_ref(), &dag, &req, Utc::now()).await?;
+    if t.created {
+        println!("created run {} (ds {}, logical date {})", t.run.run_id, t.ds, t.logical_date);
+    } else {
+        println!("run {} already exists ({}); use `dagctl clear` to run it again", t.run.run_id, t.run.state);
     }
     if args.wait {
-        let ok = crate::progress::follow(store.as_ref(), run.id, &ctx.config.logs, false, None).await?;
+        let ok = crate::progress::follow(store.as_ref(), t.run.id, &ctx.config.logs, false, None).await?;
         return Ok(if ok { exit::OK } else { exit::FAILURE });
     }
     Ok(exit::OK)
+}
+
+/// What a backfill did (or would do) for one date.
+fn what(item: &BackfillItem, dry_run: bool) -> String {
+    let state = item.run.as_ref().map(|r| r.state.to_string()).unwrap_or_default();
+    match (&item.action, dry_run) {
+        (BackfillAction::Create, false) => "created".into(),
+        (BackfillAction::Create, true) => "would be created".into(),
+        (BackfillAction::LeaveAlone, false) => format!("exists ({state}), left alone"),
+        (BackfillAction::LeaveAlone, true) => format!("exists ({state}), would be left alone"),
+        (BackfillAction::Clear { tasks }, false) => format!("exists ({state}), cleared {} task(s)", tasks.len()),
+        (BackfillAction::Clear { tasks }, true) => format!("exists ({state}), would clear {} task(s)", tasks.len()),
+    }
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use sluice_dag::{dag_files, load_files};
+use sluice_scheduler::views::ValidationView;
 
 use crate::exit;
 
@@ -34,19 +35,7 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
     let warnings = folder.diagnostics().count() - errors;
     let invalid = folder.files.iter().filter(|f| f.has_errors()).count();
     if args.json {
-        let files: Vec<_> = folder
-            .files
-            .iter()
-            .map(|f| {
-                serde_json::json!({
-                    "file": f.path,
-                    "dag_id": f.dag_id,
-                    "valid": !f.has_errors(),
-                    "diagnostics": f.diagnostics,
-                })
-            })
-            .collect();
-        crate::output::json(&serde_json::json!({ "valid": invalid == 0, "files": files }))?;
+        crate::output::json(&ValidationView::from(&folder))?;
     } else {
         for d in folder.diagnostics() {
             println!("{d}");
