@@ -32,7 +32,9 @@ use tracing::{info, warn};
 
 use self::slots::{Slots, Want};
 
+use crate::actions::{self, ActionError};
 use crate::clock::{Clock, SystemClock};
+use crate::commands::{Command, CommandError, Commands, Envelope, Reply};
 use crate::config::Config;
 use crate::job::{render, Job, TryDone};
 pub use crate::job::{log_path, run_dates};
@@ -105,6 +107,8 @@ pub enum EngineEvent {
     Reload(Reload),
     /// A stop was asked for (or whoever could ask went away).
     Shutdown,
+    /// A caller asked for an action through [`Engine::commands`].
+    Command(Envelope),
 }
 
 /// The tries of an [`EngineEvent::TriesEnded`], as their tokio tasks ended.
@@ -123,6 +127,8 @@ pub enum Flow {
 struct Inputs {
     shutdown: Option<watch::Receiver<bool>>,
     reloads: Option<mpsc::Receiver<Reload>>,
+    /// Commands, once [`Engine::commands`] handed out a sender.
+    commands: Option<(Commands, mpsc::Receiver<Envelope>)>,
     /// When the store is next asked whether another process wrote to it.
     next_external: tokio::time::Instant,
 }
@@ -211,7 +217,7 @@ impl Engine {
             synced: HashMap::new(),
             stopping: None,
             shutdown_recorded: false,
-            inputs: Inputs { shutdown: None, reloads: None, next_external: tokio::time::Instant::now() },
+            inputs: Inputs { shutdown: None, reloads: None, commands: None, next_external: tokio::time::Instant::now() },
             started: false,
         }
     }
@@ -525,6 +531,7 @@ impl Engine {
                     }
                 }
                 Some(reload) = recv(inputs.reloads.as_mut()) => return EngineEvent::Reload(reload),
+                Some(command) = recv(inputs.commands.as_mut().map(|(_, rx)| rx)) => return EngineEvent::Command(command),
             }
         }
     }
@@ -542,6 +549,7 @@ impl Engine {
                 }
             }
             EngineEvent::Reload(Reload::Folder(folder)) => self.set_dags(folder).await?,
+            EngineEvent::Command(envelope) => self.handle_command(envelope).await?,
             EngineEvent::Shutdown => {
                 let grace = self.config.grace_period.as_std();
                 self.cut_off_resumable().await?;
@@ -551,6 +559,46 @@ impl Engine {
             }
         }
         self.housekeeping().await
+    }
+
+    /// A handle to send this engine [`Command`]s; each is carried out in the engine's loop (by
+    /// the same [`actions`] the CLI calls) and acted on in the same turn.
+    pub fn commands(&mut self) -> Commands {
+        self.inputs.commands.get_or_insert_with(Commands::channel).0.clone()
+    }
+
+    /// Carries out a command, answers it, and takes over what it changed, so the turn that
+    /// follows acts on it: a new run starts, cleared tasks run again, a pause holds.
+    async fn handle_command(&mut self, envelope: Envelope) -> Result<()> {
+        let Envelope { command, reply } = envelope;
+        let result = self.carry_out(&command).await;
+        if result.is_ok() && !command.is_dry_run() {
+            match command {
+                Command::SetPaused { .. } => self.refresh_paused().await?,
+                _ => self.load_active_runs().await?,
+            }
+        }
+        // A caller that stopped waiting does not need the answer.
+        let _ = reply.send(result.map_err(CommandError::from));
+        Ok(())
+    }
+
+    async fn carry_out(&self, command: &Command) -> std::result::Result<Reply, ActionError> {
+        let dag = match self.dags.get(command.dag_id()) {
+            Some(entry) => entry.dag.clone(),
+            None => {
+                let id = command.dag_id();
+                return Err(ActionError::NotFound(format!("the scheduler has no DAG `{id}` loaded")));
+            }
+        };
+        let (store, now) = (self.store.as_ref(), self.clock.now());
+        Ok(match command {
+            Command::Trigger { request, .. } => Reply::Triggered(actions::trigger(store, &dag, request, now).await?),
+            Command::Backfill { request, .. } => Reply::Backfilled(actions::backfill(store, &dag, request, now).await?),
+            Command::Clear { request, .. } => Reply::Cleared(actions::clear(store, &dag, request, now).await?),
+            Command::Mark { request, .. } => Reply::Marked(actions::mark(store, &dag, request, now).await?),
+            Command::SetPaused { paused, .. } => Reply::Paused(actions::set_paused(store, &dag.id, *paused).await?),
+        })
     }
 
     /// Whether the engine has nothing to do until a timer: no try in flight, no first turn
@@ -1117,9 +1165,9 @@ async fn wait_for_stop(shutdown: Option<&mut watch::Receiver<bool>>) -> bool {
     }
 }
 
-/// The next reload, if there is a channel (and it is open).
-async fn recv(reloads: Option<&mut mpsc::Receiver<Reload>>) -> Option<Reload> {
-    match reloads {
+/// The next message of a channel, if there is one (and it is open).
+async fn recv<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }

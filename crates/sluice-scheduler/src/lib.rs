@@ -4,6 +4,7 @@
 //!   `max_active_tasks`), retries with backoff, timeouts, deadlines, recovery after a crash.
 //!   It waits for an event, then handles it, so a test can step it.
 //! - [`clock`]; the engine's "now" and timers: the system clock, or a simulated one.
+//! - [`commands`]; what an in-process caller asks the engine to do, carried out in its loop.
 //! - [`operators`]; the operator trait and the local operators (`command`, `wait`, `noop`).
 //! - [`runs`]; creating runs (cron, manual, backfill), clearing and marking them.
 //! - [`actions`]; what a user asks for (trigger, backfill, clear, mark, pause), as typed
@@ -20,6 +21,7 @@
 
 pub mod actions;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod engine;
@@ -31,6 +33,7 @@ pub mod tail;
 pub mod views;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use commands::{Command, CommandError, Commands, Reply};
 pub use config::Config;
 pub use engine::{Engine, EngineEvent, Flow, Mode};
 
