@@ -14,7 +14,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sluice_dag::{evaluate, Dag, Decision, Folder, RunDates, RunState, TaskState};
-use sluice_store::{DagSync, FinishTry, NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
+use sluice_store::{DagSync, EventKind, Finish, FinishTry, NewEvent, Run, RunFilter, RunKind, Start, Store, TryOutcome};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -391,7 +391,7 @@ impl Engine {
             }
             if killed == 0 && op.is_some_and(|op| op.can_resume(&t.external_ids)) {
                 info!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, r#try = t.try_number, "resuming interrupted try");
-                self.event(&run, Some(&t.task_id), "resumed", format!("try {} resumed after a restart", t.try_number))
+                self.event(&run, Some(&t.task_id), EventKind::TryResumed { try_number: t.try_number })
                     .await?;
                 self.spawn_try(run.id, i, t.try_number, t.external_ids.clone());
                 continue;
@@ -410,7 +410,7 @@ impl Engine {
                     self.clock.now(),
                 )
                 .await?;
-            self.event(&run, Some(&t.task_id), "recovered", format!("try {}: {error}", t.try_number)).await?;
+            self.event(&run, Some(&t.task_id), EventKind::TryInterrupted { try_number: t.try_number, error }).await?;
             let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
             if let Some(ar) = self.runs.get_mut(&run.id) {
                 ar.tis[i].state = state;
@@ -423,14 +423,13 @@ impl Engine {
         Ok(())
     }
 
-    async fn event(&self, run: &Run, task: Option<&str>, kind: &str, detail: String) -> Result<()> {
+    async fn event(&self, run: &Run, task: Option<&str>, kind: EventKind) -> Result<()> {
         self.store
             .add_event(&NewEvent {
-                dag_id: run.dag_id.clone(),
+                dag_id: Some(run.dag_id.clone()),
                 run_id: Some(run.run_id.clone()),
                 task_id: task.map(str::to_string),
-                kind: kind.into(),
-                detail,
+                kind,
             })
             .await?;
         Ok(())
@@ -540,10 +539,9 @@ impl Engine {
             }
             self.release_slot(run, i);
             if let Some(ar) = self.runs.get(&run) {
-                let (r, task) = (ar.run.clone(), ar.entry.dag.tasks[i].id.clone());
+                let (r, task, try_number) = (ar.run.clone(), ar.entry.dag.tasks[i].id.clone(), ar.tis[i].try_number);
                 info!(dag = %r.dag_id, run = %r.run_id, task = %task, "stopping: sensor cut off; it resumes on the next start");
-                self.event(&r, Some(&task), "shutdown", "sensor cut off at shutdown; resumed on the next start".into())
-                    .await?;
+                self.event(&r, Some(&task), EventKind::TryCutOff { try_number }).await?;
             }
         }
         Ok(())
@@ -832,7 +830,7 @@ impl Engine {
                 match self.config.pools.get(pool) {
                     None => {
                         let now = self.clock.now();
-                        let n = self.store.start_try(run, &task_id, now).await?;
+                        let Start::Started(n) = self.store.start_try(run, &task_id, now).await? else { continue };
                         let error = format!("pool `{pool}` is not declared in the [pools] of sluice.toml");
                         self.store
                             .finish_try(
@@ -875,7 +873,12 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        for ((run, i, _), try_number) in starting.into_iter().zip(numbers) {
+        for ((run, i, _), start) in starting.into_iter().zip(numbers) {
+            // Lost to another writer (the task was changed meanwhile): its slot goes back.
+            let Start::Started(try_number) = start else {
+                self.release_slot(run, i);
+                continue;
+            };
             {
                 let ar = self.runs.get_mut(&run).expect("active run");
                 ar.tis[i].state = TaskState::Running;
@@ -977,7 +980,8 @@ impl Engine {
         }
         // The store has the last word: a task cleared or marked while its try ran keeps what
         // was decided meanwhile.
-        let applied_all = self.store.finish_tries(&finished).await?;
+        let applied_all: Vec<TaskState> =
+            self.store.finish_tries(&finished).await?.into_iter().map(Finish::task_state).collect();
         let mut changed_meanwhile = false;
         for ((run, i, state), (applied, f)) in meta.into_iter().zip(applied_all.into_iter().zip(&finished)) {
             let Some(ar) = self.runs.get_mut(&run) else { continue };
@@ -1018,14 +1022,14 @@ impl Engine {
         let mut cut = Vec::new();
         for (run, i) in self.in_flight.keys() {
             if let Some(ar) = self.runs.get(run) {
-                cut.push((ar.run.clone(), ar.entry.dag.tasks[*i].id.clone()));
+                cut.push((ar.run.clone(), ar.entry.dag.tasks[*i].id.clone(), ar.tis[*i].try_number));
             }
         }
         self.tries.abort_all();
         while self.tries.join_next().await.is_some() {}
-        for (run, task) in cut {
+        for (run, task, try_number) in cut {
             warn!(dag = %run.dag_id, run = %run.run_id, task = %task, "still running at shutdown; recovered on next start");
-            self.event(&run, Some(&task), "shutdown", "still running when the scheduler stopped".into()).await?;
+            self.event(&run, Some(&task), EventKind::TryCutOff { try_number }).await?;
         }
         Ok(())
     }

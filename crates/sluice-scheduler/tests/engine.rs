@@ -11,7 +11,7 @@ use sluice_dag::{parse_dag, Dag, TaskState};
 use sluice_scheduler::engine::{Engine, LoadedDags, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Config};
-use sluice_store::{Run, RunFilter, RunKind, RunState, SqliteStore, Store, Try};
+use sluice_store::{EventKind, EventQuery, Run, RunFilter, RunKind, RunState, SqliteStore, Store, Try};
 use tokio::sync::{mpsc, watch};
 
 struct Env {
@@ -145,6 +145,11 @@ async fn fixed_retries_run_the_right_number_of_tries_with_their_delays() {
     assert_eq!(states(&env, &run).await["flaky"], TaskState::Failed);
 }
 
+/// Every event of a DAG, oldest first.
+fn dag_events(dag_id: &str) -> EventQuery {
+    EventQuery { dag_id: Some(dag_id.into()), limit: 100_000, ..EventQuery::default() }
+}
+
 /// For each retry of `task`: the delay the engine chose (from the end of the failed try to the
 /// next try's due time, both as recorded), as `(nominal * 0.8, nominal)` bounds it fell in,
 /// checked against `nominal` values read off the recorded times, and that the next try did not
@@ -152,13 +157,18 @@ async fn fixed_retries_run_the_right_number_of_tries_with_their_delays() {
 /// machine took.
 async fn retry_delays(env: &Env, run: &Run, task: &str) -> Vec<(i64, i64)> {
     let t = tries(env, run, task).await;
-    let mut events: Vec<_> = env.store.events(Some(&run.dag_id), None, 100).await.unwrap();
-    events.retain(|e| e.kind == "retry" && e.task_id.as_deref() == Some(task));
-    events.reverse();
+    let mut events: Vec<_> = env.store.events(&dag_events(&run.dag_id)).await.unwrap();
+    events.retain(|e| e.task_id.as_deref() == Some(task));
+    let events: Vec<DateTime<Utc>> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::RetryScheduled { at, .. } => Some(at),
+            _ => None,
+        })
+        .collect();
     assert_eq!(events.len(), t.len() - 1, "one retry event per retry: {events:#?}");
     let mut out = Vec::new();
-    for (pair, e) in t.windows(2).zip(&events) {
-        let due: DateTime<Utc> = e.detail.rsplit("next try at ").next().unwrap().parse().unwrap();
+    for (pair, due) in t.windows(2).zip(events) {
         let ended = pair[0].ended_at.unwrap();
         assert!(pair[1].started_at >= due, "try {} started before it was due ({due}): {t:#?}", pair[1].try_number);
         let ms = (due - ended).num_milliseconds();
@@ -477,8 +487,8 @@ async fn a_missed_deadline_is_recorded_once() {
     let run = env.store.run(run.id).await.unwrap().unwrap();
     assert!(run.deadline_missed);
     assert_eq!(run.state, RunState::Success, "a late run still finishes");
-    let events = env.store.events(Some("late"), None, 10).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.kind == "deadline_missed").count(), 1);
+    let events = env.store.events(&dag_events("late")).await.unwrap();
+    assert_eq!(events.iter().filter(|e| matches!(e.kind, EventKind::DeadlineMissed { .. })).count(), 1);
 }
 
 /// An operator that panics.
@@ -597,8 +607,8 @@ async fn a_stop_does_not_wait_for_sensors_and_the_next_start_resumes_them() {
         .unwrap();
     let t = tries(&env, &run, "nap").await;
     assert_eq!((t.len(), t[0].state), (1, TaskState::Running), "left running for the next start: {t:#?}");
-    let events = env.store.events(Some("sensing"), None, 10).await.unwrap();
-    assert!(events.iter().any(|e| e.kind == "shutdown"), "{events:#?}");
+    let events = env.store.events(&dag_events("sensing")).await.unwrap();
+    assert!(events.iter().any(|e| matches!(e.kind, EventKind::TryCutOff { .. })), "{events:#?}");
 
     let (tx, engine) = start(&env);
     let limit = std::time::Instant::now() + Duration::from_secs(60);
