@@ -51,7 +51,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -169,7 +169,9 @@ impl SqliteStore {
             return;
         }
         for (p, id) in events.into_iter().zip(ids) {
-            let event = Event { id, at: p.at, dag_id: p.dag_id, run_id: p.run_id, task_id: p.task_id, kind: p.kind };
+            // The time as stored (to the microsecond), so a subscriber and a reader agree.
+            let at = p.at.duration_trunc(chrono::TimeDelta::microseconds(1)).unwrap_or(p.at);
+            let event = Event { id, at, dag_id: p.dag_id, run_id: p.run_id, task_id: p.task_id, kind: p.kind };
             // An error only means the last receiver went away meanwhile.
             let _ = self.events.send(Arc::new(event));
         }
