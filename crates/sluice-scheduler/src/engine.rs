@@ -1085,13 +1085,8 @@ fn task_env(config: &Config) -> Vec<(String, String)> {
     }
     // Only a SQLite file: a server URL may carry a password, which must not reach task
     // environments (and their logs).
-    let sqlite_file = config
-        .db
-        .strip_prefix("sqlite://")
-        .or_else(|| config.db.strip_prefix("sqlite:"))
-        .filter(|f| !f.starts_with(':'));
-    if let Some(file) = sqlite_file {
-        env.push(("SLUICE_DB".into(), format!("sqlite:{}", cwd.join(file).display())));
+    if let Some(url) = sluice_store::DbUrl::parse(&config.db).ok().and_then(|u| u.for_task(&cwd)) {
+        env.push(("SLUICE_DB".into(), url));
     }
     env.push(("SLUICE_DAGS".into(), cwd.join(&config.dags).display().to_string()));
     env.push(("SLUICE_LOGS".into(), cwd.join(&config.logs).display().to_string()));
