@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use sluice_dag::{Dag, Folder};
 use sluice_scheduler::lookup::{self, RunSelector};
 use sluice_scheduler::Config;
-use sluice_store::{SqliteStore, Store};
+use sluice_store::{DbUrl, Store};
 
 use crate::Global;
 
@@ -59,19 +59,18 @@ impl Ctx {
     }
 
     pub async fn store(&self) -> Result<Arc<dyn Store>> {
-        let store = SqliteStore::open(&self.config.db)
-            .await
-            .with_context(|| format!("cannot open the database {}", self.config.db))?;
-        Ok(Arc::new(store))
+        sluice_store::open(&self.config.db).await.with_context(|| format!("cannot open the database {}", self.config.db))
     }
 }
 
 impl Ctx {
     /// The store, only if its database already exists (read-only listings do not create one).
     pub async fn existing_store(&self) -> Result<Option<Arc<dyn Store>>> {
-        let db = &self.config.db;
-        let path = db.strip_prefix("sqlite://").or_else(|| db.strip_prefix("sqlite:")).unwrap_or(db);
-        if path.starts_with(':') || Path::new(path).exists() {
+        let exists = match DbUrl::parse(&self.config.db)? {
+            DbUrl::Sqlite { path } => path.exists(),
+            DbUrl::SqliteMemory | DbUrl::Postgres(_) => true,
+        };
+        if exists {
             Ok(Some(self.store().await?))
         } else {
             Ok(None)

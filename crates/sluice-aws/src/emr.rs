@@ -23,7 +23,7 @@ use aws_sdk_emr::types::{
 use serde_json::{json, Map, Value};
 use sluice_dag::operators::{self as ops, ActionOnFailure, InstanceRole, Market};
 use sluice_scheduler::operators::{Outcome, TaskError, TaskOperator, TryContext};
-use sluice_store::{NewEvent, Run, RunFilter, Store};
+use sluice_store::{EventKind, NewEvent, Run, RunFilter, Store};
 
 use crate::clients::Clients;
 use crate::wait::{aws_error, call, AwsError, Poll, Waiter};
@@ -681,11 +681,13 @@ pub async fn terminate_finished(
                 .map_err(|e| aws_error("TerminateJobFlows", e).message)?;
             let _ = store
                 .add_event(&NewEvent {
-                    dag_id: c.dag_id.clone(),
+                    dag_id: Some(c.dag_id.clone()),
                     run_id: Some(c.run_id.clone()),
                     task_id: Some(c.task_id.clone()),
-                    kind: "cluster_terminated".into(),
-                    detail: format!("cluster {} was left running after its run ended; terminated", c.id),
+                    kind: EventKind::ClusterTerminated {
+                        cluster_id: c.id.clone(),
+                        reason: "left running after its run ended".into(),
+                    },
                 })
                 .await;
             done.push(c);
@@ -716,11 +718,13 @@ pub async fn terminate_run_clusters(clients: &Clients, dag: &sluice_dag::Dag, ru
                 tracing::warn!(dag = %run.dag_id, run = %run.run_id, cluster = %id, "run ended with its cluster still up; terminated it");
                 let _ = store
                     .add_event(&NewEvent {
-                        dag_id: run.dag_id.clone(),
+                        dag_id: Some(run.dag_id.clone()),
                         run_id: Some(run.run_id.clone()),
                         task_id: Some(task.id.clone()),
-                        kind: "cluster_terminated".into(),
-                        detail: format!("cluster {id} was still up when the run ended ({}); terminated", run.state),
+                        kind: EventKind::ClusterTerminated {
+                            cluster_id: id.clone(),
+                            reason: format!("still up when the run ended ({})", run.state),
+                        },
                     })
                     .await;
             }

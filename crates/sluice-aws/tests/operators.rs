@@ -26,7 +26,7 @@ use sluice_scheduler::config::Connection;
 use sluice_scheduler::engine::{Engine, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider, TaskOperator, TryContext, TryLog};
 use sluice_scheduler::{runs, Config};
-use sluice_store::{Run, RunKind, RunState, SqliteStore, Store, Try, TryOutcome};
+use sluice_store::{EventKind, EventQuery, Run, RunKind, RunState, SqliteStore, Start, Store, Try, TryOutcome};
 use support::Moto;
 use tokio::sync::{mpsc, watch};
 
@@ -442,7 +442,8 @@ async fn a_retry_re_attaches_to_the_query_an_earlier_try_started() {
     let first = workgroup_with_one_query(&env, "reattach", "SELECT 42").await;
     query_reaches(&env, &first, "SUCCEEDED").await;
     let store = env.store.as_ref();
-    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), 1);
+    store.set_task_states(run.id, &[("q".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), Start::Started(1));
     store.record_external_id(run.id, "q", 1, "query_execution_id", &json!(first)).await.unwrap();
     let retry_at = Some(Utc::now());
     store
@@ -469,7 +470,7 @@ async fn a_try_interrupted_by_a_restart_resumes_waiting_for_its_query() {
     let first = workgroup_with_one_query(&env, "resume", "SELECT 7").await;
     let store = env.store.as_ref();
     store.set_task_states(run.id, &[("q".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
-    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), 1);
+    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), Start::Started(1));
     store.record_external_id(run.id, "q", 1, "query_execution_id", &json!(first)).await.unwrap();
 
     let run = drive(&env, &d, &run).await;
@@ -491,7 +492,8 @@ async fn a_retry_submits_again_when_the_earlier_query_was_cancelled() {
     let athena = env.clients.athena(None).await.unwrap();
     athena.stop_query_execution().query_execution_id(&first).send().await.unwrap();
     let store = env.store.as_ref();
-    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), 1);
+    store.set_task_states(run.id, &[("q".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), Start::Started(1));
     store.record_external_id(run.id, "q", 1, "query_execution_id", &json!(first)).await.unwrap();
     let retry_at = Some(Utc::now());
     store
@@ -521,7 +523,9 @@ fn operator(env: &Env, dag: &Dag, task: &str) -> Box<dyn TaskOperator> {
 async fn start_try(env: &Env, dag: &Dag, run: &Run, task: &str) -> TryContext {
     let store = env.store.as_ref();
     store.set_task_states(run.id, &[(task.into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
-    let try_number = store.start_try(run.id, task, Utc::now()).await.unwrap();
+    let Start::Started(try_number) = store.start_try(run.id, task, Utc::now()).await.unwrap() else {
+        panic!("{task} did not start")
+    };
     let path = sluice_scheduler::engine::log_path(&env.config.logs, &run.dag_id, &run.run_id, task, try_number);
     TryContext {
         store: env.store.clone(),
@@ -729,7 +733,7 @@ async fn a_timeout_makes_the_engine_cancel_the_query_of_the_try() {
     let first = workgroup_with_one_query(&env, "timeout", "SELECT 3").await;
     let store = env.store.as_ref();
     store.set_task_states(run.id, &[("q".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
-    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), 1);
+    assert_eq!(store.start_try(run.id, "q", Utc::now()).await.unwrap(), Start::Started(1));
     store.record_external_id(run.id, "q", 1, "query_execution_id", &json!(first)).await.unwrap();
 
     let run = drive(&env, &d, &run).await;
@@ -790,10 +794,17 @@ async fn sensor_tries_cut_off_by_a_stop_are_resumed_and_end_when_the_key_and_the
         assert_eq!(t[0].state, TaskState::Success);
         assert!(log(&env, &run, task, 1).contains("[sluice] success"), "{}", log(&env, &run, task, 1));
     }
-    let events = env.store.events(Some("resume_sensors"), Some(&run.run_id), 100).await.unwrap();
+    let query = EventQuery {
+        dag_id: Some("resume_sensors".into()),
+        run_id: Some(run.run_id.clone()),
+        ..EventQuery::default()
+    };
+    let events = env.store.events(&query).await.unwrap();
     for task in ["key", "query"] {
         assert!(
-            events.iter().any(|e| e.kind == "resumed" && e.task_id.as_deref() == Some(task)),
+            events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::TryResumed { .. }) && e.task_id.as_deref() == Some(task)),
             "{task} was resumed: {events:?}"
         );
     }

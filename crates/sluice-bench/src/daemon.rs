@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::Config;
-use sluice_store::{SqliteStore, Store};
+use sluice_store::Store;
 use tokio::sync::watch;
 
 use crate::BenchError;
@@ -83,7 +83,7 @@ impl Daemon {
                         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
                     rt.block_on(async move {
                         let store: Arc<dyn Store> =
-                            Arc::new(SqliteStore::open(&config.db).await.map_err(|e| e.to_string())?);
+                            sluice_store::open(&config.db).await.map_err(|e| e.to_string())?;
                         let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(LocalOperators)];
                         sluice_scheduler::daemon::run(config, store, providers, rx).await.map_err(|e| e.to_string())
                     })

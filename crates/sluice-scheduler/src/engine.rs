@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use sluice_dag::{
     after_try, evaluate, run_verdict, Dag, Decision, EndedTry, Folder, RunState, TaskState, TryResult,
 };
-use sluice_store::{DagSync, FinishTry, NewEvent, Run, RunFilter, RunKind, Store, TryOutcome};
+use sluice_store::{DagSync, EventKind, Finish, FinishTry, NewEvent, Run, RunFilter, RunKind, Start, Store, TryOutcome};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{info, warn};
@@ -434,7 +434,7 @@ impl Engine {
             }
             if killed == 0 && op.is_some_and(|op| op.can_resume(&t.external_ids)) {
                 info!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, r#try = t.try_number, "resuming interrupted try");
-                self.event(&run, Some(&t.task_id), "resumed", format!("try {} resumed after a restart", t.try_number))
+                self.event(&run, Some(&t.task_id), EventKind::TryResumed { try_number: t.try_number })
                     .await?;
                 self.spawn_try(run.id, i, t.try_number, t.external_ids.clone());
                 continue;
@@ -461,7 +461,7 @@ impl Engine {
                     now,
                 )
                 .await?;
-            self.event(&run, Some(&t.task_id), "recovered", format!("try {}: {error}", t.try_number)).await?;
+            self.event(&run, Some(&t.task_id), EventKind::TryInterrupted { try_number: t.try_number, error }).await?;
             if let Some(ar) = self.runs.get_mut(&run.id) {
                 ar.tis[i].state = state;
                 ar.dirty.extend(ar.entry.downs[i].iter().copied());
@@ -473,14 +473,13 @@ impl Engine {
         Ok(())
     }
 
-    async fn event(&self, run: &Run, task: Option<&str>, kind: &str, detail: String) -> Result<()> {
+    async fn event(&self, run: &Run, task: Option<&str>, kind: EventKind) -> Result<()> {
         self.store
             .add_event(&NewEvent {
-                dag_id: run.dag_id.clone(),
+                dag_id: Some(run.dag_id.clone()),
                 run_id: Some(run.run_id.clone()),
                 task_id: task.map(str::to_string),
-                kind: kind.into(),
-                detail,
+                kind,
             })
             .await?;
         Ok(())
@@ -690,10 +689,9 @@ impl Engine {
     async fn cut_off_resumable(&mut self) -> Result<()> {
         for (run, i) in self.slots.cut_off_resumable() {
             if let Some(ar) = self.runs.get(&run) {
-                let (r, task) = (ar.run.clone(), ar.entry.dag.tasks[i].id.clone());
+                let (r, task, try_number) = (ar.run.clone(), ar.entry.dag.tasks[i].id.clone(), ar.tis[i].try_number);
                 info!(dag = %r.dag_id, run = %r.run_id, task = %task, "stopping: sensor cut off; it resumes on the next start");
-                self.event(&r, Some(&task), "shutdown", "sensor cut off at shutdown; resumed on the next start".into())
-                    .await?;
+                self.event(&r, Some(&task), EventKind::TryCutOff { try_number }).await?;
             }
         }
         Ok(())
@@ -984,7 +982,12 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        for ((run, i, _), try_number) in starting.into_iter().zip(numbers) {
+        for ((run, i, _), start) in starting.into_iter().zip(numbers) {
+            // Lost to another writer (the task was changed meanwhile): its slot goes back.
+            let Start::Started(try_number) = start else {
+                self.slots.release((run, i));
+                continue;
+            };
             {
                 let ar = self.runs.get_mut(&run).expect("active run");
                 ar.tis[i].state = TaskState::Running;
@@ -1000,7 +1003,8 @@ impl Engine {
         let ar = &self.runs[&run];
         let (dag_id, task_id) = (ar.run.dag_id.clone(), ar.entry.dag.tasks[i].id.clone());
         let now = self.clock.now();
-        let n = self.store.start_try(run, &task_id, now).await?;
+        // Lost to another writer (the task was changed meanwhile): nothing to fail.
+        let Start::Started(n) = self.store.start_try(run, &task_id, now).await? else { return Ok(()) };
         let error = format!("pool `{pool}` is not declared in the [pools] of sluice.toml");
         self.store
             .finish_try(run, &task_id, n, &TryOutcome::Failed { error: error.clone(), retry_at: None }, now)
@@ -1091,7 +1095,8 @@ impl Engine {
         }
         // The store has the last word: a task cleared or marked while its try ran keeps what
         // was decided meanwhile.
-        let applied_all = self.store.finish_tries(&finished).await?;
+        let applied_all: Vec<TaskState> =
+            self.store.finish_tries(&finished).await?.into_iter().map(Finish::task_state).collect();
         let mut changed_meanwhile = false;
         for ((run, i, state), (applied, f)) in meta.into_iter().zip(applied_all.into_iter().zip(&finished)) {
             let Some(ar) = self.runs.get_mut(&run) else { continue };
@@ -1132,14 +1137,14 @@ impl Engine {
         let mut cut = Vec::new();
         for (run, i) in self.slots.keys() {
             if let Some(ar) = self.runs.get(&run) {
-                cut.push((ar.run.clone(), ar.entry.dag.tasks[i].id.clone()));
+                cut.push((ar.run.clone(), ar.entry.dag.tasks[i].id.clone(), ar.tis[i].try_number));
             }
         }
         self.tries.abort_all();
         while self.tries.join_next().await.is_some() {}
-        for (run, task) in cut {
+        for (run, task, try_number) in cut {
             warn!(dag = %run.dag_id, run = %run.run_id, task = %task, "still running at shutdown; recovered on next start");
-            self.event(&run, Some(&task), "shutdown", "still running when the scheduler stopped".into()).await?;
+            self.event(&run, Some(&task), EventKind::TryCutOff { try_number }).await?;
         }
         Ok(())
     }
@@ -1199,13 +1204,8 @@ fn task_env(config: &Config) -> Vec<(String, String)> {
     }
     // Only a SQLite file: a server URL may carry a password, which must not reach task
     // environments (and their logs).
-    let sqlite_file = config
-        .db
-        .strip_prefix("sqlite://")
-        .or_else(|| config.db.strip_prefix("sqlite:"))
-        .filter(|f| !f.starts_with(':'));
-    if let Some(file) = sqlite_file {
-        env.push(("SLUICE_DB".into(), format!("sqlite:{}", cwd.join(file).display())));
+    if let Some(url) = sluice_store::DbUrl::parse(&config.db).ok().and_then(|u| u.for_task(&cwd)) {
+        env.push(("SLUICE_DB".into(), url));
     }
     env.push(("SLUICE_DAGS".into(), cwd.join(&config.dags).display().to_string()));
     env.push(("SLUICE_LOGS".into(), cwd.join(&config.logs).display().to_string()));

@@ -12,7 +12,7 @@ use sluice_dag::{parse_dag, Dag, TaskState};
 use sluice_scheduler::engine::{Engine, LoadedDags, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Config};
-use sluice_store::{Run, RunKind, RunState, SqliteStore, Store, Try};
+use sluice_store::{EventKind, EventQuery, Run, RunKind, RunState, SqliteStore, Store, Try};
 use tokio::sync::{mpsc, watch};
 
 struct Env {
@@ -127,6 +127,11 @@ async fn every_trigger_rule_with_real_processes() {
     assert_eq!(run.state, RunState::Failed);
     // A task that never ran has no try.
     assert!(tries(&env, &run, "all_success__ok_bad").await.is_empty());
+}
+
+/// Every event of a DAG, oldest first.
+fn dag_events(dag_id: &str) -> EventQuery {
+    EventQuery { dag_id: Some(dag_id.into()), limit: 100_000, ..EventQuery::default() }
 }
 
 fn alive(pid: i32) -> bool {
@@ -328,8 +333,8 @@ async fn a_stop_does_not_wait_for_sensors_and_the_next_start_resumes_them() {
         .unwrap();
     let t = tries(&env, &run, "nap").await;
     assert_eq!((t.len(), t[0].state), (1, TaskState::Running), "left running for the next start: {t:#?}");
-    let events = env.store.events(Some("sensing"), None, 10).await.unwrap();
-    assert!(events.iter().any(|e| e.kind == "shutdown"), "{events:#?}");
+    let events = env.store.events(&dag_events("sensing")).await.unwrap();
+    assert!(events.iter().any(|e| matches!(e.kind, EventKind::TryCutOff { .. })), "{events:#?}");
 
     let (tx, engine) = start(&env);
     let limit = std::time::Instant::now() + Duration::from_secs(60);

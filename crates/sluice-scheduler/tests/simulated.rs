@@ -12,7 +12,7 @@ use sluice_dag::{parse_dag, retry_time, Dag, EndedTry, TaskState};
 use sluice_scheduler::engine::{Engine, Flow, LoadedDags, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider, Outcome, TaskError, TaskOperator, TryContext};
 use sluice_scheduler::{runs, Clock, Config, ManualClock};
-use sluice_store::{Run, RunFilter, RunKind, RunState, SqliteStore, Store, Try};
+use sluice_store::{EventKind, EventQuery, Run, RunFilter, RunKind, RunState, SqliteStore, Store, Try};
 use tokio::sync::watch;
 
 struct Env {
@@ -80,6 +80,11 @@ async fn manual_run(env: &Env, dag: &Dag, logical: Option<&str>) -> Run {
     runs::create_run(env.store.as_ref(), dag, &dates, RunKind::Manual, None).await.unwrap().run().clone()
 }
 
+/// Every event of a DAG, oldest first.
+fn dag_events(dag_id: &str) -> EventQuery {
+    EventQuery { dag_id: Some(dag_id.into()), limit: 100_000, ..EventQuery::default() }
+}
+
 async fn tries(env: &Env, run: &Run, task: &str) -> Vec<Try> {
     env.store.tries(run.id, Some(task)).await.unwrap()
 }
@@ -118,9 +123,17 @@ async fn retries_follow_the_rule(src: &str, nominal: &[i64]) {
             pair[1].try_number
         );
     }
-    let mut events = env.store.events(Some("retry"), None, 100).await.unwrap();
-    events.retain(|e| e.kind == "retry");
-    assert_eq!(events.len(), nominal.len(), "one retry event per retry: {events:#?}");
+    // One event per retry, saying when the next try was due: exactly when it started.
+    let events = env.store.events(&dag_events("retry")).await.unwrap();
+    let scheduled: Vec<(u32, DateTime<Utc>)> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::RetryScheduled { try_number, at } => Some((try_number, at)),
+            _ => None,
+        })
+        .collect();
+    let started: Vec<(u32, DateTime<Utc>)> = t[1..].iter().map(|t| (t.try_number, t.started_at)).collect();
+    assert_eq!(scheduled, started, "{events:#?}");
     assert_eq!(state(&env, &run, "t").await, TaskState::Failed);
     assert_eq!(run.state, RunState::Failed);
 }
@@ -224,10 +237,11 @@ async fn a_missed_deadline_is_recorded_once_at_the_deadline_while_the_run_still_
     assert_eq!(drive(&mut e, &env.clock, DateTime::<Utc>::MAX_UTC).await, Flow::Done);
     let stored = env.store.run(run.id).await.unwrap().unwrap();
     assert_eq!(stored.state, RunState::Success, "a late run still finishes");
-    let events = env.store.events(Some("late"), None, 10).await.unwrap();
-    let missed: Vec<_> = events.iter().filter(|e| e.kind == "deadline_missed").collect();
+    let events = env.store.events(&dag_events("late")).await.unwrap();
+    let missed: Vec<_> = events.iter().filter(|e| matches!(e.kind, EventKind::DeadlineMissed { .. })).collect();
     assert_eq!(missed.len(), 1, "{events:#?}");
     assert_eq!(missed[0].at, deadline);
+    assert_eq!(missed[0].kind, EventKind::DeadlineMissed { deadline: Some(deadline) });
 }
 
 /// A daemon-mode engine over the DAG folder, driven until it is idle with no timer due by

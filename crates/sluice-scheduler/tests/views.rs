@@ -25,7 +25,9 @@ async fn a_run_detail_has_tasks_in_the_dags_order_with_their_tries_and_logs() {
     let req = TriggerRequest { logical_date: Some("2026-03-02".into()), conf: None };
     let run = actions::trigger(store.as_ref(), &dag, &req, now()).await.unwrap().run;
     store.set_task_states(run.id, &[("z_first".into(), TaskState::Scheduled)], now()).await.unwrap();
-    let n = store.start_try(run.id, "z_first", now()).await.unwrap();
+    let sluice_store::Start::Started(n) = store.start_try(run.id, "z_first", now()).await.unwrap() else {
+        panic!("a scheduled task starts")
+    };
     let failed = TryOutcome::Failed { error: "boom".into(), retry_at: None };
     store.finish_try(run.id, "z_first", n, &failed, now() + Duration::milliseconds(1500)).await.unwrap();
 

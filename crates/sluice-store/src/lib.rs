@@ -3,26 +3,45 @@
 //! The [`Store`] trait is everything the scheduler and the CLI read or write: DAG rows (paused
 //! flag, last parse error), runs, task instances, each try of a task (with the external ids
 //! its operator reported), task outputs (what templates read as `tasks.<id>.<field>`) and
-//! events (deadline missed, retries, recoveries).
+//! typed [`Event`]s.
 //!
 //! Every method that changes state is one transaction, so a crash between any two calls
-//! leaves a state the daemon can resume from. SQLite ([`SqliteStore`]) is the default
-//! backend: one file, WAL mode, created and migrated on first open. A PostgreSQL backend can
-//! follow behind the same trait without touching the scheduler.
+//! leaves a state the daemon can resume from, and it writes the events that describe its
+//! change in that same transaction: an event is committed exactly when its change is. SQLite
+//! ([`SqliteStore`]) is the default backend: one file, WAL mode, created and migrated on first
+//! open. A PostgreSQL backend can follow behind the same trait (and the same contract tests,
+//! `tests/contract`) without touching the scheduler; [`open`] picks the backend from the URL.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 pub use sluice_dag::{RunState, TaskState};
+use std::sync::Arc;
+use tokio::sync::broadcast;
 
+pub mod event;
 pub mod lock;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod url;
+pub use event::{Event, EventKind, EventQuery, NewEvent, Order, TryResult};
 pub use lock::{LockError, SchedulerLock};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use url::DbUrl;
+
+/// Opens the store a URL names (see [`DbUrl`]): the one place that maps a URL to a backend.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    match DbUrl::parse(url)? {
+        #[cfg(feature = "sqlite")]
+        DbUrl::Sqlite { .. } | DbUrl::SqliteMemory => Ok(Arc::new(SqliteStore::open(url).await?)),
+        #[cfg(not(feature = "sqlite"))]
+        DbUrl::Sqlite { .. } | DbUrl::SqliteMemory => Err(StoreError::NotBuilt("SQLite")),
+        DbUrl::Postgres(_) => Err(StoreError::NotBuilt("PostgreSQL")),
+    }
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +50,10 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL `{0}` (use sqlite:PATH or a file path)")]
+    #[error("unsupported database URL `{0}` (use {supported})", supported = url::SUPPORTED)]
     UnsupportedUrl(String),
+    #[error("this build of Sluice has no {0} support (use {supported})", supported = url::SUPPORTED)]
+    NotBuilt(&'static str),
     #[error("{0} not found")]
     NotFound(String),
     #[error("corrupt row: {0}")]
@@ -42,7 +63,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Why a run exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
     Scheduled,
@@ -214,26 +235,36 @@ pub struct FinishTry {
     pub at: DateTime<Utc>,
 }
 
-/// Something worth telling people about: `deadline_missed`, `retry`, `recovered`, ...
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Event {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub dag_id: String,
-    pub run_id: Option<String>,
-    pub task_id: Option<String>,
-    pub kind: String,
-    pub detail: String,
+/// What [`Store::start_tries`] did with one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The try with this number started; the task is `running`.
+    Started(u32),
+    /// The task was not `scheduled` or `queued` (another scheduler started it, or it was
+    /// cleared, marked or removed meanwhile): nothing was written. Its state now.
+    NotStartable(TaskState),
 }
 
-/// An event to record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    pub dag_id: String,
-    pub run_id: Option<String>,
-    pub task_id: Option<String>,
-    pub kind: String,
-    pub detail: String,
+/// What [`Store::finish_tries`] did with one try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The try and its task instance ended; the task's state now.
+    Applied(TaskState),
+    /// The try was recorded, but its task was cleared or marked while it ran (or started a
+    /// newer try) and keeps that state, given here; a success leaves no outputs.
+    TaskChanged(TaskState),
+    /// The try had already ended (another caller finished it): nothing was written. The task's
+    /// state now.
+    NotRunning(TaskState),
+}
+
+impl Finish {
+    /// The task instance's state after the call, whatever happened.
+    pub fn task_state(self) -> TaskState {
+        match self {
+            Finish::Applied(s) | Finish::TaskChanged(s) | Finish::NotRunning(s) => s,
+        }
+    }
 }
 
 /// Everything the scheduler and the CLI read and write. Every method that changes state is
@@ -256,7 +287,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Records several DAGs as [`Store::sync_dag`] does, in one transaction; a DAG whose row is
     /// created here starts paused when its `paused_at_creation` says so. A DAG that loaded
-    /// (`source` given) has its `schedule_error` cleared.
+    /// (`source` given) has its `schedule_error` cleared. Writes `dag_loaded` / `dag_broken`
+    /// for the rows it changes (new row, new text, new error, another file), not for a DAG
+    /// found as it was.
     async fn sync_dags(&self, dags: &[DagSync]) -> Result<()>;
     /// Records (or clears, with `None`) why the scheduler stopped scheduling a DAG whose file
     /// loads: what `dagctl list` shows.
@@ -264,14 +297,15 @@ pub trait Store: Send + Sync + 'static {
     /// The file and the text of the last version of `dag_id` that loaded, if one was recorded:
     /// what the CLI falls back to while the file is broken.
     async fn dag_source(&self, dag_id: &str) -> Result<Option<(String, String)>>;
-    /// Pauses or unpauses a DAG, creating its row if needed.
+    /// Pauses or unpauses a DAG, creating its row if needed; a `dag_paused` event when the flag
+    /// changes.
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()>;
     async fn dags(&self) -> Result<Vec<DagRow>>;
 
     // --- Runs ---
     /// Creates a run and its task instances in one transaction. A run is never created twice
     /// for the same (dag, logical date) or (dag, run id), also when several processes race:
-    /// the loser gets `Created::Existing`.
+    /// the loser gets `Created::Existing`. A new run gets a `run_created` event.
     async fn create_run(&self, new: &NewRun) -> Result<Created>;
     async fn run(&self, id: i64) -> Result<Option<Run>>;
     async fn run_by_run_id(&self, dag_id: &str, run_id: &str) -> Result<Option<Run>>;
@@ -280,20 +314,24 @@ pub trait Store: Send + Sync + 'static {
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
     /// Sets a run's state: `started_at` is set each time it becomes running (a cleared run
     /// starts again; `first_started_at` keeps the first start), `ended_at`
-    /// when it finishes (and cleared if it runs again).
+    /// when it finishes (and cleared if it runs again). A change of state writes
+    /// `run_started`, `run_finished` or `run_queued`; setting the state it has writes nothing.
     async fn set_run_state(&self, run: i64, state: RunState, at: DateTime<Utc>) -> Result<()>;
-    /// Marks a run's deadline missed and records a `deadline_missed` event, once. Returns
+    /// Marks a run's deadline missed and writes a `deadline_missed` event, once. Returns
     /// whether it was newly marked.
     async fn mark_deadline_missed(&self, run: i64, at: DateTime<Utc>) -> Result<bool>;
 
     // --- Task instances and tries ---
     async fn task_instances(&self, run: i64) -> Result<Vec<TaskInstance>>;
     /// Sets the state of several task instances of a run in one transaction (scheduled,
-    /// queued, skipped, upstream_failed, removed, or a manual success/failed mark).
+    /// queued, skipped, upstream_failed, removed, or a manual success/failed mark), with a
+    /// `task_state_changed` event per task.
     async fn set_task_states(&self, run: i64, states: &[(String, TaskState)], at: DateTime<Utc>) -> Result<()>;
-    /// Starts the next try: `try_number + 1`, task `running`, a new try row. Returns the try
-    /// number.
-    async fn start_try(&self, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<u32>;
+    /// Starts the next try of one task, as [`Store::start_tries`] does.
+    async fn start_try(&self, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<Start> {
+        let started = self.start_tries(&[(run, task_id.to_string())], at).await?;
+        started.into_iter().next().ok_or_else(|| StoreError::Corrupt("start_tries returned nothing".into()))
+    }
     /// Merges `key = value` into the try's external ids, at once and durably.
     async fn record_external_id(
         &self,
@@ -303,10 +341,7 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         value: &Value,
     ) -> Result<()>;
-    /// Ends a try: the try row, the task instance, its outputs (on success) and a `retry`
-    /// event (on a retry), in one transaction. The task instance follows only while this try
-    /// is its current running one: a task cleared or marked while the try ran keeps what was
-    /// decided meanwhile. Returns the task instance's state after the call.
+    /// Ends one try, as [`Store::finish_tries`] does.
     async fn finish_try(
         &self,
         run: i64,
@@ -314,26 +349,25 @@ pub trait Store: Send + Sync + 'static {
         try_number: u32,
         outcome: &TryOutcome,
         at: DateTime<Utc>,
-    ) -> Result<TaskState>;
-    /// Starts the next try of each `(run, task id)`, as [`Store::start_try`] does, all in one
-    /// transaction (a scheduler starting many tasks at once commits once). Returns the try
-    /// numbers, in order.
-    async fn start_tries(&self, tasks: &[(i64, String)], at: DateTime<Utc>) -> Result<Vec<u32>> {
-        let mut numbers = Vec::with_capacity(tasks.len());
-        for (run, task_id) in tasks {
-            numbers.push(self.start_try(*run, task_id, at).await?);
-        }
-        Ok(numbers)
+    ) -> Result<Finish> {
+        let one = FinishTry { run, task_id: task_id.to_string(), try_number, outcome: outcome.clone(), at };
+        let finished = self.finish_tries(std::slice::from_ref(&one)).await?;
+        finished.into_iter().next().ok_or_else(|| StoreError::Corrupt("finish_tries returned nothing".into()))
     }
-    /// Ends several tries, each as [`Store::finish_try`] does, all in one transaction. Returns
-    /// each task instance's state after the call, in order.
-    async fn finish_tries(&self, tries: &[FinishTry]) -> Result<Vec<TaskState>> {
-        let mut states = Vec::with_capacity(tries.len());
-        for t in tries {
-            states.push(self.finish_try(t.run, &t.task_id, t.try_number, &t.outcome, t.at).await?);
-        }
-        Ok(states)
-    }
+    /// Starts the next try of each `(run, task id)` whose task is `scheduled` or `queued`:
+    /// `try_number + 1`, task `running`, a new try row, a `try_started` event; all in one
+    /// transaction (a scheduler starting many tasks at once commits once). A task in any other
+    /// state is not touched and reported [`Start::NotStartable`]: of two callers racing to start
+    /// the same try, exactly one gets [`Start::Started`]. One answer per item, in order.
+    async fn start_tries(&self, tasks: &[(i64, String)], at: DateTime<Utc>) -> Result<Vec<Start>>;
+    /// Ends several tries, all in one transaction. A try ends only while its row is `running`
+    /// (else [`Finish::NotRunning`], nothing written: of two callers finishing the same try,
+    /// exactly one is applied). The try row gets its state, error and end, and a `try_finished`
+    /// event is written; the task instance, its outputs (on success) and a `retry_scheduled`
+    /// event (on a retry) follow only while this try is the task's current running one
+    /// ([`Finish::Applied`]): a task cleared or marked while the try ran keeps what was decided
+    /// meanwhile ([`Finish::TaskChanged`]). One answer per item, in order.
+    async fn finish_tries(&self, tries: &[FinishTry]) -> Result<Vec<Finish>>;
     /// The tries of a run (of one task, when given), oldest first.
     async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>>;
     /// Every try still `running`, with its run: what a restarted daemon must recover.
@@ -342,13 +376,29 @@ pub trait Store: Send + Sync + 'static {
     async fn outputs(&self, run: i64) -> Result<BTreeMap<String, Map<String, Value>>>;
     /// Resets tasks to `none` so they run again (Airflow's clear): their outputs are deleted,
     /// their tries kept, `max_tries` becomes `try_number + retries + 1` (given per task), and a
-    /// finished run goes back to `queued`.
+    /// finished run goes back to `queued`. Writes `task_state_changed` (to `none`) per task and
+    /// `run_queued` when the run was finished.
     async fn clear_tasks(&self, run: i64, tasks: &[(String, u32)], at: DateTime<Utc>) -> Result<()>;
 
     // --- Events ---
-    async fn add_event(&self, event: &NewEvent) -> Result<()>;
-    /// Events, newest first.
-    async fn events(&self, dag_id: Option<&str>, run_id: Option<&str>, limit: u32) -> Result<Vec<Event>>;
+    /// Records an event that is no state change of the store (the daemon starting, a try
+    /// resumed or cut off, a cluster the janitor terminated), stamped now. Returns its id.
+    async fn add_event(&self, event: &NewEvent) -> Result<i64>;
+    /// Events matching `query`, in the order it asks for. Ids are strictly increasing in commit
+    /// order, so `after: Some(last id seen)` with [`Order::Oldest`] resumes a reader with every
+    /// later event exactly once. SQLite gives this by its single writer and the AUTOINCREMENT
+    /// rowid; a PostgreSQL backend must give the same guarantee (ids handed out in commit
+    /// order, e.g. under a lock taken by each writing transaction), a plain sequence does not.
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
+    /// The events this handle commits, from now on, each after its commit and in id order:
+    /// what in-process readers (the API's live stream, metrics, alerts) listen to instead of
+    /// polling. Other processes' (and other handles') events are not sent: read them with
+    /// [`Store::events`]. A receiver that falls more than the channel's capacity behind gets
+    /// `RecvError::Lagged` and must catch up from the store with `after` its last id. The
+    /// default is a channel that never sends (its receiver reports `Closed`).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        broadcast::channel(1).1
+    }
 
     /// Hands memory the backend caches but does not need now back to the system (SQLite's
     /// page cache after the DAG sources were synced). Changes no state.

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use crate::DbUrl;
+
 /// Who holds (or held) the lock, as the holder wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
@@ -92,16 +94,18 @@ impl SchedulerLock {
     }
 }
 
-/// The lock file of a SQLite URL; `None` for an in-memory database.
+/// The lock file of a SQLite URL; `None` for an in-memory database (and for a URL that names no
+/// SQLite file: a server database coordinates its schedulers itself, and an unsupported URL
+/// fails when the store opens it).
 pub fn lock_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let (file, params) = rest.split_once('?').unwrap_or((rest, ""));
-    if file.is_empty() || file == ":memory:" || params.split('&').any(|p| p == "mode=memory") {
-        return None;
+    match DbUrl::parse(url).ok()? {
+        DbUrl::Sqlite { path } => {
+            let mut name = path.into_os_string();
+            name.push(".lock");
+            Some(PathBuf::from(name))
+        }
+        DbUrl::SqliteMemory | DbUrl::Postgres(_) => None,
     }
-    let mut name = Path::new(file).as_os_str().to_owned();
-    name.push(".lock");
-    Some(PathBuf::from(name))
 }
 
 /// What the holder of the lock at `path` wrote, if it could be read.
@@ -136,6 +140,7 @@ mod tests {
         assert_eq!(lock_path("state/s.db"), Some(PathBuf::from("state/s.db.lock")));
         assert_eq!(lock_path("sqlite::memory:"), None);
         assert_eq!(lock_path(":memory:"), None);
+        assert_eq!(lock_path("postgres://u@h/d"), None);
     }
 
     #[test]

@@ -29,6 +29,15 @@
 //! transaction (sqlx turns each migration's own transaction into a savepoint), so two
 //! processes opening a fresh file at once do not both try to create the tables.
 //!
+//! # Events
+//!
+//! Each writing method inserts the events of its change in its own transaction (multi-row
+//! `INSERT`s, like the batches they describe), then, after the commit and still holding the
+//! writer, publishes them on the handle's broadcast channel: subscribers see exactly the
+//! committed events of this handle, in id order. With no receiver nothing is built for them.
+//! Ids are the AUTOINCREMENT rowid: SQLite's single writer hands them out in commit order, and
+//! the rows of one `INSERT` get consecutive ids.
+//!
 //! # Encoding
 //!
 //! Times are TEXT in UTC, fixed width with microseconds (`2026-03-01T05:00:00.000000Z`), so
@@ -36,23 +45,24 @@
 //! snake_case names; `conf`, `external_ids` and output values are JSON text.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Executor, Row};
-use tokio::sync::Mutex;
+use sqlx::{ConnectOptions, Connection, Executor, Row, Transaction};
+use tokio::sync::{broadcast, Mutex};
 
 use crate::{
-    Created, DagRow, DagSync, Event, FinishTry, NewEvent, NewRun, Result, Run, RunFilter, RunKind, RunState, Store,
-    StoreError, TaskInstance, TaskState, Try, TryOutcome,
+    Created, DagRow, DagSync, DbUrl, Event, EventKind, EventQuery, Finish, FinishTry, NewEvent, NewRun, Order, Result,
+    Run, RunFilter, RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, Try, TryOutcome, TryResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -70,7 +80,10 @@ const RUN_NCOLS: usize = 15;
 /// Columns of a try, in the order [`try_at`] reads them; the table is always aliased `t`.
 const TRY_COLS: &str = "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
 const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
-const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, detail";
+const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, data";
+/// Events a subscriber may fall behind by before it gets `Lagged`: a few batches of the
+/// largest size the engine commits.
+const BROADCAST_CAPACITY: usize = 16_384;
 
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct SqliteStore {
@@ -78,6 +91,8 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// Every write, and `data_version` for [`Store::changed_elsewhere`].
     writer: Mutex<Writer>,
+    /// This handle's committed events, for [`Store::subscribe`].
+    events: broadcast::Sender<Arc<Event>>,
 }
 
 struct Writer {
@@ -135,7 +150,31 @@ impl SqliteStore {
         // connection stays open for the life of the handle, so the pool may come and go.
         let readers =
             SqlitePoolOptions::new().max_connections(if memory { 1 } else { READERS }).connect_with(options).await?;
-        Ok(SqliteStore { readers, writer: Mutex::new(Writer { conn, data_version }) })
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Ok(SqliteStore { readers, writer: Mutex::new(Writer { conn, data_version }), events })
+    }
+
+    /// Inserts `events` into `tx`, commits it, then publishes the events with their ids. Called
+    /// with the writer held, so publications keep commit order.
+    async fn commit(&self, mut tx: Transaction<'_, Sqlite>, events: Vec<Pending>) -> Result<()> {
+        let ids = insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        self.publish(events, ids);
+        Ok(())
+    }
+
+    /// Sends committed events to the subscribers, if there are any.
+    fn publish(&self, events: Vec<Pending>, ids: Vec<i64>) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        for (p, id) in events.into_iter().zip(ids) {
+            // The time as stored (to the microsecond), so a subscriber and a reader agree.
+            let at = p.at.duration_trunc(chrono::TimeDelta::microseconds(1)).unwrap_or(p.at);
+            let event = Event { id, at, dag_id: p.dag_id, run_id: p.run_id, task_id: p.task_id, kind: p.kind };
+            // An error only means the last receiver went away meanwhile.
+            let _ = self.events.send(Arc::new(event));
+        }
     }
 
     /// Closes every connection (checkpointing the WAL when this was the last one open).
@@ -155,40 +194,12 @@ fn is_locked(e: &StoreError) -> bool {
     text.contains("database is locked") || text.contains("database table is locked") || text.contains("(code: 5)")
 }
 
-/// Parses the URL into options, and whether the database is in memory.
+/// The connection options of a SQLite URL, and whether the database is in memory.
 fn connect_options(url: &str) -> Result<(SqliteConnectOptions, bool)> {
-    let unsupported = || StoreError::UnsupportedUrl(url.to_string());
-    if url == ":memory:" {
-        return Ok((SqliteConnectOptions::from_str("sqlite::memory:")?, true));
-    }
-    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
-        let memory = database == ":memory:" || params.split('&').any(|p| p == "mode=memory");
-        if database.is_empty() && !memory {
-            // SQLite would give each connection its own temporary database.
-            return Err(unsupported());
-        }
-        return Ok((SqliteConnectOptions::from_str(url)?, memory));
-    }
-    if url.is_empty() || has_scheme(url) {
-        return Err(unsupported());
-    }
-    Ok((SqliteConnectOptions::new().filename(Path::new(url)), false))
-}
-
-/// `postgres://...`, `mysql:...`: a URL scheme (two characters or more, so that a Windows
-/// drive letter is still a path).
-fn has_scheme(url: &str) -> bool {
-    if url.contains("://") {
-        return true;
-    }
-    match url.split_once(':') {
-        Some((scheme, _)) => {
-            scheme.len() >= 2
-                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        }
-        None => false,
+    match DbUrl::parse(url)? {
+        DbUrl::Sqlite { path } => Ok((SqliteConnectOptions::new().filename(path), false)),
+        DbUrl::SqliteMemory => Ok((SqliteConnectOptions::from_str("sqlite::memory:")?, true)),
+        DbUrl::Postgres(_) => Err(StoreError::UnsupportedUrl(url.to_string())),
     }
 }
 
@@ -306,14 +317,17 @@ fn task_instance(row: &SqliteRow) -> Result<TaskInstance> {
 }
 
 fn event(row: &SqliteRow) -> Result<Event> {
+    let data = text(row, 6)?;
+    // A kind this version does not know (written by a newer one) is shown, not refused.
+    let kind = serde_json::from_str(&data)
+        .unwrap_or_else(|_| EventKind::Legacy { kind: text(row, 5).unwrap_or_default(), detail: data });
     Ok(Event {
         id: row.try_get(0)?,
         at: time(row, 1)?,
-        dag_id: text(row, 2)?,
+        dag_id: opt_text(row, 2)?,
         run_id: opt_text(row, 3)?,
         task_id: opt_text(row, 4)?,
-        kind: text(row, 5)?,
-        detail: text(row, 6)?,
+        kind,
     })
 }
 
@@ -344,25 +358,70 @@ async fn run_names(conn: &mut SqliteConnection, run: i64) -> Result<(String, Str
         .ok_or_else(|| run_not_found(run))
 }
 
-async fn insert_event(
-    conn: &mut SqliteConnection,
+/// An event written in a transaction, published once it commits.
+struct Pending {
     at: DateTime<Utc>,
-    dag_id: &str,
-    run_id: Option<&str>,
-    task_id: Option<&str>,
-    kind: &str,
-    detail: &str,
-) -> Result<()> {
-    sqlx::query("INSERT INTO events (at, dag_id, run_id, task_id, kind, detail) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(ts(at))
-        .bind(dag_id)
-        .bind(run_id)
-        .bind(task_id)
-        .bind(kind)
-        .bind(detail)
-        .execute(conn)
-        .await?;
-    Ok(())
+    dag_id: Option<String>,
+    run_id: Option<String>,
+    task_id: Option<String>,
+    kind: EventKind,
+}
+
+impl Pending {
+    /// An event of a run (of one of its tasks, with `task_id`).
+    fn of_run(at: DateTime<Utc>, names: &(String, String), task_id: Option<&str>, kind: EventKind) -> Pending {
+        Pending {
+            at,
+            dag_id: Some(names.0.clone()),
+            run_id: Some(names.1.clone()),
+            task_id: task_id.map(str::to_string),
+            kind,
+        }
+    }
+
+    fn of_dag(at: DateTime<Utc>, dag_id: &str, kind: EventKind) -> Pending {
+        Pending { at, dag_id: Some(dag_id.to_string()), run_id: None, task_id: None, kind }
+    }
+}
+
+/// Rows per multi-row `INSERT INTO events` (six bound values each).
+const EVENT_CHUNK: usize = 128;
+
+/// Writes `events` in a few multi-row statements; returns their ids, in order (the rows of one
+/// `INSERT` get consecutive AUTOINCREMENT ids, the last one reported by SQLite).
+async fn insert_events(conn: &mut SqliteConnection, events: &[Pending]) -> Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(events.len());
+    for piece in events.chunks(EVENT_CHUNK).flat_map(pow2_pieces) {
+        let values = vec!["(?, ?, ?, ?, ?, ?)"; piece.len()].join(", ");
+        let sql = format!("INSERT INTO events (at, dag_id, run_id, task_id, kind, data) VALUES {values}");
+        let mut query = sqlx::query(&sql);
+        for e in piece {
+            let data = serde_json::to_string(&e.kind)
+                .map_err(|err| StoreError::Corrupt(format!("event {} not encodable: {err}", e.kind.name())))?;
+            query = query
+                .bind(ts(e.at))
+                .bind(e.dag_id.as_deref())
+                .bind(e.run_id.as_deref())
+                .bind(e.task_id.as_deref())
+                .bind(e.kind.name())
+                .bind(data);
+        }
+        let last = query.execute(&mut *conn).await?.last_insert_rowid();
+        let first = last - piece.len() as i64 + 1;
+        ids.extend(first..=last);
+    }
+    Ok(ids)
+}
+
+/// The (dag id, run id) of each run in `runs`, or `NotFound`.
+async fn names_of(conn: &mut SqliteConnection, runs: Vec<i64>) -> Result<HashMap<i64, (String, String)>> {
+    let mut names = HashMap::new();
+    for run in runs {
+        if let std::collections::hash_map::Entry::Vacant(e) = names.entry(run) {
+            e.insert(run_names(&mut *conn, run).await?);
+        }
+    }
+    Ok(names)
 }
 
 fn run_not_found(run: i64) -> StoreError {
@@ -426,44 +485,34 @@ async fn first_missing_task(tx: &mut SqliteConnection, run: i64, ids: &[&str]) -
     Ok(ids.first().map_or_else(String::new, |s| s.to_string()))
 }
 
+/// The states the guarded start accepts.
+const STARTABLE: &str = "('scheduled', 'queued')";
+
 /// [`Store::finish_tries`] for successful tries of one run ended at `at` (`chunk` indexes
-/// `tries`): the same rows and rules as [`finish_try_in`], in a few statements.
+/// `tries`): the same rows, rules and events as [`finish_try_in`], in a few statements.
 async fn finish_successes_in(
     tx: &mut SqliteConnection,
-    run: i64,
+    names: &(String, String),
     at: DateTime<Utc>,
     tries: &[FinishTry],
     chunk: &[usize],
-    states: &mut [Option<TaskState>],
+    done: &mut [Option<Finish>],
+    events: &mut Vec<Pending>,
 ) -> Result<()> {
+    let run = tries[chunk[0]].run;
     let at_text = ts(at);
     let bound = padded(chunk);
     let pairs = vec!["(?, ?)"; bound.len()].join(", ");
+    // Only a running try ends: RETURNING tells which did.
     let sql = format!(
         "UPDATE tries SET state = 'success', ended_at = ?, error = NULL \
-         WHERE run = ? AND (task_id, try_number) IN (VALUES {pairs})"
+         WHERE run = ? AND state = 'running' AND (task_id, try_number) IN (VALUES {pairs}) RETURNING task_id"
     );
-    let mut query = sqlx::query(&sql).bind(&at_text).bind(run);
+    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(&at_text).bind(run);
     for k in &bound {
         query = query.bind(&tries[*k].task_id).bind(i64::from(tries[*k].try_number));
     }
-    let done = query.execute(&mut *tx).await?;
-    if done.rows_affected() != chunk.len() as u64 {
-        for k in chunk {
-            let t = &tries[*k];
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM tries WHERE run = ? AND task_id = ? AND try_number = ?")
-                    .bind(run)
-                    .bind(&t.task_id)
-                    .bind(i64::from(t.try_number))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Err(try_not_found(run, &t.task_id, t.try_number));
-            }
-        }
-    }
-    // The task instance follows only while this try is its current, running one.
+    let ended: std::collections::HashSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
     let sql = format!(
         "SELECT task_id, state, try_number FROM task_instances WHERE run = ? AND task_id IN ({})",
         placeholders(bound.len())
@@ -472,17 +521,22 @@ async fn finish_successes_in(
     for k in &bound {
         query = query.bind(&tries[*k].task_id);
     }
-    let current: std::collections::HashMap<String, (String, i64)> =
+    let current: HashMap<String, (String, i64)> =
         query.fetch_all(&mut *tx).await?.into_iter().map(|(t, s, n)| (t, (s, n))).collect();
     let mut follow: Vec<usize> = Vec::with_capacity(chunk.len());
     for k in chunk {
         let t = &tries[*k];
         let (state, number) = current.get(&t.task_id).ok_or_else(|| task_not_found(run, &t.task_id))?;
         let state = parse_task_state(state)?;
-        if state == TaskState::Running && *number == i64::from(t.try_number) {
+        if !ended.contains(&t.task_id) {
+            try_exists(&mut *tx, run, &t.task_id, t.try_number).await?;
+            done[*k] = Some(Finish::NotRunning(state));
+        } else if state == TaskState::Running && *number == i64::from(t.try_number) {
+            // The task instance follows only while this try is its current, running one.
             follow.push(*k);
         } else {
-            states[*k] = Some(state);
+            done[*k] = Some(Finish::TaskChanged(state));
+            events.push(try_finished(at, names, t, state));
         }
     }
     if follow.is_empty() {
@@ -523,23 +577,111 @@ async fn finish_successes_in(
         query.execute(&mut *tx).await?;
     }
     for k in follow {
-        states[k] = Some(TaskState::Success);
+        done[k] = Some(Finish::Applied(TaskState::Success));
+        events.push(try_finished(at, names, &tries[k], TaskState::Success));
     }
     Ok(())
 }
 
-/// [`Store::start_try`] inside a transaction.
-async fn start_try_in(tx: &mut SqliteConnection, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<u32> {
-    let number: Option<i64> = sqlx::query_scalar(
+/// `NotFound` unless the try exists.
+async fn try_exists(tx: &mut SqliteConnection, run: i64, task_id: &str, try_number: u32) -> Result<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tries WHERE run = ? AND task_id = ? AND try_number = ?")
+        .bind(run)
+        .bind(task_id)
+        .bind(i64::from(try_number))
+        .fetch_optional(&mut *tx)
+        .await?;
+    found.map(|_| ()).ok_or_else(|| try_not_found(run, task_id, try_number))
+}
+
+/// The state of a task instance, or `NotFound`.
+async fn task_state(tx: &mut SqliteConnection, run: i64, task_id: &str) -> Result<TaskState> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM task_instances WHERE run = ? AND task_id = ?")
+        .bind(run)
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    parse_task_state(&state.ok_or_else(|| task_not_found(run, task_id))?)
+}
+
+/// The `try_finished` event of `t`, the task being `task_state` after it.
+fn try_finished(at: DateTime<Utc>, names: &(String, String), t: &FinishTry, task_state: TaskState) -> Pending {
+    let (outcome, error) = match &t.outcome {
+        TryOutcome::Success { .. } => (TryResult::Success, None),
+        TryOutcome::Failed { error, .. } => (TryResult::Failed, Some(error.clone())),
+        TryOutcome::Skipped { reason } => (TryResult::Skipped, Some(reason.clone())),
+    };
+    let kind = EventKind::TryFinished { try_number: t.try_number, outcome, error, task_state };
+    Pending::of_run(at, names, Some(&t.task_id), kind)
+}
+
+fn try_number(n: i64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("try number {n} out of range")))
+}
+
+/// [`Store::start_tries`] for a batch naming each task once: one guarded UPDATE and one
+/// multi-row INSERT per run and chunk of tasks, not two statements per task.
+async fn start_distinct_in<'a>(
+    tx: &mut SqliteConnection,
+    tasks: &'a [(i64, String)],
+    at: DateTime<Utc>,
+) -> Result<HashMap<(i64, &'a str), Start>> {
+    let mut starts = HashMap::with_capacity(tasks.len());
+    let mut runs: Vec<i64> = tasks.iter().map(|(r, _)| *r).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    let at_text = ts(at);
+    for run in runs {
+        let ids: Vec<&str> = tasks.iter().filter(|(r, _)| *r == run).map(|(_, t)| t.as_str()).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
+                 ended_at = NULL, next_try_at = NULL WHERE run = ? AND state IN {STARTABLE} AND task_id IN ({}) \
+                 RETURNING task_id, try_number",
+                placeholders(chunk.len().next_power_of_two())
+            );
+            let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(&at_text).bind(run);
+            for id in padded(chunk) {
+                query = query.bind(id);
+            }
+            let rows = query.fetch_all(&mut *tx).await?;
+            for piece in pow2_pieces(&rows) {
+                let values = vec!["(?, ?, ?, 'running', ?, '{}')"; piece.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO tries (run, task_id, try_number, state, started_at, external_ids) VALUES {values}"
+                );
+                let mut insert = sqlx::query(&sql);
+                for (task_id, number) in piece {
+                    insert = insert.bind(run).bind(task_id).bind(number).bind(&at_text);
+                }
+                insert.execute(&mut *tx).await?;
+            }
+            let mut started: HashMap<String, i64> = rows.into_iter().collect();
+            for id in chunk {
+                let start = match started.remove(*id) {
+                    Some(n) => Start::Started(try_number(n)?),
+                    // Rare (a lost race, a task changed meanwhile): asked one by one.
+                    None => Start::NotStartable(task_state(&mut *tx, run, id).await?),
+                };
+                starts.insert((run, *id), start);
+            }
+        }
+    }
+    Ok(starts)
+}
+
+/// One task of [`Store::start_tries`] inside a transaction.
+async fn start_try_in(tx: &mut SqliteConnection, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<Start> {
+    let sql = format!(
         "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
-         ended_at = NULL, next_try_at = NULL WHERE run = ? AND task_id = ? RETURNING try_number",
-    )
-    .bind(ts(at))
-    .bind(run)
-    .bind(task_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let number = number.ok_or_else(|| task_not_found(run, task_id))?;
+         ended_at = NULL, next_try_at = NULL WHERE run = ? AND task_id = ? AND state IN {STARTABLE} \
+         RETURNING try_number"
+    );
+    let number: Option<i64> =
+        sqlx::query_scalar(&sql).bind(ts(at)).bind(run).bind(task_id).fetch_optional(&mut *tx).await?;
+    let Some(number) = number else {
+        return Ok(Start::NotStartable(task_state(&mut *tx, run, task_id).await?));
+    };
     sqlx::query(
         "INSERT INTO tries (run, task_id, try_number, state, started_at, external_ids) \
          VALUES (?, ?, ?, 'running', ?, '{}')",
@@ -550,25 +692,25 @@ async fn start_try_in(tx: &mut SqliteConnection, run: i64, task_id: &str, at: Da
     .bind(ts(at))
     .execute(&mut *tx)
     .await?;
-    u32::try_from(number).map_err(|_| StoreError::Corrupt(format!("try number {number} out of range")))
+    Ok(Start::Started(try_number(number)?))
 }
 
-/// [`Store::finish_try`] inside a transaction.
+/// One try of [`Store::finish_tries`] inside a transaction.
 async fn finish_try_in(
     tx: &mut SqliteConnection,
-    run: i64,
-    task_id: &str,
-    try_number: u32,
-    outcome: &TryOutcome,
-    at: DateTime<Utc>,
-) -> Result<TaskState> {
+    names: &(String, String),
+    t: &FinishTry,
+    events: &mut Vec<Pending>,
+) -> Result<Finish> {
+    let FinishTry { run, ref task_id, try_number, ref outcome, at } = *t;
     let (try_state, error) = match outcome {
         TryOutcome::Success { .. } => (TaskState::Success, None),
         TryOutcome::Failed { error, .. } => (TaskState::Failed, Some(error.as_str())),
         TryOutcome::Skipped { reason } => (TaskState::Skipped, Some(reason.as_str())),
     };
     let done = sqlx::query(
-        "UPDATE tries SET state = ?, ended_at = ?, error = ? WHERE run = ? AND task_id = ? AND try_number = ?",
+        "UPDATE tries SET state = ?, ended_at = ?, error = ? \
+         WHERE run = ? AND task_id = ? AND try_number = ? AND state = 'running'",
     )
     .bind(try_state.name())
     .bind(ts(at))
@@ -579,7 +721,8 @@ async fn finish_try_in(
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
-        return Err(try_not_found(run, task_id, try_number));
+        try_exists(&mut *tx, run, task_id, try_number).await?;
+        return Ok(Finish::NotRunning(task_state(&mut *tx, run, task_id).await?));
     }
 
     // The task instance follows only while this try is its current, running one: a task
@@ -594,15 +737,17 @@ async fn finish_try_in(
             .ok_or_else(|| task_not_found(run, task_id))?;
     let current = parse_task_state(&ti_state)?;
     if current != TaskState::Running || ti_try != i64::from(try_number) {
-        return Ok(current);
+        events.push(try_finished(at, names, t, current));
+        return Ok(Finish::TaskChanged(current));
     }
 
     let applied = match outcome {
         TryOutcome::Failed { retry_at: Some(_), .. } => TaskState::UpForRetry,
         _ => try_state,
     };
+    events.push(try_finished(at, names, t, applied));
     match outcome {
-        TryOutcome::Failed { error, retry_at: Some(retry_at) } => {
+        TryOutcome::Failed { retry_at: Some(retry_at), .. } => {
             sqlx::query(
                 "UPDATE task_instances SET state = 'up_for_retry', next_try_at = ?, ended_at = NULL \
                  WHERE run = ? AND task_id = ?",
@@ -612,9 +757,8 @@ async fn finish_try_in(
             .bind(task_id)
             .execute(&mut *tx)
             .await?;
-            let (dag_id, run_id) = run_names(&mut *tx, run).await?;
-            let detail = format!("try {try_number} failed: {error}; next try at {}", ts(*retry_at));
-            insert_event(&mut *tx, at, &dag_id, Some(&run_id), Some(task_id), "retry", &detail).await?;
+            let kind = EventKind::RetryScheduled { try_number: try_number.saturating_add(1), at: *retry_at };
+            events.push(Pending::of_run(at, names, Some(task_id), kind));
         }
         _ => {
             sqlx::query(
@@ -643,7 +787,7 @@ async fn finish_try_in(
             .await?;
         }
     }
-    Ok(applied)
+    Ok(Finish::Applied(applied))
 }
 
 #[async_trait::async_trait]
@@ -656,8 +800,21 @@ impl Store for SqliteStore {
         }
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let now = ts(Utc::now());
+        let at = Utc::now();
+        let now = ts(at);
+        let mut events = Vec::new();
         for d in dags {
+            // Whether this call changes what the row says about the file (not just its time).
+            let unchanged: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM dags WHERE dag_id = ?1 AND file IS ?2 AND parse_error IS ?3 \
+                 AND (?4 IS NULL OR source IS ?4)",
+            )
+            .bind(&d.dag_id)
+            .bind(&d.file)
+            .bind(d.parse_error.as_deref())
+            .bind(d.source.as_deref())
+            .fetch_optional(&mut *tx)
+            .await?;
             sqlx::query(
                 "INSERT INTO dags (dag_id, file, paused, source, parse_error, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (dag_id) DO UPDATE SET file = excluded.file, parse_error = excluded.parse_error, \
@@ -673,9 +830,17 @@ impl Store for SqliteStore {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
+            if unchanged.is_none() {
+                let kind = match (&d.source, &d.parse_error) {
+                    (Some(_), _) => EventKind::DagLoaded { file: d.file.clone() },
+                    (None, error) => {
+                        EventKind::DagBroken { file: d.file.clone(), error: error.clone().unwrap_or_default() }
+                    }
+                };
+                events.push(Pending::of_dag(at, &d.dag_id, kind));
+            }
         }
-        tx.commit().await?;
-        Ok(())
+        self.commit(tx, events).await
     }
 
     async fn set_schedule_error(&self, dag_id: &str, error: Option<&str>) -> Result<()> {
@@ -706,16 +871,26 @@ impl Store for SqliteStore {
 
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
         let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let was: Option<i64> = sqlx::query_scalar("SELECT paused FROM dags WHERE dag_id = ?")
+            .bind(dag_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let at = Utc::now();
         sqlx::query(
             "INSERT INTO dags (dag_id, paused, updated_at) VALUES (?, ?, ?) \
              ON CONFLICT (dag_id) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
         )
         .bind(dag_id)
         .bind(i64::from(paused))
-        .bind(ts(Utc::now()))
-        .execute(&mut w.conn)
+        .bind(ts(at))
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let mut events = Vec::new();
+        if was != Some(i64::from(paused)) {
+            events.push(Pending::of_dag(at, dag_id, EventKind::DagPaused { paused }));
+        }
+        self.commit(tx, events).await
     }
 
     async fn dags(&self) -> Result<Vec<DagRow>> {
@@ -732,6 +907,7 @@ impl Store for SqliteStore {
     async fn create_run(&self, new: &NewRun) -> Result<Created> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let created_at = Utc::now();
         // No conflict target: DO NOTHING on either UNIQUE constraint. The write lock taken by
         // BEGIN IMMEDIATE means no other process can insert between this and the read below.
         let id: Option<i64> = sqlx::query_scalar(
@@ -746,7 +922,7 @@ impl Store for SqliteStore {
         .bind(ts(new.data_interval_start))
         .bind(ts(new.data_interval_end))
         .bind(new.conf.as_ref().map(json_text))
-        .bind(ts(Utc::now()))
+        .bind(ts(created_at))
         .bind(new.deadline.map(ts))
         .fetch_optional(&mut *tx)
         .await?;
@@ -781,7 +957,9 @@ impl Store for SqliteStore {
             .await?;
         }
         let run = fetch_run(&mut *tx, id).await?.ok_or_else(|| run_not_found(id))?;
-        tx.commit().await?;
+        let kind = EventKind::RunCreated { run_kind: new.kind, logical_date: run.logical_date };
+        let names = (run.dag_id.clone(), run.run_id.clone());
+        self.commit(tx, vec![Pending::of_run(created_at, &names, None, kind)]).await?;
         Ok(Created::New(run))
     }
 
@@ -843,6 +1021,13 @@ impl Store for SqliteStore {
 
     async fn set_run_state(&self, run: i64, state: RunState, at: DateTime<Utc>) -> Result<()> {
         let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT dag_id, run_id, state FROM runs WHERE id = ?")
+                .bind(run)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (dag_id, run_id, was) = row.ok_or_else(|| run_not_found(run))?;
         let query = match state {
             RunState::Running => sqlx::query(
                 "UPDATE runs SET started_at = CASE WHEN state = 'running' THEN started_at ELSE ?1 END, \
@@ -854,11 +1039,17 @@ impl Store for SqliteStore {
                 sqlx::query("UPDATE runs SET state = ?, ended_at = ? WHERE id = ?").bind(state.name()).bind(ts(at))
             }
         };
-        let done = query.bind(run).execute(&mut w.conn).await?;
-        if done.rows_affected() == 0 {
-            return Err(run_not_found(run));
+        query.bind(run).execute(&mut *tx).await?;
+        let mut events = Vec::new();
+        if parse_run_state(&was)? != state {
+            let kind = match state {
+                RunState::Running => EventKind::RunStarted,
+                RunState::Queued => EventKind::RunQueued,
+                RunState::Success | RunState::Failed => EventKind::RunFinished { state },
+            };
+            events.push(Pending::of_run(at, &(dag_id, run_id), None, kind));
         }
-        Ok(())
+        self.commit(tx, events).await
     }
 
     async fn mark_deadline_missed(&self, run: i64, at: DateTime<Utc>) -> Result<bool> {
@@ -875,12 +1066,9 @@ impl Store for SqliteStore {
             run_names(&mut tx, run).await?;
             return Ok(false);
         };
-        let detail = match deadline {
-            Some(deadline) => format!("run {run_id} was not finished by its deadline {deadline}"),
-            None => format!("run {run_id} missed its deadline"),
-        };
-        insert_event(&mut tx, at, &dag_id, Some(&run_id), None, "deadline_missed", &detail).await?;
-        tx.commit().await?;
+        let deadline = deadline.as_deref().map(parse_ts).transpose()?;
+        let event = Pending::of_run(at, &(dag_id, run_id), None, EventKind::DeadlineMissed { deadline });
+        self.commit(tx, vec![event]).await?;
         Ok(true)
     }
 
@@ -895,6 +1083,13 @@ impl Store for SqliteStore {
     async fn set_task_states(&self, run: i64, states: &[(String, TaskState)], at: DateTime<Utc>) -> Result<()> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let names = run_names(&mut tx, run).await?;
+        let events: Vec<Pending> = states
+            .iter()
+            .map(|(task_id, state)| {
+                Pending::of_run(at, &names, Some(task_id), EventKind::TaskStateChanged { state: *state })
+            })
+            .collect();
         let distinct: std::collections::HashSet<&str> = states.iter().map(|(t, _)| t.as_str()).collect();
         if distinct.len() == states.len() {
             // Each task once: one statement per state (and per chunk of ids), not per task.
@@ -933,8 +1128,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            tx.commit().await?;
-            return Ok(());
+            return self.commit(tx, events).await;
         }
         for (task_id, state) in states {
             let query = if state.is_finished() {
@@ -952,75 +1146,40 @@ impl Store for SqliteStore {
                 return Err(task_not_found(run, task_id));
             }
         }
-        tx.commit().await?;
-        Ok(())
+        self.commit(tx, events).await
     }
 
-    async fn start_try(&self, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<u32> {
+    async fn start_tries(&self, tasks: &[(i64, String)], at: DateTime<Utc>) -> Result<Vec<Start>> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let number = start_try_in(&mut tx, run, task_id, at).await?;
-        tx.commit().await?;
-        Ok(number)
-    }
-
-    async fn start_tries(&self, tasks: &[(i64, String)], at: DateTime<Utc>) -> Result<Vec<u32>> {
-        let mut w = self.writer.lock().await;
-        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let names = names_of(&mut tx, tasks.iter().map(|(r, _)| *r).collect()).await?;
         let distinct: std::collections::HashSet<(i64, &str)> = tasks.iter().map(|(r, t)| (*r, t.as_str())).collect();
-        let mut numbers = Vec::with_capacity(tasks.len());
+        let mut starts = Vec::with_capacity(tasks.len());
         if distinct.len() != tasks.len() {
             for (run, task_id) in tasks {
-                numbers.push(start_try_in(&mut tx, *run, task_id, at).await?);
+                starts.push(start_try_in(&mut tx, *run, task_id, at).await?);
             }
-            tx.commit().await?;
-            return Ok(numbers);
-        }
-        // One UPDATE and one INSERT per run and chunk of tasks, not two statements per task.
-        let mut started: std::collections::HashMap<(i64, String), i64> = std::collections::HashMap::new();
-        let mut runs: Vec<i64> = tasks.iter().map(|(r, _)| *r).collect();
-        runs.sort_unstable();
-        runs.dedup();
-        let at_text = ts(at);
-        for run in runs {
-            let ids: Vec<&str> = tasks.iter().filter(|(r, _)| *r == run).map(|(_, t)| t.as_str()).collect();
-            for chunk in ids.chunks(IN_CHUNK) {
-                let sql = format!(
-                    "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
-                     ended_at = NULL, next_try_at = NULL WHERE run = ? AND task_id IN ({}) RETURNING task_id, try_number",
-                    placeholders(chunk.len().next_power_of_two())
-                );
-                let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(&at_text).bind(run);
-                for id in padded(chunk) {
-                    query = query.bind(id);
-                }
-                let rows = query.fetch_all(&mut *tx).await?;
-                if rows.len() != chunk.len() {
-                    let missing = chunk.iter().find(|id| !rows.iter().any(|(t, _)| t == *id)).copied().unwrap_or("?");
-                    return Err(task_not_found(run, missing));
-                }
-                for piece in pow2_pieces(&rows) {
-                    let values = vec!["(?, ?, ?, 'running', ?, '{}')"; piece.len()].join(", ");
-                    let sql = format!(
-                        "INSERT INTO tries (run, task_id, try_number, state, started_at, external_ids) VALUES {values}"
-                    );
-                    let mut insert = sqlx::query(&sql);
-                    for (task_id, number) in piece {
-                        insert = insert.bind(run).bind(task_id).bind(number).bind(&at_text);
-                    }
-                    insert.execute(&mut *tx).await?;
-                }
-                started.extend(rows.into_iter().map(|(t, n)| ((run, t), n)));
+        } else {
+            let mut started = start_distinct_in(&mut tx, tasks, at).await?;
+            for (run, task_id) in tasks {
+                starts.push(started.remove(&(*run, task_id.as_str())).ok_or_else(|| task_not_found(*run, task_id))?);
             }
         }
-        tx.commit().await?;
-        for (run, task_id) in tasks {
-            let number = started[&(*run, task_id.clone())];
-            numbers.push(
-                u32::try_from(number).map_err(|_| StoreError::Corrupt(format!("try number {number} out of range")))?,
-            );
-        }
-        Ok(numbers)
+        let events = tasks
+            .iter()
+            .zip(&starts)
+            .filter_map(|((run, task_id), start)| match start {
+                Start::Started(try_number) => Some(Pending::of_run(
+                    at,
+                    &names[run],
+                    Some(task_id),
+                    EventKind::TryStarted { try_number: *try_number },
+                )),
+                Start::NotStartable(_) => None,
+            })
+            .collect();
+        self.commit(tx, events).await?;
+        Ok(starts)
     }
 
     async fn record_external_id(
@@ -1055,25 +1214,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn finish_try(
-        &self,
-        run: i64,
-        task_id: &str,
-        try_number: u32,
-        outcome: &TryOutcome,
-        at: DateTime<Utc>,
-    ) -> Result<TaskState> {
+    async fn finish_tries(&self, tries: &[FinishTry]) -> Result<Vec<Finish>> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let state = finish_try_in(&mut tx, run, task_id, try_number, outcome, at).await?;
-        tx.commit().await?;
-        Ok(state)
-    }
-
-    async fn finish_tries(&self, tries: &[FinishTry]) -> Result<Vec<TaskState>> {
-        let mut w = self.writer.lock().await;
-        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let mut states: Vec<Option<TaskState>> = vec![None; tries.len()];
+        let names = names_of(&mut tx, tries.iter().map(|t| t.run).collect()).await?;
+        let mut done: Vec<Option<Finish>> = vec![None; tries.len()];
+        let mut events = Vec::with_capacity(tries.len());
         let distinct: std::collections::HashSet<(i64, &str)> =
             tries.iter().map(|t| (t.run, t.task_id.as_str())).collect();
         // Successes of one run at one time are written a chunk at a time (a few statements
@@ -1086,16 +1232,18 @@ impl Store for SqliteStore {
                     None => groups.push(((t.run, t.at), vec![k])),
                 }
             } else {
-                states[k] = Some(finish_try_in(&mut tx, t.run, &t.task_id, t.try_number, &t.outcome, t.at).await?);
+                done[k] = Some(finish_try_in(&mut tx, &names[&t.run], t, &mut events).await?);
             }
         }
         for ((run, at), members) in groups {
             for chunk in members.chunks(IN_CHUNK / 2) {
-                finish_successes_in(&mut tx, run, at, tries, chunk, &mut states).await?;
+                finish_successes_in(&mut tx, &names[&run], at, tries, chunk, &mut done, &mut events).await?;
             }
         }
-        tx.commit().await?;
-        Ok(states.into_iter().map(|s| s.unwrap_or(TaskState::Success)).collect())
+        self.commit(tx, events).await?;
+        done.into_iter()
+            .map(|d| d.ok_or_else(|| StoreError::Corrupt("a try of the batch was not finished".into())))
+            .collect()
     }
 
     async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>> {
@@ -1142,13 +1290,24 @@ impl Store for SqliteStore {
         Ok(outputs)
     }
 
-    async fn clear_tasks(&self, run: i64, tasks: &[(String, u32)], _at: DateTime<Utc>) -> Result<()> {
+    async fn clear_tasks(&self, run: i64, tasks: &[(String, u32)], at: DateTime<Utc>) -> Result<()> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM runs WHERE id = ?").bind(run).fetch_optional(&mut *tx).await?;
-        let state = parse_run_state(&state.ok_or_else(|| run_not_found(run))?)?;
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT dag_id, run_id, state FROM runs WHERE id = ?")
+                .bind(run)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (dag_id, run_id, state) = row.ok_or_else(|| run_not_found(run))?;
+        let (names, state) = ((dag_id, run_id), parse_run_state(&state)?);
+        let mut events = Vec::with_capacity(tasks.len() + 1);
         for (task_id, tries) in tasks {
+            events.push(Pending::of_run(
+                at,
+                &names,
+                Some(task_id),
+                EventKind::TaskStateChanged { state: TaskState::None },
+            ));
             let done = sqlx::query(
                 "UPDATE task_instances SET state = 'none', next_try_at = NULL, started_at = NULL, ended_at = NULL, \
                  max_tries = MIN(try_number + ?, 4294967295) WHERE run = ? AND task_id = ?",
@@ -1172,45 +1331,55 @@ impl Store for SqliteStore {
                 .bind(run)
                 .execute(&mut *tx)
                 .await?;
+            events.push(Pending::of_run(at, &names, None, EventKind::RunQueued));
         }
-        tx.commit().await?;
-        Ok(())
+        self.commit(tx, events).await
     }
 
     // --- Events ---
 
-    async fn add_event(&self, event: &NewEvent) -> Result<()> {
-        let mut w = self.writer.lock().await;
-        insert_event(
-            &mut w.conn,
-            Utc::now(),
-            &event.dag_id,
-            event.run_id.as_deref(),
-            event.task_id.as_deref(),
-            &event.kind,
-            &event.detail,
-        )
-        .await
+    async fn add_event(&self, event: &NewEvent) -> Result<i64> {
+        let w = &mut *self.writer.lock().await;
+        let pending = Pending {
+            at: Utc::now(),
+            dag_id: event.dag_id.clone(),
+            run_id: event.run_id.clone(),
+            task_id: event.task_id.clone(),
+            kind: event.kind.clone(),
+        };
+        let events = vec![pending];
+        // One statement: autocommit.
+        let ids = insert_events(&mut w.conn, &events).await?;
+        let id = ids[0];
+        self.publish(events, ids);
+        Ok(id)
     }
 
-    async fn events(&self, dag_id: Option<&str>, run_id: Option<&str>, limit: u32) -> Result<Vec<Event>> {
-        let mut sql = format!("SELECT {EVENT_COLS} FROM events");
-        match (dag_id, run_id) {
-            (Some(_), Some(_)) => sql.push_str(" WHERE dag_id = ? AND run_id = ?"),
-            (Some(_), None) => sql.push_str(" WHERE dag_id = ?"),
-            (None, Some(_)) => sql.push_str(" WHERE run_id = ?"),
-            (None, None) => {}
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        // Explicit clauses, not `?2 IS NULL OR ...`, so that SQLite uses the indexes.
+        let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE id > ?");
+        if query.dag_id.is_some() {
+            sql.push_str(" AND dag_id = ?");
         }
-        // Ids only grow (AUTOINCREMENT): the highest is the last recorded.
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
-        let mut query = sqlx::query(&sql);
-        if let Some(dag_id) = dag_id {
-            query = query.bind(dag_id);
+        if query.run_id.is_some() {
+            sql.push_str(" AND run_id = ?");
         }
-        if let Some(run_id) = run_id {
-            query = query.bind(run_id);
+        sql.push_str(match query.order {
+            Order::Oldest => " ORDER BY id ASC LIMIT ?",
+            Order::Newest => " ORDER BY id DESC LIMIT ?",
+        });
+        let mut q = sqlx::query(&sql).bind(query.after.unwrap_or(0));
+        if let Some(dag_id) = &query.dag_id {
+            q = q.bind(dag_id);
         }
-        query.bind(i64::from(limit)).fetch_all(&self.readers).await?.iter().map(event).collect()
+        if let Some(run_id) = &query.run_id {
+            q = q.bind(run_id);
+        }
+        q.bind(i64::from(query.limit)).fetch_all(&self.readers).await?.iter().map(event).collect()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
     }
 
     async fn release_memory(&self) -> Result<()> {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod clear;
 pub mod clusters;
+pub mod events;
 pub mod generate;
 pub mod list;
 pub mod logs;
