@@ -168,3 +168,103 @@ fn sigint(pid: u32) {
     let status = Command::new("kill").arg("-INT").arg(pid.to_string()).status().unwrap();
     assert!(status.success());
 }
+
+/// Waits for the next followed event that `pick` accepts; returns it with every event received
+/// meanwhile appended to `seen`.
+fn next_where(rx: &mpsc::Receiver<Value>, seen: &mut Vec<Value>, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let e = rx.recv_timeout(SAFETY).unwrap_or_else(|_| panic!("no {what} event; seen: {seen:#?}"));
+        seen.push(e.clone());
+        if pick(&e) {
+            return e;
+        }
+    }
+}
+
+fn is(e: &Value, kind: &str, task: Option<&str>) -> bool {
+    e["kind"]["type"] == kind && task.is_none_or(|t| e["task_id"] == t)
+}
+
+/// Starts `dagctl scheduler` and waits until it says it is running.
+fn daemon(env: &Env, n: u32) -> Child {
+    let log = env.dir.path().join(format!("daemon-{n}.log"));
+    let mut child = env
+        .command(&["scheduler"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let limit = std::time::Instant::now() + SAFETY;
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("scheduler running") {
+        assert!(child.try_wait().unwrap().is_none(), "the daemon exited: {}", std::fs::read_to_string(&log).unwrap());
+        assert!(std::time::Instant::now() < limit, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// A live run followed as it commits, across a `kill -9` of the daemon mid-try and a restart:
+/// the follower sees each daemon start, the try cut short by the kill recorded as interrupted
+/// by the next daemon, the retry, and the run's end; read back from the store afterwards (and
+/// resumed from an id in the middle), exactly the same events: none lost, none twice.
+#[test]
+fn follow_shows_a_live_run_across_a_daemon_restart_and_the_store_has_the_same_events() {
+    let env = Env::new();
+    let gate = env.dir.path().join("gate");
+    let dag = format!(
+        "[tasks.a]\noperator = \"command\"\ncommand = \"while [ ! -e '{}' ]; do sleep 0.05; done\"\nretries = 1\n\
+         retry_delay = \"1s\"\n[tasks.b]\noperator = \"noop\"\ndepends_on = [\"a\"]\n",
+        gate.display()
+    );
+    std::fs::write(env.dir.path().join("dags/live.toml"), dag).unwrap();
+    // The database exists before the follower starts (it reads it, it does not create it).
+    env.ok(&["pause", "d"]);
+    // Both followers start after that event, however long they take to start.
+    let after = env.events(&["--limit", "1"])[0]["id"].to_string();
+    let (mut follower, rx) = follow(&env, &["--dag", "live", "--after", &after]);
+    let (mut all_follower, all_rx) = follow(&env, &["--after", &after]);
+    let mut seen = Vec::new();
+
+    let mut first = daemon(&env, 1);
+    env.ok(&["trigger", "live"]);
+    next_where(&rx, &mut seen, "try_started of a", |e| is(e, "try_started", Some("a")));
+    // `kill -9` while `a` runs: the daemon records nothing more.
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let mut second = daemon(&env, 2);
+    let interrupted = next_where(&rx, &mut seen, "try_interrupted", |e| is(e, "try_interrupted", Some("a")));
+    assert_eq!(interrupted["kind"]["try_number"], 1);
+    next_where(&rx, &mut seen, "a retry of a", |e| is(e, "try_started", Some("a")) && e["kind"]["try_number"] == 2);
+    std::fs::write(&gate, "").unwrap();
+    let end = next_where(&rx, &mut seen, "run_finished", |e| is(e, "run_finished", None));
+    assert_eq!(end["kind"]["state"], "success");
+    sigint(follower.id());
+    assert_eq!(follower.wait().unwrap().code(), Some(0));
+
+    // The store holds exactly what was followed, in the same order.
+    let stored = env.events(&["--dag", "live", "--limit", "1000"]);
+    assert_eq!(stored, seen);
+    assert!(ids(&stored).windows(2).all(|w| w[0] < w[1]));
+    let kinds = types(&stored);
+    for kind in ["run_created", "run_started", "try_started", "try_interrupted", "retry_scheduled", "try_finished"] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    // Resuming after the interruption gives the rest, and only the rest.
+    let at = stored.iter().position(|e| e == &interrupted).unwrap();
+    let rest = env.events(&["--dag", "live", "--after", &interrupted["id"].to_string(), "--limit", "1000"]);
+    assert_eq!(rest, stored[at + 1..]);
+
+    // The unfiltered follower saw both daemons start, the first before the second.
+    let mut everything = Vec::new();
+    next_where(&all_rx, &mut everything, "the run's end", |e| is(e, "run_finished", None));
+    let starts: Vec<&Value> = everything.iter().filter(|e| is(e, "daemon_started", None)).collect();
+    assert_eq!(starts.len(), 2, "{everything:#?}");
+    assert_ne!(starts[0]["kind"]["pid"], starts[1]["kind"]["pid"]);
+    all_follower.kill().unwrap();
+    all_follower.wait().unwrap();
+    sigint(second.id());
+    assert!(second.wait().unwrap().success());
+    let last = env.events(&["--limit", "1"]);
+    assert_eq!(types(&last), ["daemon_stopping"]);
+}

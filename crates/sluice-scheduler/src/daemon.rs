@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_store::Store;
+use sluice_store::{EventKind, NewEvent, Store};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -27,6 +27,9 @@ pub async fn run(
     limit_malloc_arenas();
     let (folder, counts) = load(config.dags.clone()).await?;
     info!(dags = counts.0, failed_files = counts.1, folder = %config.dags.display(), "DAG folder loaded");
+    // First in the event stream, so that what this daemon finds and does follows it.
+    let started = EventKind::DaemonStarted { pid: std::process::id(), version: env!("CARGO_PKG_VERSION").to_string() };
+    store.add_event(&NewEvent { dag_id: None, run_id: None, task_id: None, kind: started }).await?;
     let mut engine = Engine::new(store, config.clone(), providers, Mode::Daemon);
     engine.set_dags(folder).await?;
     engine.load_active_runs().await?;

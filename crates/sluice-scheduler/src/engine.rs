@@ -551,6 +551,11 @@ impl Engine {
             EngineEvent::Command(envelope) => self.handle_command(envelope).await?,
             EngineEvent::Shutdown => {
                 let grace = self.config.grace_period.as_std();
+                if self.is_daemon() {
+                    let running = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                    let kind = EventKind::DaemonStopping { running };
+                    self.store.add_event(&NewEvent { dag_id: None, run_id: None, task_id: None, kind }).await?;
+                }
                 self.cut_off_resumable().await?;
                 info!(running = self.slots.len(), grace = %humantime::format_duration(grace), "stopping: no new tasks start; waiting for running ones");
                 let end = chrono::Duration::from_std(grace).ok().and_then(|g| self.clock.now().checked_add_signed(g));
