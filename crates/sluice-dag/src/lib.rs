@@ -29,4 +29,5 @@ pub use folder::{dag_files, load_files, load_folder, Folder, LoadedFile};
 pub use operators::{Operator, OperatorKind};
 pub use parse::{parse_dag, parse_dag_file, ParseOutcome};
 pub use schedule::{Deadline, RunDates, Schedule};
+pub use template::RenderError;
 pub use state::{evaluate, Decision, RunState, TaskState};

@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 use sluice_dag::{Dag, Operator, RunDates, Task};
 use sluice_store::{Run, Store};
 
-/// How a try ended well.
+/// How a try ended well. A skip is an outcome, not an error: the task ends `skipped`, which
+/// counts as done for its downstream (a sensor timing out with `soft_fail`, a task whose
+/// upstream produced no outputs to read).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Success, with the outputs downstream templates read as `tasks.<id>.<field>`.
@@ -25,46 +27,118 @@ pub enum Outcome {
     Skipped(String),
 }
 
-/// How a try failed.
+/// Whether another try could end differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Another try may succeed (a process that failed, a timeout, AWS throttling or a remote
+    /// failure): the task is retried while its retry policy allows.
+    Retryable,
+    /// No retry can fix it (keys that do not render, an operator missing from this build,
+    /// credentials refused, a sensor that timed out): the task fails now.
+    Fatal,
+}
+
+/// How a try failed: its kind and one line saying why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskError {
+    pub kind: ErrorKind,
     pub message: String,
-    /// False for failures a retry cannot fix (bad keys, an operator missing from the build).
-    pub retryable: bool,
 }
 
 impl TaskError {
     pub fn retryable(message: impl Into<String>) -> TaskError {
-        TaskError { message: message.into(), retryable: true }
+        TaskError { kind: ErrorKind::Retryable, message: message.into() }
     }
 
     pub fn fatal(message: impl Into<String>) -> TaskError {
-        TaskError { message: message.into(), retryable: false }
+        TaskError { kind: ErrorKind::Fatal, message: message.into() }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Retryable
     }
 }
 
-/// A try's log file: `<logs>/<dag>/<run>/<task>/<try>.log`.
+/// A try's log file: `<logs>/<dag>/<run>/<task>/<try>.log`, created (with its folders) when
+/// its first line is written, so a try that says nothing (a `noop`) costs no inode. A
+/// [`TryLog::header`] waits in memory and goes in before the first line; a
+/// [`TryLog::footer`] goes only into a file that exists.
 #[derive(Clone)]
 pub struct TryLog {
-    file: Arc<Mutex<std::fs::File>>,
+    state: Arc<Mutex<LogState>>,
     pub path: PathBuf,
 }
 
+#[derive(Default)]
+struct LogState {
+    file: Option<std::fs::File>,
+    header: Vec<String>,
+    /// Why the file could not be created: it is not tried again for this try.
+    error: Option<String>,
+}
+
 impl TryLog {
-    pub fn create(path: PathBuf) -> std::io::Result<TryLog> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(TryLog { file: Arc::new(Mutex::new(file)), path })
+    /// The log of a try at `path`; nothing is created until a line is written.
+    pub fn new(path: PathBuf) -> TryLog {
+        TryLog { state: Arc::new(Mutex::new(LogState::default())), path }
     }
 
-    /// Appends one line (a newline is added).
-    pub fn line(&self, text: &str) {
-        use std::io::Write;
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(f, "{text}");
+    /// A line that is written before the first [`TryLog::line`], and only if one is.
+    pub fn header(&self, text: &str) {
+        let mut state = self.lock();
+        match &mut state.file {
+            Some(f) => write_line(f, text),
+            None => state.header.push(text.to_string()),
+        }
     }
+
+    /// Appends one line (a newline is added), creating the file first.
+    pub fn line(&self, text: &str) {
+        let mut state = self.lock();
+        if state.file.is_none() && state.error.is_none() {
+            match open(&self.path) {
+                Ok(mut f) => {
+                    for h in std::mem::take(&mut state.header) {
+                        write_line(&mut f, &h);
+                    }
+                    state.file = Some(f);
+                }
+                Err(e) => state.error = Some(format!("cannot create the log file {}: {e}", self.path.display())),
+            }
+        }
+        if let Some(f) = &mut state.file {
+            write_line(f, text);
+        }
+    }
+
+    /// Appends a line only to a file that exists: a closing word ("success") that is not
+    /// worth a file of its own.
+    pub fn footer(&self, text: &str) {
+        if let Some(f) = &mut self.lock().file {
+            write_line(f, text);
+        }
+    }
+
+    /// Why the file could not be created, if a line was written and it could not.
+    pub fn error(&self) -> Option<String> {
+        self.lock().error.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn open(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn write_line(f: &mut std::fs::File, text: &str) {
+    use std::io::Write;
+    let _ = writeln!(f, "{text}");
 }
 
 /// Everything an operator needs for one try.
@@ -171,4 +245,46 @@ pub struct Connection {
     /// path-style addressing.
     #[serde(default)]
     pub endpoint_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_with_only_a_header_and_a_footer_is_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dag/run/task/1.log");
+        let log = TryLog::new(path.clone());
+        log.header("[sluice] try 1 started");
+        log.footer("[sluice] success");
+        assert!(!path.exists());
+        assert!(!dir.path().join("dag").exists(), "no folder either");
+        assert_eq!(log.error(), None);
+    }
+
+    #[test]
+    fn the_header_goes_in_before_the_first_line_and_the_footer_after_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dag/run/task/1.log");
+        let log = TryLog::new(path.clone());
+        log.header("header");
+        log.clone().line("one");
+        log.header("late header");
+        log.line("two");
+        log.footer("footer");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "header\none\nlate header\ntwo\nfooter\n");
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_created_says_why_once_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dag"), "a file where the folder should be").unwrap();
+        let log = TryLog::new(dir.path().join("dag/run/task/1.log"));
+        log.line("one");
+        log.line("two");
+        let error = log.error().expect("an error");
+        assert!(error.starts_with("cannot create the log file ") && error.contains("1.log"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
 }

@@ -945,7 +945,7 @@ impl Engine {
                 Ok(Outcome::Success(outputs)) => (TryOutcome::Success { outputs }, TaskState::Success),
                 Ok(Outcome::Skipped(reason)) => (TryOutcome::Skipped { reason }, TaskState::Skipped),
                 Err(e) => {
-                    let retry_at = (e.retryable && done.try_number < ti.max_tries)
+                    let retry_at = (e.is_retryable() && done.try_number < ti.max_tries)
                         .then(|| retry_time(now, task.retry.delay_before(done.try_number + 1)));
                     let state = if retry_at.is_some() { TaskState::UpForRetry } else { TaskState::Failed };
                     warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = done.try_number, error = %e.message, retry_at = ?retry_at, "task try failed");
