@@ -225,6 +225,50 @@ pub trait OperatorProvider: Send + Sync {
     async fn run_finished(&self, _dag: &Dag, _run: &Run, _store: &dyn Store) {}
 }
 
+/// The operator families of a build, asked in order: the one place a family is added (see
+/// `dagctl`'s `context::providers`, where the daemon's and `dagctl test`'s registry is made).
+#[derive(Clone, Default)]
+pub struct OperatorRegistry {
+    providers: Vec<Arc<dyn OperatorProvider>>,
+}
+
+impl OperatorRegistry {
+    pub fn new() -> OperatorRegistry {
+        OperatorRegistry::default()
+    }
+
+    /// The registry with one more family, asked after those already in it.
+    pub fn with(mut self, provider: impl OperatorProvider + 'static) -> OperatorRegistry {
+        self.providers.push(Arc::new(provider));
+        self
+    }
+
+    /// The operator for a task from the first family that knows it.
+    pub fn build(&self, op: &Operator, dag: &Dag, task: &Task) -> Result<Box<dyn TaskOperator>, TaskError> {
+        build(&self.providers, op, dag, task)
+    }
+}
+
+impl From<OperatorRegistry> for Vec<Arc<dyn OperatorProvider>> {
+    fn from(registry: OperatorRegistry) -> Self {
+        registry.providers
+    }
+}
+
+/// The operator for a task from the first of `providers` that knows it; a fatal error (no
+/// retry can add an operator to the build) naming the operator when none does.
+pub fn build(
+    providers: &[Arc<dyn OperatorProvider>],
+    op: &Operator,
+    dag: &Dag,
+    task: &Task,
+) -> Result<Box<dyn TaskOperator>, TaskError> {
+    providers
+        .iter()
+        .find_map(|p| p.build(op, dag, task))
+        .ok_or_else(|| TaskError::fatal(format!("operator `{}` is not available in this build of Sluice", op.kind())))
+}
+
 /// How to reach AWS: one `[connections.NAME]` of `sluice.toml`. Credentials never appear here
 /// nor in DAG files: they come from the default chain (environment, profile, instance role),
 /// optionally through `profile` and `role_arn`. Declared here rather than with the scheduler's
@@ -250,6 +294,46 @@ pub struct Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A family that knows only `noop`, and says which instance built it.
+    struct Noops(&'static str);
+
+    struct Built(&'static str);
+
+    #[async_trait::async_trait]
+    impl TaskOperator for Built {
+        async fn run(&self, _ctx: &TryContext) -> Result<Outcome, TaskError> {
+            Ok(Outcome::Skipped(self.0.into()))
+        }
+
+        fn can_resume(&self, _recorded: &Map<String, Value>) -> bool {
+            self.0 == "second"
+        }
+    }
+
+    impl OperatorProvider for Noops {
+        fn build(&self, op: &Operator, _dag: &Dag, _task: &Task) -> Option<Box<dyn TaskOperator>> {
+            matches!(op, Operator::Noop(_)).then(|| Box::new(Built(self.0)) as Box<dyn TaskOperator>)
+        }
+    }
+
+    fn dag() -> Dag {
+        let src = "[tasks.quiet]\noperator = \"noop\"\n[tasks.loud]\noperator = \"command\"\ncommand = \"true\"\n";
+        sluice_dag::parse_dag(std::path::Path::new("r.toml"), src).dag.expect("valid")
+    }
+
+    #[test]
+    fn the_first_family_that_knows_an_operator_builds_it_and_none_is_a_fatal_error() {
+        let dag = dag();
+        let registry = OperatorRegistry::new().with(Noops("first")).with(Noops("second"));
+        let quiet = dag.task("quiet").unwrap();
+        let op = registry.build(&quiet.operator, &dag, quiet).ok().expect("noop is known");
+        assert!(!op.can_resume(&Map::new()), "built by the first family");
+        let loud = dag.task("loud").unwrap();
+        let e = registry.build(&loud.operator, &dag, loud).err().expect("command is not known");
+        assert_eq!(e, TaskError::fatal("operator `command` is not available in this build of Sluice"));
+        assert_eq!(Vec::<Arc<dyn OperatorProvider>>::from(registry).len(), 2);
+    }
 
     #[test]
     fn a_log_with_only_a_header_and_a_footer_is_never_created() {

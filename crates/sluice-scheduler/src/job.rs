@@ -128,9 +128,7 @@ impl Job {
         if let (Some(cap), Some(p)) = (self.max_poke_interval, op.poke_interval_mut()) {
             *p = (*p).min(cap);
         }
-        let Some(operator) = self.providers.iter().find_map(|p| p.build(&op, &self.dag, task)) else {
-            return Err(TaskError::fatal(format!("operator `{}` is not available in this build of Sluice", op.kind())));
-        };
+        let operator = sluice_operator::build(&self.providers, &op, &self.dag, task)?;
         let dates = run_dates(&self.dag, &self.run);
         let ctx = TryContext {
             store: self.store.clone(),

@@ -12,7 +12,9 @@ pub use command::{kill_orphan, CommandOperator, TRY_MARKER_ENV};
 pub use time::TimeSensor;
 pub use wait::WaitOperator;
 
-pub use sluice_operator::{OperatorProvider, Outcome, TaskError, TaskOperator, TryContext, TryLog};
+pub use sluice_operator::{
+    ErrorKind, OperatorProvider, OperatorRegistry, Outcome, TaskError, TaskOperator, TryContext, TryLog,
+};
 
 /// `command`, `wait` and `noop`.
 pub struct LocalOperators;
