@@ -10,7 +10,6 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use sluice_dag::{Dag, RenderError, RunDates, Task};
 use sluice_store::{Run, Store};
-
 use tracing::warn;
 
 use crate::operators::{OperatorProvider, Outcome, TaskError, TryContext, TryLog};
@@ -120,6 +119,7 @@ impl Job {
         result
     }
 
+    /// Renders the task, builds its operator and runs it, cut off at the task's `timeout`.
     async fn run_operator(&self, task: &Task, log: &TryLog) -> Result<Outcome, TaskError> {
         let mut op = match render(&self.store, &self.dag, &self.run, self.task).await {
             Ok(op) => op,
