@@ -105,10 +105,10 @@ impl RunRef {
     }
 }
 
-/// The operators every run can use: the local ones, then the AWS ones.
-pub fn providers(config: &sluice_scheduler::Config) -> Vec<Arc<dyn sluice_scheduler::operators::OperatorProvider>> {
-    vec![
-        Arc::new(sluice_scheduler::operators::LocalOperators),
-        Arc::new(sluice_aws::AwsOperators::new(config.connections.clone())),
-    ]
+/// The operator families every run can use, asked in this order: the local ones, then the AWS
+/// ones. The one place a family is added (the daemon and `dagctl test` both take it from here).
+pub fn providers(config: &sluice_scheduler::Config) -> sluice_scheduler::operators::OperatorRegistry {
+    sluice_scheduler::operators::OperatorRegistry::new()
+        .with(sluice_scheduler::operators::LocalOperators)
+        .with(sluice_aws::AwsOperators::new(config.connections.clone()))
 }

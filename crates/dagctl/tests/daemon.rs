@@ -1029,6 +1029,28 @@ fn dagctl_test_prints_each_tasks_output() {
     assert!(out.contains("run ") && out.contains("success"), "{out}");
 }
 
+/// A try's log file is created by its first line: a `noop` writes none, and `dagctl logs`
+/// says so in one line and exits 0; a try that failed has its reason in its log.
+#[test]
+fn logs_of_a_try_that_wrote_nothing_say_so_and_a_failed_try_has_its_reason() {
+    let env = Env::new();
+    env.write_dag(
+        "quiet.toml",
+        "[tasks.nothing]\noperator = \"noop\"\n\
+         [tasks.fails]\noperator = \"command\"\ndepends_on = [\"nothing\"]\ncommand = \"exit 4\"\n",
+    );
+    let _daemon = env.daemon(&[]);
+    let o = env.run(&["trigger", "quiet", "--date", "2026-01-01", "--wait"]);
+    assert_eq!(o.status.code(), Some(1), "the run fails\n{}", env.explain(&o));
+    let out = env.ok(&["logs", "quiet", "nothing", "--date", "2026-01-01"]);
+    assert_eq!(out, "try 1 of task nothing in manual__2026-01-01T00:00:00+00:00 wrote no log\n");
+    let out = env.ok(&["logs", "quiet", "fails", "--date", "2026-01-01"]);
+    assert!(
+        out.contains("try 1 of task fails") && out.ends_with("[sluice] failed: command exited with status 4\n"),
+        "{out}"
+    );
+}
+
 /// `deadline = "100000000000000000s"` passed `dagctl validate`, then `dagctl next` and the
 /// daemon panicked (`DateTime + TimeDelta overflowed`) on every restart, taking every other DAG
 /// down with it. Validation rejects it, with file and line; the daemon runs the other DAGs.

@@ -18,7 +18,7 @@ use aws_sdk_athena::types::{QueryExecution, QueryExecutionContext, QueryExecutio
 use serde_json::{json, Map, Value};
 use sluice_dag::operators as ops;
 use sluice_dag::TaskState;
-use sluice_scheduler::operators::{Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::{Outcome, TaskError, TaskOperator, TryContext};
 
 use crate::clients::Clients;
 use crate::wait::{aws_error, call, AwsError, Poll, Waiter};

@@ -21,8 +21,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_types::error::ErrorMetadata;
-use sluice_scheduler::config::Connection;
-use sluice_scheduler::operators::TaskError;
+use sluice_operator::Connection;
+use sluice_operator::TaskError;
 use tokio::sync::Mutex;
 
 /// The connection used by tasks that name none, when `sluice.toml` declares it.

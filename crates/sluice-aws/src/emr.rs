@@ -22,7 +22,7 @@ use aws_sdk_emr::types::{
 };
 use serde_json::{json, Map, Value};
 use sluice_dag::operators::{self as ops, ActionOnFailure, InstanceRole, Market};
-use sluice_scheduler::operators::{Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::{Outcome, TaskError, TaskOperator, TryContext};
 use sluice_store::{EventKind, NewEvent, Run, RunFilter, Store};
 
 use crate::clients::Clients;

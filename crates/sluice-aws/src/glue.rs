@@ -21,7 +21,7 @@ use aws_sdk_glue::types::{Crawler, CrawlerState, CrawlerTargets, S3Target};
 use aws_smithy_types::date_time::Format;
 use serde_json::{json, Map, Value};
 use sluice_dag::operators as ops;
-use sluice_scheduler::operators::{Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::{Outcome, TaskError, TaskOperator, TryContext};
 
 use crate::clients::Clients;
 use crate::wait::{aws_error, call, AwsError, Poll, Waiter};

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use sluice_dag::operators::SensorKind;
 use sluice_dag::{Dag, Operator, Task};
-use sluice_scheduler::config::Connection;
-use sluice_scheduler::operators::{OperatorProvider, Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::Connection;
+use sluice_operator::{OperatorProvider, Outcome, TaskError, TaskOperator, TryContext};
 use sluice_store::{Run, Store};
 
 pub mod athena;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use serde_json::{Map, Value};
-use sluice_scheduler::operators::{Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::{Outcome, TaskError, TaskOperator, TryContext};
 
 use crate::clients::Clients;
 use crate::wait::{aws_error, AwsError, Poll, Waiter};

@@ -16,7 +16,7 @@ use aws_sdk_emrserverless::types::{
 use serde_json::{json, Map, Value};
 use sluice_dag::operators as ops;
 use sluice_dag::TaskState;
-use sluice_scheduler::operators::{Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::{Outcome, TaskError, TaskOperator, TryContext};
 
 use crate::athena::idempotency_token;
 use crate::clients::Clients;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_emr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use sluice_scheduler::operators::{TaskError, TryContext};
+use sluice_operator::{TaskError, TryContext};
 
 use crate::clients::{refused, Refusal};
 

@@ -537,7 +537,7 @@ async fn start_try(env: &Env, dag: &Dag, run: &Run, task: &str) -> TryContext {
         dag_file: dag.file.clone(),
         dates: sluice_scheduler::engine::run_dates(dag, run),
         resumed: Default::default(),
-        log: TryLog::create(path).unwrap(),
+        log: TryLog::new(path),
         env: Vec::new(),
     }
 }

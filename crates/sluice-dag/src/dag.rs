@@ -15,7 +15,7 @@ use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::operators::Operator;
 use crate::schedule::{local_time, parse_instant, resolve_local, Deadline, RunDates, Schedule, YEARS};
-use crate::template::{self, TemplateContext};
+use crate::template::{self, RenderError, TemplateContext};
 
 /// When a task may start, given the states of its direct upstreams (Airflow's meaning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -359,7 +359,7 @@ impl Dag {
     }
 
     /// Renders the task's keys with `ctx` and reads them back as its typed operator.
-    pub fn render_task(&self, task: &Task, ctx: &TemplateContext) -> Result<(Value, Operator), String> {
+    pub fn render_task(&self, task: &Task, ctx: &TemplateContext) -> Result<(Value, Operator), RenderError> {
         let env = template::environment();
         let mut rendered = template::render_value(&env, &Value::Object(task.keys.clone()), ctx)?;
         // An Athena `query_file` is a template too: it is read and rendered into `query`.
@@ -367,16 +367,21 @@ impl Dag {
             if let Some(Value::String(file)) = obj.remove("query_file") {
                 let path = crate::parse::relative_to(&self.file, &file);
                 let sql = crate::parse::read_text_file(&path, crate::parse::MAX_QUERY_FILE_BYTES, "a query file")
-                    .map_err(|e| one_line(&format!("cannot read {}: {e}", path.display())).into_owned())?;
-                let sql = template::render_value(&env, &Value::String(sql), ctx)
-                    .map_err(|e| e.replacen("key ``", &format!("key `query_file` ({})", quoted(&file)), 1))?;
+                    .map_err(|e| {
+                        RenderError::Other(one_line(&format!("cannot read {}: {e}", path.display())).into_owned())
+                    })?;
+                let sql = template::render_value(&env, &Value::String(sql), ctx).map_err(|e| {
+                    e.map_message(|m| m.replacen("key ``", &format!("key `query_file` ({})", quoted(&file)), 1))
+                })?;
                 obj.insert("query".into(), sql);
             }
         }
         let mut tagged = rendered.as_object().cloned().unwrap_or_default();
         tagged.insert("operator".into(), Value::String(task.operator.kind().name().into()));
         let op: Operator = serde_json::from_value(Value::Object(tagged)).map_err(|e| {
-            one_line(&format!("rendered keys do not fit operator `{}`: {e}", task.operator.kind())).into_owned()
+            RenderError::Other(
+                one_line(&format!("rendered keys do not fit operator `{}`: {e}", task.operator.kind())).into_owned(),
+            )
         })?;
         Ok((rendered, op))
     }

@@ -45,19 +45,31 @@ impl OperatorKind {
         OperatorKind::Noop,
     ];
 
+    /// Everything the model knows of an operator besides its keys, in one place: adding an
+    /// operator is one arm here (and its struct, and its variant of [`Operator`]).
+    const fn facts(self) -> Facts {
+        use crate::TriggerRule::{AllDone, AllSuccess};
+        use OutputShape::{List, Text};
+        type Outputs = &'static [(&'static str, OutputShape)];
+        let (name, outputs, resumable, default_trigger_rule): (_, Outputs, _, _) = match self {
+            OperatorKind::CreateEmrCluster => ("create_emr_cluster", &[("cluster_id", Text)], false, AllSuccess),
+            OperatorKind::AddSteps => ("add_steps", &[("step_ids", List)], false, AllSuccess),
+            OperatorKind::Sensor => ("sensor", &[], true, AllSuccess),
+            OperatorKind::Crawler => ("crawler", &[], false, AllSuccess),
+            OperatorKind::Athena => ("athena", &[("query_execution_id", Text), ("output_location", Text)], false, AllSuccess),
+            // Cost safety: a cluster is torn down whatever happened upstream.
+            OperatorKind::Terminate => ("terminate", &[], false, AllDone),
+            OperatorKind::EmrServerless => ("emr_serverless", &[("job_run_id", Text)], false, AllSuccess),
+            OperatorKind::Command => ("command", &[("output", Text)], false, AllSuccess),
+            OperatorKind::Wait => ("wait", &[], true, AllSuccess),
+            OperatorKind::Noop => ("noop", &[], false, AllSuccess),
+        };
+        Facts { name, outputs, resumable, default_trigger_rule }
+    }
+
+    /// The name written in `operator = "..."`.
     pub fn name(self) -> &'static str {
-        match self {
-            OperatorKind::CreateEmrCluster => "create_emr_cluster",
-            OperatorKind::AddSteps => "add_steps",
-            OperatorKind::Sensor => "sensor",
-            OperatorKind::Crawler => "crawler",
-            OperatorKind::Athena => "athena",
-            OperatorKind::Terminate => "terminate",
-            OperatorKind::EmrServerless => "emr_serverless",
-            OperatorKind::Command => "command",
-            OperatorKind::Wait => "wait",
-            OperatorKind::Noop => "noop",
-        }
+        self.facts().name
     }
 
     pub fn from_name(name: &str) -> Option<OperatorKind> {
@@ -68,20 +80,13 @@ impl OperatorKind {
     /// with the shape of each value: templates and previews (`dagctl render`) need to know a
     /// list from a string before any try has produced one.
     pub fn outputs(self) -> &'static [(&'static str, OutputShape)] {
-        match self {
-            OperatorKind::CreateEmrCluster => &[("cluster_id", OutputShape::Text)],
-            OperatorKind::AddSteps => &[("step_ids", OutputShape::List)],
-            OperatorKind::Athena => {
-                &[("query_execution_id", OutputShape::Text), ("output_location", OutputShape::Text)]
-            }
-            OperatorKind::EmrServerless => &[("job_run_id", OutputShape::Text)],
-            OperatorKind::Command => &[("output", OutputShape::Text)],
-            OperatorKind::Sensor
-            | OperatorKind::Crawler
-            | OperatorKind::Terminate
-            | OperatorKind::Wait
-            | OperatorKind::Noop => &[],
-        }
+        self.facts().outputs
+    }
+
+    /// Whether a try can be cut off at a stop and resumed as the same try on the next start
+    /// (sensors and `wait` hold no work a stop could lose), so a stop does not wait for it.
+    pub fn resumable(self) -> bool {
+        self.facts().resumable
     }
 
     /// Whether this operator publishes the output `field`.
@@ -91,12 +96,16 @@ impl OperatorKind {
 
     /// The trigger rule a task of this operator has when it sets none.
     pub fn default_trigger_rule(self) -> crate::TriggerRule {
-        match self {
-            // Cost safety: a cluster is torn down whatever happened upstream.
-            OperatorKind::Terminate => crate::TriggerRule::AllDone,
-            _ => crate::TriggerRule::AllSuccess,
-        }
+        self.facts().default_trigger_rule
     }
+}
+
+/// See [`OperatorKind::facts`].
+struct Facts {
+    name: &'static str,
+    outputs: &'static [(&'static str, OutputShape)],
+    resumable: bool,
+    default_trigger_rule: crate::TriggerRule,
 }
 
 impl std::fmt::Display for OperatorKind {
@@ -804,5 +813,25 @@ mod tests {
         assert_eq!(steps[0].1.placeholder("<s>".into()), serde_json::json!(["<s>"]));
         assert_eq!(OutputShape::Text.placeholder("<c>".into()), serde_json::json!("<c>"));
         assert!(OperatorKind::Athena.has_output("output_location") && !OperatorKind::Noop.has_output("output"));
+    }
+}
+
+#[cfg(test)]
+mod facts_tests {
+    use super::OperatorKind;
+
+    /// The names are what DAG files say and what serde reads: each one finds its kind again.
+    #[test]
+    fn every_kind_is_found_by_its_name_and_its_serde_name() {
+        for k in OperatorKind::ALL {
+            assert_eq!(OperatorKind::from_name(k.name()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::Value::String(k.name().into()));
+        }
+    }
+
+    #[test]
+    fn only_sensors_and_wait_are_resumed_after_a_stop() {
+        let resumable: Vec<&str> = OperatorKind::ALL.into_iter().filter(|k| k.resumable()).map(|k| k.name()).collect();
+        assert_eq!(resumable, ["sensor", "wait"]);
     }
 }

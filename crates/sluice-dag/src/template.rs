@@ -170,8 +170,32 @@ pub fn merge_params(params: &Map<String, Value>, conf: Option<&Map<String, Value
     merged
 }
 
+/// Why a value could not be rendered. Either way the message is one line naming the key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    /// A template read a name that has no value (minijinja's `UndefinedError`, undefined being
+    /// strict). Validation admits only names that can exist, so at run time this is an output
+    /// of an upstream task that never produced it (it failed or was skipped).
+    #[error("{0}")]
+    Undefined(String),
+    /// Anything else: a filter or macro that failed, an unreadable `query_file`, rendered keys
+    /// that do not fit the operator.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RenderError {
+    /// The same error with its message rewritten (the kind stays).
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> RenderError {
+        match self {
+            RenderError::Undefined(m) => RenderError::Undefined(f(m)),
+            RenderError::Other(m) => RenderError::Other(f(m)),
+        }
+    }
+}
+
 /// Renders every string inside `value` (recursively through arrays and tables).
-pub fn render_value(env: &Environment<'static>, value: &Value, ctx: &TemplateContext) -> Result<Value, String> {
+pub fn render_value(env: &Environment<'static>, value: &Value, ctx: &TemplateContext) -> Result<Value, RenderError> {
     let ctx = minijinja::Value::from(Serde(ctx));
     render_with(env, value, &ctx, &mut Vec::new())
 }
@@ -181,7 +205,7 @@ fn render_with(
     value: &Value,
     ctx: &minijinja::Value,
     path: &mut Vec<String>,
-) -> Result<Value, String> {
+) -> Result<Value, RenderError> {
     Ok(match value {
         Value::String(s) if s.contains("{{") || s.contains("{%") || s.contains("{#") => {
             let out = env.render_str(s, ctx).map_err(|e| {
@@ -190,7 +214,10 @@ fn render_with(
                 if let Some(snippet) = e.template_source().zip(e.range()).and_then(|(src, r)| src.get(r)) {
                     msg.push_str(&format!(" (in {})", quoted(snippet)));
                 }
-                msg
+                match e.kind() {
+                    minijinja::ErrorKind::UndefinedError => RenderError::Undefined(msg),
+                    _ => RenderError::Other(msg),
+                }
             })?;
             Value::String(out)
         }

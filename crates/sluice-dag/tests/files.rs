@@ -23,7 +23,9 @@ fn render(dag: &Dag) -> Result<String, String> {
     let dates = dag.run_dates(logical);
     let task = &dag.tasks[0];
     let ctx = dag.template_context(&task.id, "manual__x", &dates, None);
-    dag.render_task(task, &ctx).map(|(keys, _)| keys["query"].as_str().unwrap_or_default().to_string())
+    dag.render_task(task, &ctx)
+        .map(|(keys, _)| keys["query"].as_str().unwrap_or_default().to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[test]

@@ -388,7 +388,7 @@ fn exercise(dag: &Dag) -> Result<(), String> {
             let mut ctx = dag.template_context(&task.id, &run_id("scheduled", dates), dates, None);
             ctx.tasks.extend(outputs.iter().cloned());
             RENDERED.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = dag.render_task(task, &ctx) {
+            if let Err(e) = dag.render_task(task, &ctx).map_err(|e| e.to_string()) {
                 if e.contains(['\n', '\r']) {
                     return Err(format!("render error of task {:?} not one line: {e:?}", task.id));
                 }

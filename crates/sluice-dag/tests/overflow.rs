@@ -207,7 +207,9 @@ fn render(command: &str) -> Result<String, String> {
     let logical = resolve_local(Tz::UTC, NaiveDate::from_ymd_opt(2026, 3, 1).unwrap().and_time(NaiveTime::MIN));
     let dates = d.run_dates(logical);
     let ctx = d.template_context("a", "manual__x", &dates, Option::<&Map<String, Value>>::None);
-    d.render_task(&d.tasks[0], &ctx).map(|(keys, _)| keys["command"].as_str().unwrap().to_string())
+    d.render_task(&d.tasks[0], &ctx)
+        .map(|(keys, _)| keys["command"].as_str().unwrap().to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 use sluice_dag::operators::Operator;
 use sluice_dag::schedule::parse_instant;
-use sluice_dag::{parse_dag, run_id};
+use sluice_dag::{parse_dag, run_id, RenderError};
 
 const SRC: &str = r#"
 schedule = "0 5 * * *"
@@ -41,7 +41,10 @@ yesterday={{ ds_add(ds, -1) }}"""
 env = { OUT = "s3://{{ params.bucket }}/processed/{{ ds }}/" }
 "#;
 
-fn rendered_command(conf: Option<Map<String, Value>>, upstream: Option<&str>) -> Result<(Value, Operator), String> {
+fn rendered_command(
+    conf: Option<Map<String, Value>>,
+    upstream: Option<&str>,
+) -> Result<(Value, Operator), RenderError> {
     let dag = parse_dag(Path::new("render_all.toml"), SRC).dag.expect("valid");
     // The run that fires on 2026-03-02 at 05:00 London time.
     let fire = parse_instant("2026-03-02T05:00", dag.timezone).unwrap();
@@ -89,8 +92,24 @@ fn conf_overrides_params_for_one_run() {
 #[test]
 fn a_missing_upstream_output_is_an_error_not_an_empty_string() {
     let err = rendered_command(None, None).unwrap_err();
+    assert!(matches!(err, RenderError::Undefined(_)), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("key `command`"), "{err}");
     assert!(err.contains("undefined"), "{err}");
+}
+
+/// Only a missing name is `Undefined` (the scheduler skips a task whose upstream produced no
+/// outputs); a template that fails for another reason is a plain error, whatever its text says.
+#[test]
+fn a_template_that_fails_otherwise_is_not_taken_for_a_missing_name() {
+    let src = "schedule = \"@daily\"\nstart_date = \"2026-01-01\"\n[params]\nundefined = \"x\"\n[tasks.a]\noperator = \"command\"\ncommand = \"{{ ds_add(params.undefined, 1) }}\"\n";
+    let dag = parse_dag(Path::new("fails.toml"), src).dag.expect("valid");
+    let fire = parse_instant("2026-03-02T05:00", dag.timezone).unwrap();
+    let dates = dag.runs_firing_after(fire).next().unwrap();
+    let ctx = dag.template_context("a", &run_id("scheduled", &dates), &dates, None);
+    let err = dag.render_task(&dag.tasks[0], &ctx).unwrap_err();
+    assert!(matches!(err, RenderError::Other(_)), "{err:?}");
+    assert!(err.to_string().contains("key `command`"), "{err}");
 }
 
 /// The parser records which tasks read upstream outputs, so the scheduler reads a run's

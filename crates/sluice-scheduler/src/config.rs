@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sluice_dag::Duration;
+pub use sluice_operator::Connection;
 
 /// The scheduler's settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -31,27 +32,6 @@ pub struct Config {
     /// Caps every operator's `poke_interval` (e.g. "1s" against a local emulator, where the
     /// DAGs' production intervals would only slow things down). Default: no cap.
     pub max_poke_interval: Option<Duration>,
-}
-
-/// How to reach AWS. Credentials never appear here nor in DAG files: they come from the
-/// default chain (environment, profile, instance role), optionally through `profile` and
-/// `role_arn`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Connection {
-    /// AWS region, e.g. "eu-west-2".
-    #[serde(default)]
-    pub region: Option<String>,
-    /// A named profile of the shared AWS config files.
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// A role to assume (STS AssumeRole) on top of those credentials.
-    #[serde(default)]
-    pub role_arn: Option<String>,
-    /// Another endpoint for every service (an emulator, a VPC endpoint); S3 then uses
-    /// path-style addressing.
-    #[serde(default)]
-    pub endpoint_url: Option<String>,
 }
 
 impl Default for Config {

@@ -1063,7 +1063,7 @@ impl Engine {
             let result = match &done.result {
                 Ok(Outcome::Success(_)) => TryResult::Success,
                 Ok(Outcome::Skipped(_)) => TryResult::Skipped,
-                Err(e) => TryResult::Failed { retryable: e.retryable },
+                Err(e) => TryResult::Failed { retryable: e.is_retryable() },
             };
             let ended = EndedTry {
                 dag_id: &ar.run.dag_id,

@@ -8,8 +8,9 @@ use std::time::Duration as StdDuration;
 
 use chrono::Utc;
 use serde_json::{Map, Value};
-use sluice_dag::{Dag, RunDates};
+use sluice_dag::{Dag, RenderError, RunDates, Task};
 use sluice_store::{Run, Store};
+use tracing::warn;
 
 use crate::operators::{OperatorProvider, Outcome, TaskError, TryContext, TryLog};
 
@@ -21,7 +22,7 @@ pub(crate) struct TryDone {
     pub(crate) run: i64,
     pub(crate) task: usize,
     pub(crate) try_number: u32,
-    pub(crate) result: std::result::Result<Outcome, TaskError>,
+    pub(crate) result: Result<Outcome, TaskError>,
 }
 
 /// Where a try's log is: `<logs>/<dag>/<run>/<task>/<try>.log`.
@@ -38,36 +39,36 @@ pub fn run_dates(dag: &Dag, run: &Run) -> RunDates {
     }
 }
 
-/// Renders a task for a run, with the outputs its upstreams stored.
+/// Renders a task for a run, with the outputs its upstreams stored. `Err` is how the try ends
+/// without running: skipped when a template reads an output an upstream never produced (the
+/// upstream failed or was skipped: a terminate after a cluster that was never created has
+/// nothing to do), failed otherwise.
 pub(crate) async fn render(
     store: &Arc<dyn Store>,
     dag: &Dag,
     run: &Run,
     i: usize,
-) -> std::result::Result<sluice_dag::Operator, TaskError> {
+) -> Result<sluice_dag::Operator, Result<Outcome, TaskError>> {
     let task = &dag.tasks[i];
     let dates = run_dates(dag, run);
     let mut ctx = dag.template_context(&task.id, &run.run_id, &dates, run.conf.as_ref());
     if task.reads_outputs {
-        ctx.tasks = store.outputs(run.id).await.map_err(|e| TaskError::retryable(format!("reading outputs: {e}")))?;
+        ctx.tasks =
+            store.outputs(run.id).await.map_err(|e| Err(TaskError::retryable(format!("reading outputs: {e}"))))?;
     }
     match dag.render_task(task, &ctx) {
         Ok((_, op)) => Ok(op),
-        Err(e) => {
-            // An upstream that did not succeed has no outputs: a task that reads them (a
-            // terminate after a cluster that was never created) has nothing to do.
+        Err(RenderError::Undefined(e)) => {
             let missing = dag
                 .ancestors(&task.id)
                 .into_iter()
                 .find(|up| !up.operator.kind().outputs().is_empty() && !ctx.tasks.contains_key(&up.id));
             match missing {
-                Some(up) if e.contains("undefined") => Err(TaskError {
-                    message: format!("SKIP: upstream `{}` produced no outputs ({e})", up.id),
-                    retryable: false,
-                }),
-                _ => Err(TaskError::fatal(e)),
+                Some(up) => Err(Ok(Outcome::Skipped(format!("upstream `{}` produced no outputs ({e})", up.id)))),
+                None => Err(Err(TaskError::fatal(e))),
             }
         }
+        Err(e @ RenderError::Other(_)) => Err(Err(TaskError::fatal(e.to_string()))),
     }
 }
 
@@ -91,12 +92,13 @@ impl Job {
         TryDone { run: self.run.id, task: self.task, try_number: self.try_number, result }
     }
 
-    async fn attempt(&self) -> std::result::Result<Outcome, TaskError> {
+    /// Runs the try and writes how it ended to its log. The log's opening line is only kept in
+    /// memory until something else is written: a try that succeeds without a word (a `noop`)
+    /// leaves no file, while a failure or a skip always writes its reason.
+    async fn attempt(&self) -> Result<Outcome, TaskError> {
         let task = &self.dag.tasks[self.task];
-        let log = TryLog::create(self.log_path.clone()).map_err(|e| {
-            TaskError::retryable(format!("cannot create the log file {}: {e}", self.log_path.display()))
-        })?;
-        log.line(&format!(
+        let log = TryLog::new(self.log_path.clone());
+        log.header(&format!(
             "[sluice] {} try {} of task {} in run {} ({})",
             Utc::now().to_rfc3339(),
             self.try_number,
@@ -104,28 +106,29 @@ impl Job {
             self.run.run_id,
             if self.resumed.is_empty() { "started" } else { "resumed" }
         ));
-        let op = match render(&self.store, &self.dag, &self.run, self.task).await {
-            Ok(mut op) => {
-                if let (Some(cap), Some(p)) = (self.max_poke_interval, op.poke_interval_mut()) {
-                    *p = (*p).min(cap);
-                }
-                op
-            }
-            Err(e) if e.message.starts_with("SKIP: ") => {
-                let reason = e.message.trim_start_matches("SKIP: ").to_string();
-                log.line(&format!("[sluice] skipped: {reason}"));
-                return Ok(Outcome::Skipped(reason));
-            }
-            Err(e) => {
-                log.line(&format!("[sluice] {}", e.message));
-                return Err(e);
-            }
+        let result = self.run_operator(task, &log).await;
+        match &result {
+            Ok(Outcome::Success(_)) => log.footer("[sluice] success"),
+            Ok(Outcome::Skipped(r)) => log.line(&format!("[sluice] skipped: {r}")),
+            Err(e) => log.line(&format!("[sluice] failed: {}", e.message)),
+        }
+        if let Some(e) = log.error() {
+            // The work is done either way: a log that cannot be written does not undo it.
+            warn!(dag = %self.dag.id, run = %self.run.run_id, task = %task.id, r#try = self.try_number, error = %e, "try log not written");
+        }
+        result
+    }
+
+    /// Renders the task, builds its operator and runs it, cut off at the task's `timeout`.
+    async fn run_operator(&self, task: &Task, log: &TryLog) -> Result<Outcome, TaskError> {
+        let mut op = match render(&self.store, &self.dag, &self.run, self.task).await {
+            Ok(op) => op,
+            Err(ended) => return ended,
         };
-        let Some(operator) = self.providers.iter().find_map(|p| p.build(&op, &self.dag, task)) else {
-            let e = TaskError::fatal(format!("operator `{}` is not available in this build of Sluice", op.kind()));
-            log.line(&format!("[sluice] {}", e.message));
-            return Err(e);
-        };
+        if let (Some(cap), Some(p)) = (self.max_poke_interval, op.poke_interval_mut()) {
+            *p = (*p).min(cap);
+        }
+        let operator = sluice_operator::build(&self.providers, &op, &self.dag, task)?;
         let dates = run_dates(&self.dag, &self.run);
         let ctx = TryContext {
             store: self.store.clone(),
@@ -152,7 +155,7 @@ impl Job {
                 ])
                 .collect(),
         };
-        let result = match task.timeout {
+        match task.timeout {
             Some(t) => match tokio::time::timeout(t.as_std(), operator.run(&ctx)).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -172,12 +175,6 @@ impl Job {
                 }
             },
             None => operator.run(&ctx).await,
-        };
-        match &result {
-            Ok(Outcome::Success(_)) => log.line("[sluice] success"),
-            Ok(Outcome::Skipped(r)) => log.line(&format!("[sluice] skipped: {r}")),
-            Err(e) => log.line(&format!("[sluice] failed: {}", e.message)),
         }
-        result
     }
 }

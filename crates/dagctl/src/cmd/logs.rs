@@ -45,7 +45,13 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     };
     anyhow::ensure!(tries.iter().any(|t| t.try_number == n), "task `{}` has no try {n} in {}", args.task, run.run_id);
     let path = sluice_scheduler::engine::log_path(&ctx.config.logs, &run.dag_id, &run.run_id, &args.task, n);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    print!("{text}");
+    // A try's log is created by its first line: a try that said nothing (a `noop`) has none.
+    match std::fs::read_to_string(&path) {
+        Ok(text) => print!("{text}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("try {n} of task {} in {} wrote no log", args.task, run.run_id)
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
     Ok(exit::OK)
 }

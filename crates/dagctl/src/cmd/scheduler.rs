@@ -47,6 +47,6 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         let _ = tx.send(true);
     });
     let providers = crate::context::providers(&config);
-    sluice_scheduler::daemon::run(config, store, providers, rx).await?;
+    sluice_scheduler::daemon::run(config, store, providers.into(), rx).await?;
     Ok(exit::OK)
 }

@@ -40,7 +40,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let run = runs::create_run(store.as_ref(), &dag, &dates, RunKind::Test, conf).await?.run().clone();
     println!("testing {} for ds {} (run {}), logs in {}", dag.id, dates.ds(), run.run_id, ctx.config.logs.display());
     let providers = crate::context::providers(&ctx.config);
-    let mut engine = Engine::new(store.clone(), ctx.config.clone(), providers, Mode::SingleRun(run.id));
+    let mut engine = Engine::new(store.clone(), ctx.config.clone(), providers.into(), Mode::SingleRun(run.id));
     engine.add_dag(dag.clone());
     engine.load_active_runs().await?;
     let (tx, rx) = watch::channel(false);

@@ -1,18 +1,8 @@
-//! The operator trait every task runs through, and the local operators.
-//!
-//! An operator gets a [`TryContext`]: the task's rendered keys, a log file, and a way to
-//! persist an external id (a process id, a cluster id, a query id) *the moment it has one*.
-//! When the scheduler stops while a try runs, the next scheduler hands the recorded ids back
-//! in [`TryContext::resumed`]; an operator that can pick its work up again from them says so
-//! in [`TaskOperator::can_resume`], and is then run again for the *same* try instead of a new
-//! one. The AWS operators plug in through [`OperatorProvider`].
+//! The local operators (`command`, `wait`, the `time` sensor, `noop`), and the operator
+//! interface of [`sluice_operator`] re-exported where the scheduler's users know it.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
-use serde_json::{Map, Value};
-use sluice_dag::{Dag, Operator, RunDates, Task};
-use sluice_store::{Run, Store};
+use serde_json::Map;
+use sluice_dag::{Dag, Operator, Task};
 
 mod command;
 mod time;
@@ -22,140 +12,9 @@ pub use command::{kill_orphan, CommandOperator, TRY_MARKER_ENV};
 pub use time::TimeSensor;
 pub use wait::WaitOperator;
 
-/// How a try ended well.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Success, with the outputs downstream templates read as `tasks.<id>.<field>`.
-    Success(Map<String, Value>),
-    /// The task ends skipped, with the reason.
-    Skipped(String),
-}
-
-/// How a try failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskError {
-    pub message: String,
-    /// False for failures a retry cannot fix (bad keys, an operator missing from the build).
-    pub retryable: bool,
-}
-
-impl TaskError {
-    pub fn retryable(message: impl Into<String>) -> TaskError {
-        TaskError { message: message.into(), retryable: true }
-    }
-
-    pub fn fatal(message: impl Into<String>) -> TaskError {
-        TaskError { message: message.into(), retryable: false }
-    }
-}
-
-/// A try's log file: `<logs>/<dag>/<run>/<task>/<try>.log`.
-#[derive(Clone)]
-pub struct TryLog {
-    file: Arc<Mutex<std::fs::File>>,
-    pub path: PathBuf,
-}
-
-impl TryLog {
-    pub fn create(path: PathBuf) -> std::io::Result<TryLog> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(TryLog { file: Arc::new(Mutex::new(file)), path })
-    }
-
-    /// Appends one line (a newline is added).
-    pub fn line(&self, text: &str) {
-        use std::io::Write;
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(f, "{text}");
-    }
-}
-
-/// Everything an operator needs for one try.
-pub struct TryContext {
-    pub store: Arc<dyn Store>,
-    pub run: i64,
-    pub dag_id: String,
-    pub run_id: String,
-    pub task_id: String,
-    pub try_number: u32,
-    /// The DAG file, for keys relative to it (`cwd`, `query_file`).
-    pub dag_file: PathBuf,
-    /// The run's dates, in the DAG's zone.
-    pub dates: RunDates,
-    /// External ids this same try recorded before the scheduler stopped; empty when fresh.
-    pub resumed: Map<String, Value>,
-    pub log: TryLog,
-    /// Environment for local processes: `SLUICE_DAG_ID`, `SLUICE_RUN_ID`, `SLUICE_DS`, ...
-    pub env: Vec<(String, String)>,
-}
-
-impl TryContext {
-    /// Persists an external id at once; the try is not started over for it after a crash.
-    pub async fn record(&self, key: &str, value: Value) -> Result<(), TaskError> {
-        self.store
-            .record_external_id(self.run, &self.task_id, self.try_number, key, &value)
-            .await
-            .map_err(|e| TaskError::retryable(format!("cannot record {key}: {e}")))
-    }
-
-    /// A recorded id from before a restart.
-    pub fn resumed(&self, key: &str) -> Option<&Value> {
-        self.resumed.get(key)
-    }
-
-    /// What this try has recorded so far (read back from the store).
-    pub async fn recorded(&self) -> Map<String, Value> {
-        match self.store.tries(self.run, Some(&self.task_id)).await {
-            Ok(tries) => {
-                tries.into_iter().find(|t| t.try_number == self.try_number).map(|t| t.external_ids).unwrap_or_default()
-            }
-            Err(_) => self.resumed.clone(),
-        }
-    }
-
-    /// The earlier tries of this task in this run, oldest first: a retry re-attaches to remote
-    /// work they started that is still running or already succeeded.
-    pub async fn earlier_tries(&self) -> Result<Vec<sluice_store::Try>, TaskError> {
-        let tries = self
-            .store
-            .tries(self.run, Some(&self.task_id))
-            .await
-            .map_err(|e| TaskError::retryable(format!("reading earlier tries: {e}")))?;
-        Ok(tries.into_iter().filter(|t| t.try_number < self.try_number).collect())
-    }
-}
-
-/// A task's behaviour.
-#[async_trait::async_trait]
-pub trait TaskOperator: Send + Sync {
-    /// Runs the try, or continues it when `ctx.resumed` holds ids from before a restart.
-    async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError>;
-
-    /// Whether a try that recorded `recorded` before the scheduler stopped can be continued
-    /// (rather than counted as failed and retried).
-    fn can_resume(&self, _recorded: &Map<String, Value>) -> bool {
-        false
-    }
-
-    /// The try was cut off (its `timeout`) while `run` was waiting: stop the remote work it
-    /// started (cancel the steps, stop the query) so nothing keeps running and billing.
-    async fn cancel(&self, _ctx: &TryContext) {}
-}
-
-/// Builds operators from rendered task keys. The scheduler asks each provider in turn.
-#[async_trait::async_trait]
-pub trait OperatorProvider: Send + Sync {
-    /// The operator for a task, with its keys rendered into `op`; `None` when this provider
-    /// does not know the operator.
-    fn build(&self, op: &Operator, dag: &Dag, task: &Task) -> Option<Box<dyn TaskOperator>>;
-
-    /// A run has ended: clean up what its tasks left behind (the AWS provider terminates the
-    /// clusters the run created and did not terminate).
-    async fn run_finished(&self, _dag: &Dag, _run: &Run, _store: &dyn Store) {}
-}
+pub use sluice_operator::{
+    ErrorKind, OperatorProvider, OperatorRegistry, Outcome, TaskError, TaskOperator, TryContext, TryLog,
+};
 
 /// `command`, `wait` and `noop`.
 pub struct LocalOperators;
