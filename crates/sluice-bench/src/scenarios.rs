@@ -122,7 +122,7 @@ async fn dag_scenario(
             let rates: Vec<f64> = walls.iter().map(|w| n as f64 / w).collect();
             (
                 format!("{n} noop tasks, binary fan-out then fan-in"),
-                Metric::of("tasks per second", "tasks/s", &rates, target(o, Target::at_least(5000.0))),
+                Metric::of("tasks per second", "tasks/s", &rates, target(o, Target::at_least(20_000.0))),
             )
         }
     };

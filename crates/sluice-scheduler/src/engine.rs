@@ -426,7 +426,7 @@ impl Engine {
             let Some(i) = ar.entry.dag.task_index(&t.task_id) else { continue };
             let task = &ar.entry.dag.tasks[i];
             let rendered = render(&self.store, &ar.entry.dag, &run, i).await;
-            let op = rendered.ok().and_then(|op| self.providers.iter().find_map(|p| p.build(&op, &ar.entry.dag, task)));
+            let op = rendered.ok().and_then(|op| sluice_operator::build(&self.providers, &op, &ar.entry.dag, task).ok());
             // Processes of the interrupted try are killed first, whatever happens next.
             let killed = kill_orphan(run.id, &t.task_id, t.try_number);
             if killed > 0 {
@@ -1162,7 +1162,7 @@ fn want<'a>(ar: &'a ActiveRun, i: usize, pools: &std::collections::BTreeMap<Stri
         dag: &ar.run.dag_id,
         max_dag: ar.entry.dag.max_active_tasks as usize,
         pool: task.pool.as_deref().map(|p| (p, pools.get(p).copied().unwrap_or(0))),
-        resumable: matches!(task.operator, sluice_dag::Operator::Sensor(_) | sluice_dag::Operator::Wait(_)),
+        resumable: task.operator.kind().resumable(),
     }
 }
 
