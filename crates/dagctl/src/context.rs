@@ -59,7 +59,9 @@ impl Ctx {
     }
 
     pub async fn store(&self) -> Result<Arc<dyn Store>> {
-        sluice_store::open(&self.config.db).await.with_context(|| format!("cannot open the database {}", self.config.db))
+        sluice_store::open(&self.config.db)
+            .await
+            .with_context(|| format!("cannot open the database {}", self.config.db))
     }
 }
 

@@ -188,12 +188,8 @@ fn is(e: &Value, kind: &str, task: Option<&str>) -> bool {
 /// Starts `dagctl scheduler` and waits until it says it is running.
 fn daemon(env: &Env, n: u32) -> Child {
     let log = env.dir.path().join(format!("daemon-{n}.log"));
-    let mut child = env
-        .command(&["scheduler"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child =
+        env.command(&["scheduler"]).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
     let limit = std::time::Instant::now() + SAFETY;
     while !std::fs::read_to_string(&log).unwrap_or_default().contains("scheduler running") {
         assert!(child.try_wait().unwrap().is_none(), "the daemon exited: {}", std::fs::read_to_string(&log).unwrap());

@@ -794,17 +794,12 @@ async fn sensor_tries_cut_off_by_a_stop_are_resumed_and_end_when_the_key_and_the
         assert_eq!(t[0].state, TaskState::Success);
         assert!(log(&env, &run, task, 1).contains("[sluice] success"), "{}", log(&env, &run, task, 1));
     }
-    let query = EventQuery {
-        dag_id: Some("resume_sensors".into()),
-        run_id: Some(run.run_id.clone()),
-        ..EventQuery::default()
-    };
+    let query =
+        EventQuery { dag_id: Some("resume_sensors".into()), run_id: Some(run.run_id.clone()), ..EventQuery::default() };
     let events = env.store.events(&query).await.unwrap();
     for task in ["key", "query"] {
         assert!(
-            events
-                .iter()
-                .any(|e| matches!(e.kind, EventKind::TryResumed { .. }) && e.task_id.as_deref() == Some(task)),
+            events.iter().any(|e| matches!(e.kind, EventKind::TryResumed { .. }) && e.task_id.as_deref() == Some(task)),
             "{task} was resumed: {events:?}"
         );
     }

@@ -82,8 +82,7 @@ impl Daemon {
                     let rt =
                         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
                     rt.block_on(async move {
-                        let store: Arc<dyn Store> =
-                            sluice_store::open(&config.db).await.map_err(|e| e.to_string())?;
+                        let store: Arc<dyn Store> = sluice_store::open(&config.db).await.map_err(|e| e.to_string())?;
                         let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(LocalOperators)];
                         sluice_scheduler::daemon::run(config, store, providers, rx).await.map_err(|e| e.to_string())
                     })

@@ -32,5 +32,5 @@ pub use operators::{Operator, OperatorKind, OutputShape};
 pub use parse::{parse_dag, parse_dag_file, ParseOutcome};
 pub use rules::{after_try, retry_time, run_verdict, AfterTry, EndedTry, TryResult};
 pub use schedule::{Deadline, RunDates, Schedule};
-pub use template::RenderError;
 pub use state::{evaluate, Decision, RunState, TaskState};
+pub use template::RenderError;

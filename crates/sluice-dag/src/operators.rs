@@ -56,7 +56,9 @@ impl OperatorKind {
             OperatorKind::AddSteps => ("add_steps", &[("step_ids", List)], false, AllSuccess),
             OperatorKind::Sensor => ("sensor", &[], true, AllSuccess),
             OperatorKind::Crawler => ("crawler", &[], false, AllSuccess),
-            OperatorKind::Athena => ("athena", &[("query_execution_id", Text), ("output_location", Text)], false, AllSuccess),
+            OperatorKind::Athena => {
+                ("athena", &[("query_execution_id", Text), ("output_location", Text)], false, AllSuccess)
+            }
             // Cost safety: a cluster is torn down whatever happened upstream.
             OperatorKind::Terminate => ("terminate", &[], false, AllDone),
             OperatorKind::EmrServerless => ("emr_serverless", &[("job_run_id", Text)], false, AllSuccess),

@@ -327,7 +327,7 @@ mod tests {
         let dag = dag();
         let registry = OperatorRegistry::new().with(Noops("first")).with(Noops("second"));
         let quiet = dag.task("quiet").unwrap();
-        let op = registry.build(&quiet.operator, &dag, quiet).ok().expect("noop is known");
+        let op = registry.build(&quiet.operator, &dag, quiet).expect("noop is known");
         assert!(!op.can_resume(&Map::new()), "built by the first family");
         let loud = dag.task("loud").unwrap();
         let e = registry.build(&loud.operator, &dag, loud).err().expect("command is not known");

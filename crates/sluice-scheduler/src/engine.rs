@@ -22,10 +22,10 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sluice_dag::{
-    after_try, evaluate, run_verdict, Dag, Decision, EndedTry, Folder, RunState, TaskState, TryResult,
+use sluice_dag::{after_try, evaluate, run_verdict, Dag, Decision, EndedTry, Folder, RunState, TaskState, TryResult};
+use sluice_store::{
+    DagSync, EventKind, Finish, FinishTry, NewEvent, Run, RunFilter, RunKind, Start, Store, TryOutcome,
 };
-use sluice_store::{DagSync, EventKind, Finish, FinishTry, NewEvent, Run, RunFilter, RunKind, Start, Store, TryOutcome};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{info, warn};
@@ -36,8 +36,8 @@ use crate::actions::{self, ActionError};
 use crate::clock::{Clock, SystemClock};
 use crate::commands::{Command, CommandError, Commands, Envelope, Reply};
 use crate::config::Config;
-use crate::job::{render, Job, TryDone};
 pub use crate::job::{log_path, run_dates};
+use crate::job::{render, Job, TryDone};
 use crate::operators::{kill_orphan, OperatorProvider, Outcome, TaskError};
 use crate::SchedulerError;
 
@@ -217,7 +217,12 @@ impl Engine {
             synced: HashMap::new(),
             stopping: None,
             shutdown_recorded: false,
-            inputs: Inputs { shutdown: None, reloads: None, commands: None, next_external: tokio::time::Instant::now() },
+            inputs: Inputs {
+                shutdown: None,
+                reloads: None,
+                commands: None,
+                next_external: tokio::time::Instant::now(),
+            },
             started: false,
         }
     }
@@ -426,7 +431,8 @@ impl Engine {
             let Some(i) = ar.entry.dag.task_index(&t.task_id) else { continue };
             let task = &ar.entry.dag.tasks[i];
             let rendered = render(&self.store, &ar.entry.dag, &run, i).await;
-            let op = rendered.ok().and_then(|op| sluice_operator::build(&self.providers, &op, &ar.entry.dag, task).ok());
+            let op =
+                rendered.ok().and_then(|op| sluice_operator::build(&self.providers, &op, &ar.entry.dag, task).ok());
             // Processes of the interrupted try are killed first, whatever happens next.
             let killed = kill_orphan(run.id, &t.task_id, t.try_number);
             if killed > 0 {
@@ -434,8 +440,7 @@ impl Engine {
             }
             if killed == 0 && op.is_some_and(|op| op.can_resume(&t.external_ids)) {
                 info!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, r#try = t.try_number, "resuming interrupted try");
-                self.event(&run, Some(&t.task_id), EventKind::TryResumed { try_number: t.try_number })
-                    .await?;
+                self.event(&run, Some(&t.task_id), EventKind::TryResumed { try_number: t.try_number }).await?;
                 self.spawn_try(run.id, i, t.try_number, t.external_ids.clone());
                 continue;
             }
