@@ -506,7 +506,9 @@ async fn without_credentials_the_janitor_succeeds_when_no_run_ever_asked_for_a_c
     assert_eq!(janitor["run"]["state"], "success", "{janitor}");
     let run_id = janitor["run"]["run_id"].as_str().unwrap();
     let log = w.try_log("emr_cluster_janitor", run_id, "terminate_finished_clusters", 1);
-    assert!(log.contains(nothing), "{log}");
+    // The task's `dagctl` is given the daemon's database, as an absolute URL.
+    let db = format!("sqlite:{}", w.dir.path().join("sluice.db").display());
+    assert!(log.contains(&nothing.replace("sluice.db", &db)), "{log}");
 
     // A run that asks for a cluster, without credentials: its try fails at once, once although
     // it has retries, with the one line.

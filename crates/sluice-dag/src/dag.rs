@@ -164,6 +164,23 @@ pub struct Task {
     pub line: usize,
 }
 
+impl Task {
+    /// Whether rendering cannot change it: no key holds template syntax and it reads no
+    /// `query_file`, so its rendered operator is [`Task::operator`] as parsed (a try of it needs
+    /// no template context).
+    pub fn is_static(&self) -> bool {
+        fn plain(v: &Value) -> bool {
+            match v {
+                Value::String(s) => !(s.contains("{{") || s.contains("{%") || s.contains("{#")),
+                Value::Array(items) => items.iter().all(plain),
+                Value::Object(map) => map.values().all(plain),
+                Value::Null | Value::Bool(_) | Value::Number(_) => true,
+            }
+        }
+        !self.keys.contains_key("query_file") && self.keys.values().all(plain)
+    }
+}
+
 /// A DAG that passed validation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Dag {

@@ -148,3 +148,47 @@ output_location = "s3://bucket/results/"
     assert!(reads.contains(&("reader", true)), "{reads:?}");
     assert!(reads.contains(&("query", true)), "{reads:?}");
 }
+
+/// A task without template syntax renders to its operator as parsed, so a try of it skips
+/// building a template context; any template, in any key or nested value, or a `query_file`,
+/// makes it rendered.
+#[test]
+fn a_task_without_templates_is_static_and_renders_to_its_parsed_operator() {
+    let src = r#"
+schedule = "0 5 * * *"
+start_date = "2026-01-01"
+
+[tasks.nothing]
+operator = "noop"
+
+[tasks.plain]
+operator = "command"
+command = "echo { not a template }"
+env = { A = "1" }
+
+[tasks.templated]
+operator = "command"
+command = "echo {{ ds }}"
+
+[tasks.nested]
+operator = "command"
+command = "echo"
+env = { DAY = "{{ ds }}" }
+
+[tasks.commented]
+operator = "command"
+command = "echo {# a note #}"
+"#;
+    let dag = parse_dag(Path::new("static.toml"), src).dag.expect("valid");
+    let verdict: Vec<(&str, bool)> = dag.tasks.iter().map(|t| (t.id.as_str(), t.is_static())).collect();
+    assert_eq!(
+        verdict,
+        [("nothing", true), ("plain", true), ("templated", false), ("nested", false), ("commented", false)]
+    );
+    let dates = dag.run_dates(parse_instant("2026-03-01", dag.timezone).unwrap());
+    for task in dag.tasks.iter().filter(|t| t.is_static()) {
+        let ctx = dag.template_context(&task.id, &run_id("manual", &dates), &dates, None);
+        let (_, rendered) = dag.render_task(task, &ctx).unwrap();
+        assert_eq!(rendered, task.operator, "{}", task.id);
+    }
+}

@@ -28,7 +28,7 @@ use sluice_store::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::slots::{Slots, Want};
 
@@ -1050,7 +1050,8 @@ impl Engine {
             max_poke_interval: self.config.max_poke_interval,
             task_env: self.task_env.clone(),
         };
-        info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = try_number, "task started");
+        // Per task at debug: the event stream (`dagctl events`) records every start and end.
+        debug!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = try_number, "task started");
         let abort = self.tries.spawn(job.execute());
         self.slots.set_abort((run, i), abort, try_number);
     }
@@ -1115,7 +1116,7 @@ impl Engine {
                 info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = f.try_number, outcome = %state, now = %applied, "the task was changed while its try ran; keeping that");
                 changed_meanwhile = true;
             } else if state != TaskState::UpForRetry {
-                info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = f.try_number, state = %state, "task finished");
+                debug!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = f.try_number, state = %state, "task finished");
             }
             ar.tis[i].state = applied;
             if applied.is_finished() {

@@ -50,6 +50,10 @@ pub(crate) async fn render(
     i: usize,
 ) -> Result<sluice_dag::Operator, Result<Outcome, TaskError>> {
     let task = &dag.tasks[i];
+    if task.is_static() {
+        // Nothing to render (a `noop`, a command without templates): as parsed.
+        return Ok(task.operator.clone());
+    }
     let dates = run_dates(dag, run);
     let mut ctx = dag.template_context(&task.id, &run.run_id, &dates, run.conf.as_ref());
     if task.reads_outputs {

@@ -210,8 +210,29 @@ async fn data_version(conn: &mut SqliteConnection) -> Result<i64> {
 // --- Encoding ---
 
 /// `2026-03-01T05:00:00.000000Z`: fixed width, so text order is time order.
+/// A time as stored: `2026-03-01T05:00:00.000000Z`. Written by hand rather than through a
+/// `strftime` pattern, which chrono parses again on every call: a busy batch formats one per
+/// row and event.
 fn ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    }
+    let mut s = String::with_capacity(27);
+    // A leap second's nanoseconds run past one second; the text keeps its fixed width.
+    let micros = (t.nanosecond() / 1000).min(999_999);
+    let _ = write!(
+        s,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    s
 }
 
 fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
@@ -349,9 +370,12 @@ async fn fetch_run<'c, E: Executor<'c, Database = Sqlite>>(e: E, id: i64) -> Res
     sqlx::query(&sql).bind(id).fetch_optional(e).await?.map(|row| run_at(&row, 0)).transpose()
 }
 
-/// The (dag id, run id) of a run, or `NotFound`.
-async fn run_names(conn: &mut SqliteConnection, run: i64) -> Result<(String, String)> {
-    sqlx::query_as("SELECT dag_id, run_id FROM runs WHERE id = ?")
+/// The (dag id, run id, key) of a run, what its events carry; or `NotFound`.
+type RunNames = (String, String, i64);
+
+/// The [`RunNames`] of a run, or `NotFound`.
+async fn run_names(conn: &mut SqliteConnection, run: i64) -> Result<RunNames> {
+    sqlx::query_as("SELECT dag_id, run_id, id FROM runs WHERE id = ?")
         .bind(run)
         .fetch_optional(conn)
         .await?
@@ -363,28 +387,31 @@ struct Pending {
     at: DateTime<Utc>,
     dag_id: Option<String>,
     run_id: Option<String>,
+    /// The run's key: events are found by run through an index of integers, not of run ids.
+    run: Option<i64>,
     task_id: Option<String>,
     kind: EventKind,
 }
 
 impl Pending {
     /// An event of a run (of one of its tasks, with `task_id`).
-    fn of_run(at: DateTime<Utc>, names: &(String, String), task_id: Option<&str>, kind: EventKind) -> Pending {
+    fn of_run(at: DateTime<Utc>, names: &RunNames, task_id: Option<&str>, kind: EventKind) -> Pending {
         Pending {
             at,
             dag_id: Some(names.0.clone()),
             run_id: Some(names.1.clone()),
+            run: Some(names.2),
             task_id: task_id.map(str::to_string),
             kind,
         }
     }
 
     fn of_dag(at: DateTime<Utc>, dag_id: &str, kind: EventKind) -> Pending {
-        Pending { at, dag_id: Some(dag_id.to_string()), run_id: None, task_id: None, kind }
+        Pending { at, dag_id: Some(dag_id.to_string()), run_id: None, run: None, task_id: None, kind }
     }
 }
 
-/// Rows per multi-row `INSERT INTO events` (six bound values each).
+/// Rows per multi-row `INSERT INTO events` (seven bound values each).
 const EVENT_CHUNK: usize = 128;
 
 /// Writes `events` in a few multi-row statements; returns their ids, in order (the rows of one
@@ -392,8 +419,8 @@ const EVENT_CHUNK: usize = 128;
 async fn insert_events(conn: &mut SqliteConnection, events: &[Pending]) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(events.len());
     for piece in events.chunks(EVENT_CHUNK).flat_map(pow2_pieces) {
-        let values = vec!["(?, ?, ?, ?, ?, ?)"; piece.len()].join(", ");
-        let sql = format!("INSERT INTO events (at, dag_id, run_id, task_id, kind, data) VALUES {values}");
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; piece.len()].join(", ");
+        let sql = format!("INSERT INTO events (at, dag_id, run_id, run, task_id, kind, data) VALUES {values}");
         let mut query = sqlx::query(&sql);
         for e in piece {
             let data = serde_json::to_string(&e.kind)
@@ -402,6 +429,7 @@ async fn insert_events(conn: &mut SqliteConnection, events: &[Pending]) -> Resul
                 .bind(ts(e.at))
                 .bind(e.dag_id.as_deref())
                 .bind(e.run_id.as_deref())
+                .bind(e.run)
                 .bind(e.task_id.as_deref())
                 .bind(e.kind.name())
                 .bind(data);
@@ -414,7 +442,7 @@ async fn insert_events(conn: &mut SqliteConnection, events: &[Pending]) -> Resul
 }
 
 /// The (dag id, run id) of each run in `runs`, or `NotFound`.
-async fn names_of(conn: &mut SqliteConnection, runs: Vec<i64>) -> Result<HashMap<i64, (String, String)>> {
+async fn names_of(conn: &mut SqliteConnection, runs: Vec<i64>) -> Result<HashMap<i64, RunNames>> {
     let mut names = HashMap::new();
     for run in runs {
         if let std::collections::hash_map::Entry::Vacant(e) = names.entry(run) {
@@ -492,7 +520,7 @@ const STARTABLE: &str = "('scheduled', 'queued')";
 /// `tries`): the same rows, rules and events as [`finish_try_in`], in a few statements.
 async fn finish_successes_in(
     tx: &mut SqliteConnection,
-    names: &(String, String),
+    names: &RunNames,
     at: DateTime<Utc>,
     tries: &[FinishTry],
     chunk: &[usize],
@@ -502,42 +530,54 @@ async fn finish_successes_in(
     let run = tries[chunk[0]].run;
     let at_text = ts(at);
     let bound = padded(chunk);
+    // One read of each task instance with the state of the try that ends (the transaction
+    // holds the write lock: nobody changes them before the writes below).
     let pairs = vec!["(?, ?)"; bound.len()].join(", ");
-    // Only a running try ends: RETURNING tells which did.
     let sql = format!(
-        "UPDATE tries SET state = 'success', ended_at = ?, error = NULL \
-         WHERE run = ? AND state = 'running' AND (task_id, try_number) IN (VALUES {pairs}) RETURNING task_id"
+        "SELECT ti.task_id, ti.state, ti.try_number, t.state FROM (VALUES {pairs}) v \
+         JOIN task_instances ti ON ti.run = ? AND ti.task_id = v.column1 \
+         LEFT JOIN tries t ON t.run = ti.run AND t.task_id = ti.task_id AND t.try_number = v.column2"
     );
-    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(&at_text).bind(run);
+    let mut query = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
     for k in &bound {
         query = query.bind(&tries[*k].task_id).bind(i64::from(tries[*k].try_number));
     }
-    let ended: std::collections::HashSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
-    let sql = format!(
-        "SELECT task_id, state, try_number FROM task_instances WHERE run = ? AND task_id IN ({})",
-        placeholders(bound.len())
-    );
-    let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql).bind(run);
-    for k in &bound {
-        query = query.bind(&tries[*k].task_id);
-    }
-    let current: HashMap<String, (String, i64)> =
-        query.fetch_all(&mut *tx).await?.into_iter().map(|(t, s, n)| (t, (s, n))).collect();
+    let current: HashMap<String, (String, i64, Option<String>)> =
+        query.bind(run).fetch_all(&mut *tx).await?.into_iter().map(|(t, s, n, st)| (t, (s, n, st))).collect();
+    let mut ended: Vec<usize> = Vec::with_capacity(chunk.len());
     let mut follow: Vec<usize> = Vec::with_capacity(chunk.len());
     for k in chunk {
         let t = &tries[*k];
-        let (state, number) = current.get(&t.task_id).ok_or_else(|| task_not_found(run, &t.task_id))?;
+        let (state, number, try_state) = current.get(&t.task_id).ok_or_else(|| task_not_found(run, &t.task_id))?;
         let state = parse_task_state(state)?;
-        if !ended.contains(&t.task_id) {
-            try_exists(&mut *tx, run, &t.task_id, t.try_number).await?;
-            done[*k] = Some(Finish::NotRunning(state));
-        } else if state == TaskState::Running && *number == i64::from(t.try_number) {
-            // The task instance follows only while this try is its current, running one.
-            follow.push(*k);
-        } else {
-            done[*k] = Some(Finish::TaskChanged(state));
-            events.push(try_finished(at, names, t, state));
+        match try_state.as_deref() {
+            None => return Err(try_not_found(run, &t.task_id, t.try_number)),
+            // Only a running try ends.
+            Some(s) if s != "running" => done[*k] = Some(Finish::NotRunning(state)),
+            Some(_) => {
+                ended.push(*k);
+                if state == TaskState::Running && *number == i64::from(t.try_number) {
+                    // The task instance follows only while this try is its current, running one.
+                    follow.push(*k);
+                } else {
+                    done[*k] = Some(Finish::TaskChanged(state));
+                    events.push(try_finished(at, names, t, state));
+                }
+            }
         }
+    }
+    if !ended.is_empty() {
+        let bound = padded(&ended);
+        let pairs = vec!["(?, ?)"; bound.len()].join(", ");
+        let sql = format!(
+            "UPDATE tries SET state = 'success', ended_at = ?, error = NULL \
+             WHERE run = ? AND state = 'running' AND (task_id, try_number) IN (VALUES {pairs})"
+        );
+        let mut query = sqlx::query(&sql).bind(&at_text).bind(run);
+        for k in &bound {
+            query = query.bind(&tries[*k].task_id).bind(i64::from(tries[*k].try_number));
+        }
+        query.execute(&mut *tx).await?;
     }
     if follow.is_empty() {
         return Ok(());
@@ -605,7 +645,7 @@ async fn task_state(tx: &mut SqliteConnection, run: i64, task_id: &str) -> Resul
 }
 
 /// The `try_finished` event of `t`, the task being `task_state` after it.
-fn try_finished(at: DateTime<Utc>, names: &(String, String), t: &FinishTry, task_state: TaskState) -> Pending {
+fn try_finished(at: DateTime<Utc>, names: &RunNames, t: &FinishTry, task_state: TaskState) -> Pending {
     let (outcome, error) = match &t.outcome {
         TryOutcome::Success { .. } => (TryResult::Success, None),
         TryOutcome::Failed { error, .. } => (TryResult::Failed, Some(error.clone())),
@@ -698,7 +738,7 @@ async fn start_try_in(tx: &mut SqliteConnection, run: i64, task_id: &str, at: Da
 /// One try of [`Store::finish_tries`] inside a transaction.
 async fn finish_try_in(
     tx: &mut SqliteConnection,
-    names: &(String, String),
+    names: &RunNames,
     t: &FinishTry,
     events: &mut Vec<Pending>,
 ) -> Result<Finish> {
@@ -958,7 +998,7 @@ impl Store for SqliteStore {
         }
         let run = fetch_run(&mut *tx, id).await?.ok_or_else(|| run_not_found(id))?;
         let kind = EventKind::RunCreated { run_kind: new.kind, logical_date: run.logical_date };
-        let names = (run.dag_id.clone(), run.run_id.clone());
+        let names = (run.dag_id.clone(), run.run_id.clone(), run.id);
         self.commit(tx, vec![Pending::of_run(created_at, &names, None, kind)]).await?;
         Ok(Created::New(run))
     }
@@ -1047,7 +1087,7 @@ impl Store for SqliteStore {
                 RunState::Queued => EventKind::RunQueued,
                 RunState::Success | RunState::Failed => EventKind::RunFinished { state },
             };
-            events.push(Pending::of_run(at, &(dag_id, run_id), None, kind));
+            events.push(Pending::of_run(at, &(dag_id, run_id, run), None, kind));
         }
         self.commit(tx, events).await
     }
@@ -1067,7 +1107,7 @@ impl Store for SqliteStore {
             return Ok(false);
         };
         let deadline = deadline.as_deref().map(parse_ts).transpose()?;
-        let event = Pending::of_run(at, &(dag_id, run_id), None, EventKind::DeadlineMissed { deadline });
+        let event = Pending::of_run(at, &(dag_id, run_id, run), None, EventKind::DeadlineMissed { deadline });
         self.commit(tx, vec![event]).await?;
         Ok(true)
     }
@@ -1299,7 +1339,7 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let (dag_id, run_id, state) = row.ok_or_else(|| run_not_found(run))?;
-        let (names, state) = ((dag_id, run_id), parse_run_state(&state)?);
+        let (names, state) = ((dag_id, run_id, run), parse_run_state(&state)?);
         let mut events = Vec::with_capacity(tasks.len() + 1);
         for (task_id, tries) in tasks {
             events.push(Pending::of_run(
@@ -1340,10 +1380,21 @@ impl Store for SqliteStore {
 
     async fn add_event(&self, event: &NewEvent) -> Result<i64> {
         let w = &mut *self.writer.lock().await;
+        let run = match (&event.dag_id, &event.run_id) {
+            (Some(dag_id), Some(run_id)) => {
+                sqlx::query_scalar("SELECT id FROM runs WHERE dag_id = ? AND run_id = ?")
+                    .bind(dag_id)
+                    .bind(run_id)
+                    .fetch_optional(&mut w.conn)
+                    .await?
+            }
+            _ => None,
+        };
         let pending = Pending {
             at: Utc::now(),
             dag_id: event.dag_id.clone(),
             run_id: event.run_id.clone(),
+            run,
             task_id: event.task_id.clone(),
             kind: event.kind.clone(),
         };
@@ -1362,7 +1413,7 @@ impl Store for SqliteStore {
             sql.push_str(" AND dag_id = ?");
         }
         if query.run_id.is_some() {
-            sql.push_str(" AND run_id = ?");
+            sql.push_str(" AND run IN (SELECT id FROM runs WHERE run_id = ?)");
         }
         sql.push_str(match query.order {
             Order::Oldest => " ORDER BY id ASC LIMIT ?",
@@ -1407,5 +1458,28 @@ impl Store for SqliteStore {
         let changed = now != w.data_version;
         w.data_version = now;
         Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Timelike, Utc};
+
+    use super::{parse_ts, ts};
+
+    /// The hand-written format is the `strftime` one, to the byte, and reads back.
+    #[test]
+    fn times_are_stored_as_the_fixed_width_text_they_always_were() {
+        let mut t: DateTime<Utc> = "1970-01-01T00:00:00Z".parse().unwrap();
+        for step in [Duration::nanoseconds(999), Duration::microseconds(1_234_567), Duration::days(4_219)] {
+            for _ in 0..200 {
+                assert_eq!(ts(t), t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+                assert_eq!(parse_ts(&ts(t)).unwrap(), t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap());
+                t += step;
+            }
+        }
+        let last: DateTime<Utc> = "9999-12-31T23:59:59.999999999Z".parse().unwrap();
+        assert_eq!(ts(last), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(ts(DateTime::<Utc>::MAX_UTC), DateTime::<Utc>::MAX_UTC.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
     }
 }
