@@ -513,6 +513,11 @@ async fn first_missing_task(tx: &mut SqliteConnection, run: i64, ids: &[&str]) -
     Ok(ids.first().map_or_else(String::new, |s| s.to_string()))
 }
 
+/// The rows of a `json_group_array(json_array(...))` result.
+fn json_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("unreadable rows: {e}")))
+}
+
 /// The states the guarded start accepts.
 const STARTABLE: &str = "('scheduled', 'queued')";
 
@@ -533,17 +538,22 @@ async fn finish_successes_in(
     // One read of each task instance with the state of the try that ends (the transaction
     // holds the write lock: nobody changes them before the writes below).
     let pairs = vec!["(?, ?)"; bound.len()].join(", ");
+    // In one row, as in `start_distinct_in`.
     let sql = format!(
-        "SELECT ti.task_id, ti.state, ti.try_number, t.state FROM (VALUES {pairs}) v \
+        "SELECT json_group_array(json_array(ti.task_id, ti.state, ti.try_number, t.state)) FROM (VALUES {pairs}) v \
          JOIN task_instances ti ON ti.run = ? AND ti.task_id = v.column1 \
          LEFT JOIN tries t ON t.run = ti.run AND t.task_id = ti.task_id AND t.try_number = v.column2"
     );
-    let mut query = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
     for k in &bound {
         query = query.bind(&tries[*k].task_id).bind(i64::from(tries[*k].try_number));
     }
+    let json = query.bind(run).fetch_one(&mut *tx).await?;
     let current: HashMap<String, (String, i64, Option<String>)> =
-        query.bind(run).fetch_all(&mut *tx).await?.into_iter().map(|(t, s, n, st)| (t, (s, n, st))).collect();
+        json_rows::<(String, String, i64, Option<String>)>(&json)?
+            .into_iter()
+            .map(|(t, s, n, st)| (t, (s, n, st)))
+            .collect();
     let mut ended: Vec<usize> = Vec::with_capacity(chunk.len());
     let mut follow: Vec<usize> = Vec::with_capacity(chunk.len());
     for k in chunk {
@@ -674,36 +684,57 @@ async fn start_distinct_in<'a>(
     for run in runs {
         let ids: Vec<&str> = tasks.iter().filter(|(r, _)| *r == run).map(|(_, t)| t.as_str()).collect();
         for chunk in ids.chunks(IN_CHUNK) {
+            // Read first (the transaction holds the write lock: nothing changes in between),
+            // all in one row: a row per task would be a message per task from SQLite's thread.
             let sql = format!(
-                "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
-                 ended_at = NULL, next_try_at = NULL WHERE run = ? AND state IN {STARTABLE} AND task_id IN ({}) \
-                 RETURNING task_id, try_number",
+                "SELECT json_group_array(json_array(task_id, state, try_number)) FROM task_instances \
+                 WHERE run = ? AND task_id IN ({})",
                 placeholders(chunk.len().next_power_of_two())
             );
-            let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(&at_text).bind(run);
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(run);
             for id in padded(chunk) {
                 query = query.bind(id);
             }
-            let rows = query.fetch_all(&mut *tx).await?;
-            for piece in pow2_pieces(&rows) {
+            let current: HashMap<String, (String, i64)> =
+                json_rows::<(String, String, i64)>(&query.fetch_one(&mut *tx).await?)?
+                    .into_iter()
+                    .map(|(t, s, n)| (t, (s, n)))
+                    .collect();
+            let mut startable: Vec<(&str, i64)> = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                let (state, number) = current.get(*id).ok_or_else(|| task_not_found(run, id))?;
+                let state = parse_task_state(state)?;
+                if matches!(state, TaskState::Scheduled | TaskState::Queued) {
+                    startable.push((*id, number + 1));
+                    starts.insert((run, *id), Start::Started(try_number(number + 1)?));
+                } else {
+                    // A lost race, a task changed meanwhile: nothing is written for it.
+                    starts.insert((run, *id), Start::NotStartable(state));
+                }
+            }
+            if startable.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, \
+                 ended_at = NULL, next_try_at = NULL WHERE run = ? AND state IN {STARTABLE} AND task_id IN ({})",
+                placeholders(startable.len().next_power_of_two())
+            );
+            let mut query = sqlx::query(&sql).bind(&at_text).bind(run);
+            for (id, _) in padded(&startable) {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await?;
+            for piece in pow2_pieces(&startable) {
                 let values = vec!["(?, ?, ?, 'running', ?, '{}')"; piece.len()].join(", ");
                 let sql = format!(
                     "INSERT INTO tries (run, task_id, try_number, state, started_at, external_ids) VALUES {values}"
                 );
                 let mut insert = sqlx::query(&sql);
                 for (task_id, number) in piece {
-                    insert = insert.bind(run).bind(task_id).bind(number).bind(&at_text);
+                    insert = insert.bind(run).bind(*task_id).bind(number).bind(&at_text);
                 }
                 insert.execute(&mut *tx).await?;
-            }
-            let mut started: HashMap<String, i64> = rows.into_iter().collect();
-            for id in chunk {
-                let start = match started.remove(*id) {
-                    Some(n) => Start::Started(try_number(n)?),
-                    // Rare (a lost race, a task changed meanwhile): asked one by one.
-                    None => Start::NotStartable(task_state(&mut *tx, run, id).await?),
-                };
-                starts.insert((run, *id), start);
             }
         }
     }
