@@ -373,6 +373,14 @@ async fn fetch_run<'c, E: Executor<'c, Database = Sqlite>>(e: E, id: i64) -> Res
 /// The (dag id, run id, key) of a run, what its events carry; or `NotFound`.
 type RunNames = (String, String, i64);
 
+/// The [`RunNames`] of a run and its state, or `NotFound`.
+async fn run_names_and_state(conn: &mut SqliteConnection, run: i64) -> Result<(RunNames, RunState)> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT dag_id, run_id, state FROM runs WHERE id = ?").bind(run).fetch_optional(conn).await?;
+    let (dag_id, run_id, state) = row.ok_or_else(|| run_not_found(run))?;
+    Ok(((dag_id, run_id, run), parse_run_state(&state)?))
+}
+
 /// The [`RunNames`] of a run, or `NotFound`.
 async fn run_names(conn: &mut SqliteConnection, run: i64) -> Result<RunNames> {
     sqlx::query_as("SELECT dag_id, run_id, id FROM runs WHERE id = ?")
@@ -1093,12 +1101,7 @@ impl Store for SqliteStore {
     async fn set_run_state(&self, run: i64, state: RunState, at: DateTime<Utc>) -> Result<()> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT dag_id, run_id, state FROM runs WHERE id = ?")
-                .bind(run)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (dag_id, run_id, was) = row.ok_or_else(|| run_not_found(run))?;
+        let ((dag_id, run_id, _), was) = run_names_and_state(&mut tx, run).await?;
         let query = match state {
             RunState::Running => sqlx::query(
                 "UPDATE runs SET started_at = CASE WHEN state = 'running' THEN started_at ELSE ?1 END, \
@@ -1112,7 +1115,7 @@ impl Store for SqliteStore {
         };
         query.bind(run).execute(&mut *tx).await?;
         let mut events = Vec::new();
-        if parse_run_state(&was)? != state {
+        if was != state {
             let kind = match state {
                 RunState::Running => EventKind::RunStarted,
                 RunState::Queued => EventKind::RunQueued,
@@ -1364,13 +1367,7 @@ impl Store for SqliteStore {
     async fn clear_tasks(&self, run: i64, tasks: &[(String, u32)], at: DateTime<Utc>) -> Result<()> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT dag_id, run_id, state FROM runs WHERE id = ?")
-                .bind(run)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (dag_id, run_id, state) = row.ok_or_else(|| run_not_found(run))?;
-        let (names, state) = ((dag_id, run_id, run), parse_run_state(&state)?);
+        let (names, state) = run_names_and_state(&mut tx, run).await?;
         let mut events = Vec::with_capacity(tasks.len() + 1);
         for (task_id, tries) in tasks {
             events.push(Pending::of_run(
