@@ -183,6 +183,9 @@ pub struct Engine {
     /// The slot of every try in flight, by (run, task index).
     slots: Slots<(i64, usize)>,
     retries: BTreeSet<(DateTime<Utc>, i64, usize)>,
+    /// Task states the turn decided (per run), written with the turn's try starts in one
+    /// transaction; empty between turns.
+    pending_states: Vec<(i64, Vec<(String, TaskState)>)>,
     /// When each scheduled DAG next needs its schedule looked at (its next fire time).
     next_check: HashMap<String, DateTime<Utc>>,
     /// The hash of each DAG's source (or of its file's errors) as last written to the store:
@@ -213,6 +216,7 @@ impl Engine {
             tries: JoinSet::new(),
             slots,
             retries: BTreeSet::new(),
+            pending_states: Vec::new(),
             next_check: HashMap::new(),
             synced: HashMap::new(),
             stopping: None,
@@ -657,6 +661,7 @@ impl Engine {
         if self.stopping.is_none() {
             self.start_ready().await?;
         }
+        self.flush_states().await?;
         if let Mode::SingleRun(id) = self.mode {
             if !self.runs.contains_key(&id) && self.tries.is_empty() {
                 return Ok(Flow::Done);
@@ -853,6 +858,10 @@ impl Engine {
                     }
                 }
             }
+            if !past_checks.is_empty() {
+                // The past is read from the store: what this turn decided for other runs first.
+                self.flush_states().await?;
+            }
             for i in past_checks {
                 if self.past_allows(id, i).await? {
                     let ar = self.runs.get_mut(&id).expect("active run");
@@ -862,8 +871,17 @@ impl Engine {
                 }
             }
             if !changes.is_empty() {
-                self.store.set_task_states(id, &changes, self.clock.now()).await?;
+                self.pending_states.push((id, changes));
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the task states this turn decided and no try start has taken along.
+    async fn flush_states(&mut self) -> Result<()> {
+        let now = self.clock.now();
+        for (run, states) in std::mem::take(&mut self.pending_states) {
+            self.store.set_task_states(run, &states, now).await?;
         }
         Ok(())
     }
@@ -918,6 +936,10 @@ impl Engine {
             if self.slots.any(|(r, _)| r == id) {
                 continue;
             }
+            if !ended_any {
+                // A run ends after the task states that end it.
+                self.flush_states().await?;
+            }
             ended_any = true;
             let ar = self.runs.remove(&id).expect("active run");
             let failed = state == RunState::Failed;
@@ -950,7 +972,7 @@ impl Engine {
     /// topological order.
     async fn start_ready(&mut self) -> Result<()> {
         if self.ready.is_empty() {
-            return Ok(());
+            return self.flush_states().await;
         }
         let mut ready = std::mem::take(&mut self.ready);
         ready.retain(|(r, i)| {
@@ -969,6 +991,7 @@ impl Engine {
             let ar = &self.runs[&run];
             if let Some(pool) = ar.entry.dag.tasks[i].pool.as_deref().filter(|p| !self.config.pools.contains_key(*p)) {
                 let pool = pool.to_string();
+                self.flush_states().await?;
                 self.fail_undeclared_pool(run, i, &pool).await?;
                 continue;
             }
@@ -980,10 +1003,12 @@ impl Engine {
         }
         self.ready = waiting;
         if starting.is_empty() {
-            return Ok(());
+            return self.flush_states().await;
         }
         let keys: Vec<(i64, String)> = starting.iter().map(|(r, _, t)| (*r, t.clone())).collect();
-        let numbers = match self.store.start_tries(&keys, self.clock.now()).await {
+        // The turn's decisions and its starts, in one transaction.
+        let states = std::mem::take(&mut self.pending_states);
+        let numbers = match self.store.set_states_and_start(&states, &keys, self.clock.now()).await {
             Ok(n) => n,
             Err(e) => {
                 for (run, i, _) in &starting {

@@ -368,6 +368,21 @@ pub trait Store: Send + Sync + 'static {
     /// ([`Finish::Applied`]): a task cleared or marked while the try ran keeps what was decided
     /// meanwhile ([`Finish::TaskChanged`]). One answer per item, in order.
     async fn finish_tries(&self, tries: &[FinishTry]) -> Result<Vec<Finish>>;
+    /// Sets task states (per run, as [`Store::set_task_states`]), then starts tries (as
+    /// [`Store::start_tries`]): what a scheduler's turn decided, committed at once. A backend
+    /// that can should do both in one transaction; this default commits each part on its own,
+    /// which is as safe (nothing has acted on the states before the tries start).
+    async fn set_states_and_start(
+        &self,
+        states: &[(i64, Vec<(String, TaskState)>)],
+        tasks: &[(i64, String)],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Start>> {
+        for (run, states) in states {
+            self.set_task_states(*run, states, at).await?;
+        }
+        self.start_tries(tasks, at).await
+    }
     /// The tries of a run (of one task, when given), oldest first.
     async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>>;
     /// Every try still `running`, with its run: what a restarted daemon must recover.

@@ -749,6 +749,106 @@ async fn start_distinct_in<'a>(
     Ok(starts)
 }
 
+/// [`Store::set_task_states`] inside a transaction; its events go to `events`.
+async fn set_states_in(
+    tx: &mut SqliteConnection,
+    run: i64,
+    states: &[(String, TaskState)],
+    at: DateTime<Utc>,
+    events: &mut Vec<Pending>,
+) -> Result<()> {
+    let names = run_names(&mut *tx, run).await?;
+    events.extend(states.iter().map(|(task_id, state)| {
+        Pending::of_run(at, &names, Some(task_id), EventKind::TaskStateChanged { state: *state })
+    }));
+    let distinct: std::collections::HashSet<&str> = states.iter().map(|(t, _)| t.as_str()).collect();
+    if distinct.len() == states.len() {
+        // Each task once: one statement per state (and per chunk of ids), not per task.
+        let mut by_state: Vec<(TaskState, Vec<&str>)> = Vec::new();
+        for (task_id, state) in states {
+            match by_state.iter_mut().find(|(s, _)| s == state) {
+                Some((_, ids)) => ids.push(task_id),
+                None => by_state.push((*state, vec![task_id])),
+            }
+        }
+        for (state, ids) in by_state {
+            for chunk in ids.chunks(IN_CHUNK) {
+                let set = if state.is_finished() {
+                    "state = ?, ended_at = ?"
+                } else if matches!(state, TaskState::None | TaskState::Scheduled | TaskState::Queued) {
+                    "state = ?, ended_at = NULL"
+                } else {
+                    "state = ?"
+                };
+                let sql = format!(
+                    "UPDATE task_instances SET {set} WHERE run = ? AND task_id IN ({})",
+                    placeholders(chunk.len().next_power_of_two())
+                );
+                let mut query = sqlx::query(&sql).bind(state.name());
+                if state.is_finished() {
+                    query = query.bind(ts(at));
+                }
+                query = query.bind(run);
+                for id in padded(chunk) {
+                    query = query.bind(id);
+                }
+                let done = query.execute(&mut *tx).await?;
+                if done.rows_affected() != chunk.len() as u64 {
+                    let missing = first_missing_task(&mut *tx, run, chunk).await?;
+                    return Err(task_not_found(run, &missing));
+                }
+            }
+        }
+        return Ok(());
+    }
+    for (task_id, state) in states {
+        let query = if state.is_finished() {
+            sqlx::query("UPDATE task_instances SET state = ?, ended_at = ? WHERE run = ? AND task_id = ?")
+                .bind(state.name())
+                .bind(ts(at))
+        } else if matches!(state, TaskState::None | TaskState::Scheduled | TaskState::Queued) {
+            sqlx::query("UPDATE task_instances SET state = ?, ended_at = NULL WHERE run = ? AND task_id = ?")
+                .bind(state.name())
+        } else {
+            sqlx::query("UPDATE task_instances SET state = ? WHERE run = ? AND task_id = ?").bind(state.name())
+        };
+        let done = query.bind(run).bind(task_id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(task_not_found(run, task_id));
+        }
+    }
+    Ok(())
+}
+
+/// [`Store::start_tries`] inside a transaction; its events go to `events`.
+async fn start_tries_in(
+    tx: &mut SqliteConnection,
+    tasks: &[(i64, String)],
+    at: DateTime<Utc>,
+    events: &mut Vec<Pending>,
+) -> Result<Vec<Start>> {
+    let names = names_of(&mut *tx, tasks.iter().map(|(r, _)| *r).collect()).await?;
+    let distinct: std::collections::HashSet<(i64, &str)> = tasks.iter().map(|(r, t)| (*r, t.as_str())).collect();
+    let mut starts = Vec::with_capacity(tasks.len());
+    if distinct.len() != tasks.len() {
+        for (run, task_id) in tasks {
+            starts.push(start_try_in(&mut *tx, *run, task_id, at).await?);
+        }
+    } else {
+        let mut started = start_distinct_in(&mut *tx, tasks, at).await?;
+        for (run, task_id) in tasks {
+            starts.push(started.remove(&(*run, task_id.as_str())).ok_or_else(|| task_not_found(*run, task_id))?);
+        }
+    }
+    events.extend(tasks.iter().zip(&starts).filter_map(|((run, task_id), start)| match start {
+        Start::Started(try_number) => {
+            Some(Pending::of_run(at, &names[run], Some(task_id), EventKind::TryStarted { try_number: *try_number }))
+        }
+        Start::NotStartable(_) => None,
+    }));
+    Ok(starts)
+}
+
 /// One task of [`Store::start_tries`] inside a transaction.
 async fn start_try_in(tx: &mut SqliteConnection, run: i64, task_id: &str, at: DateTime<Utc>) -> Result<Start> {
     let sql = format!(
@@ -1157,101 +1257,33 @@ impl Store for SqliteStore {
     async fn set_task_states(&self, run: i64, states: &[(String, TaskState)], at: DateTime<Utc>) -> Result<()> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let names = run_names(&mut tx, run).await?;
-        let events: Vec<Pending> = states
-            .iter()
-            .map(|(task_id, state)| {
-                Pending::of_run(at, &names, Some(task_id), EventKind::TaskStateChanged { state: *state })
-            })
-            .collect();
-        let distinct: std::collections::HashSet<&str> = states.iter().map(|(t, _)| t.as_str()).collect();
-        if distinct.len() == states.len() {
-            // Each task once: one statement per state (and per chunk of ids), not per task.
-            let mut by_state: Vec<(TaskState, Vec<&str>)> = Vec::new();
-            for (task_id, state) in states {
-                match by_state.iter_mut().find(|(s, _)| s == state) {
-                    Some((_, ids)) => ids.push(task_id),
-                    None => by_state.push((*state, vec![task_id])),
-                }
-            }
-            for (state, ids) in by_state {
-                for chunk in ids.chunks(IN_CHUNK) {
-                    let set = if state.is_finished() {
-                        "state = ?, ended_at = ?"
-                    } else if matches!(state, TaskState::None | TaskState::Scheduled | TaskState::Queued) {
-                        "state = ?, ended_at = NULL"
-                    } else {
-                        "state = ?"
-                    };
-                    let sql = format!(
-                        "UPDATE task_instances SET {set} WHERE run = ? AND task_id IN ({})",
-                        placeholders(chunk.len().next_power_of_two())
-                    );
-                    let mut query = sqlx::query(&sql).bind(state.name());
-                    if state.is_finished() {
-                        query = query.bind(ts(at));
-                    }
-                    query = query.bind(run);
-                    for id in padded(chunk) {
-                        query = query.bind(id);
-                    }
-                    let done = query.execute(&mut *tx).await?;
-                    if done.rows_affected() != chunk.len() as u64 {
-                        let missing = first_missing_task(&mut tx, run, chunk).await?;
-                        return Err(task_not_found(run, &missing));
-                    }
-                }
-            }
-            return self.commit(tx, events).await;
-        }
-        for (task_id, state) in states {
-            let query = if state.is_finished() {
-                sqlx::query("UPDATE task_instances SET state = ?, ended_at = ? WHERE run = ? AND task_id = ?")
-                    .bind(state.name())
-                    .bind(ts(at))
-            } else if matches!(state, TaskState::None | TaskState::Scheduled | TaskState::Queued) {
-                sqlx::query("UPDATE task_instances SET state = ?, ended_at = NULL WHERE run = ? AND task_id = ?")
-                    .bind(state.name())
-            } else {
-                sqlx::query("UPDATE task_instances SET state = ? WHERE run = ? AND task_id = ?").bind(state.name())
-            };
-            let done = query.bind(run).bind(task_id).execute(&mut *tx).await?;
-            if done.rows_affected() == 0 {
-                return Err(task_not_found(run, task_id));
-            }
-        }
+        let mut events = Vec::with_capacity(states.len());
+        set_states_in(&mut tx, run, states, at, &mut events).await?;
         self.commit(tx, events).await
     }
 
     async fn start_tries(&self, tasks: &[(i64, String)], at: DateTime<Utc>) -> Result<Vec<Start>> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let names = names_of(&mut tx, tasks.iter().map(|(r, _)| *r).collect()).await?;
-        let distinct: std::collections::HashSet<(i64, &str)> = tasks.iter().map(|(r, t)| (*r, t.as_str())).collect();
-        let mut starts = Vec::with_capacity(tasks.len());
-        if distinct.len() != tasks.len() {
-            for (run, task_id) in tasks {
-                starts.push(start_try_in(&mut tx, *run, task_id, at).await?);
-            }
-        } else {
-            let mut started = start_distinct_in(&mut tx, tasks, at).await?;
-            for (run, task_id) in tasks {
-                starts.push(started.remove(&(*run, task_id.as_str())).ok_or_else(|| task_not_found(*run, task_id))?);
-            }
+        let mut events = Vec::with_capacity(tasks.len());
+        let starts = start_tries_in(&mut tx, tasks, at, &mut events).await?;
+        self.commit(tx, events).await?;
+        Ok(starts)
+    }
+
+    async fn set_states_and_start(
+        &self,
+        states: &[(i64, Vec<(String, TaskState)>)],
+        tasks: &[(i64, String)],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Start>> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut events = Vec::with_capacity(states.iter().map(|(_, s)| s.len()).sum::<usize>() + tasks.len());
+        for (run, states) in states {
+            set_states_in(&mut tx, *run, states, at, &mut events).await?;
         }
-        let events = tasks
-            .iter()
-            .zip(&starts)
-            .filter_map(|((run, task_id), start)| match start {
-                Start::Started(try_number) => Some(Pending::of_run(
-                    at,
-                    &names[run],
-                    Some(task_id),
-                    EventKind::TryStarted { try_number: *try_number },
-                )),
-                Start::NotStartable(_) => None,
-            })
-            .collect();
+        let starts = start_tries_in(&mut tx, tasks, at, &mut events).await?;
         self.commit(tx, events).await?;
         Ok(starts)
     }

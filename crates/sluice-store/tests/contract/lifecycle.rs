@@ -499,3 +499,35 @@ pub async fn running_tries_survive_a_new_handle(db: &Db) {
     });
     assert_eq!(outcome, Some(TryResult::Success));
 }
+
+/// A turn's decisions and starts together: the states are set first, so a task scheduled in
+/// the same call starts; one that is not scheduled is refused without losing the rest; the
+/// events come in the order of the changes; an unknown task in the states writes nothing.
+pub async fn set_states_and_start_sets_the_states_then_starts_the_tries(db: &Db) {
+    let store = db.handle().await;
+    let run = create(&store, &new_run("d", "r", "2026-03-01T00:00:00Z")).await;
+    let at = t("2026-03-01T01:00:00Z");
+    let before = crate::last_id(&store).await;
+    let states = vec![(run, vec![("extract".to_string(), TaskState::Scheduled)])];
+    let tasks = vec![(run, "extract".to_string()), (run, "load".to_string())];
+    let starts = store.set_states_and_start(&states, &tasks, at).await.unwrap();
+    assert_eq!(starts, [Start::Started(1), Start::NotStartable(TaskState::None)]);
+    let tis = store.task_instances(run).await.unwrap();
+    let state = |id: &str| tis.iter().find(|t| t.task_id == id).map(|t| (t.state, t.try_number)).unwrap();
+    assert_eq!((state("extract"), state("load")), ((TaskState::Running, 1), (TaskState::None, 0)));
+    let events = crate::events_after(&store, before).await;
+    assert_eq!(
+        crate::kinds(&events),
+        [
+            (Some("extract"), EventKind::TaskStateChanged { state: TaskState::Scheduled }),
+            (Some("extract"), EventKind::TryStarted { try_number: 1 }),
+        ]
+    );
+
+    let last = crate::last_id(&store).await;
+    let bad = vec![(run, vec![("load".to_string(), TaskState::Scheduled), ("nope".to_string(), TaskState::Scheduled)])];
+    assert!(store.set_states_and_start(&bad, &[(run, "load".to_string())], at).await.is_err());
+    assert_eq!(crate::last_id(&store).await, last, "nothing written");
+    let tis = store.task_instances(run).await.unwrap();
+    assert_eq!(tis.iter().find(|t| t.task_id == "load").unwrap().state, TaskState::None);
+}

@@ -115,6 +115,7 @@ macro_rules! backend {
                 lifecycle::batched_starts_and_finishes_do_what_the_single_calls_do,
                 lifecycle::batches_larger_than_one_statement_are_complete,
                 lifecycle::running_tries_survive_a_new_handle,
+                lifecycle::set_states_and_start_sets_the_states_then_starts_the_tries,
                 events::every_change_writes_its_events_with_it,
                 events::refused_and_rolled_back_changes_write_no_events,
                 events::after_resumes_with_every_event_exactly_once,
