@@ -178,12 +178,28 @@ env = { DAY = "{{ ds }}" }
 [tasks.commented]
 operator = "command"
 command = "echo {# a note #}"
+
+[tasks.from_file]
+operator = "athena"
+query_file = "plain.sql"
+database = "db"
+output_location = "s3://b/r/"
 "#;
-    let dag = parse_dag(Path::new("static.toml"), src).dag.expect("valid");
+    // The query file holds no template either: it is read (and rendered) at each try all the same.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain.sql"), "SELECT 1").unwrap();
+    let dag = parse_dag(&dir.path().join("static.toml"), src).dag.expect("valid");
     let verdict: Vec<(&str, bool)> = dag.tasks.iter().map(|t| (t.id.as_str(), t.is_static())).collect();
     assert_eq!(
         verdict,
-        [("nothing", true), ("plain", true), ("templated", false), ("nested", false), ("commented", false)]
+        [
+            ("nothing", true),
+            ("plain", true),
+            ("templated", false),
+            ("nested", false),
+            ("commented", false),
+            ("from_file", false)
+        ]
     );
     let dates = dag.run_dates(parse_instant("2026-03-01", dag.timezone).unwrap());
     for task in dag.tasks.iter().filter(|t| t.is_static()) {
