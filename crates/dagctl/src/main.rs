@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod api;
 mod cmd;
 mod context;
 mod output;
@@ -54,6 +55,8 @@ enum Command {
     Next(cmd::next::Args),
     Render(cmd::render::Args),
     Scheduler(cmd::scheduler::Args),
+    Server(cmd::server::Args),
+    Tokens(cmd::tokens::Args),
     Trigger(cmd::trigger::Args),
     Test(cmd::test::Args),
     Runs(cmd::runs::Args),
@@ -71,7 +74,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Scheduler(_)) {
+    if !matches!(cli.command, Command::Scheduler(_) | Command::Server(_)) {
         // A listing piped into `head` ends quietly when the pipe closes, as `cat` does, instead
         // of panicking on the write. The daemon keeps ignoring SIGPIPE: a closed log pipe must
         // not kill it.
@@ -86,6 +89,8 @@ fn main() -> ExitCode {
             Command::Next(a) => cmd::next::run(&dags, a),
             Command::Render(a) => cmd::render::run(&dags, a),
             Command::Scheduler(a) => ctx.block_on(cmd::scheduler::run(&ctx, a)),
+            Command::Server(a) => ctx.block_on(cmd::server::run(&ctx, a)),
+            Command::Tokens(a) => ctx.block_on(cmd::tokens::run(&ctx, a)),
             Command::Trigger(a) => ctx.block_on(cmd::trigger::run(&ctx, a)),
             Command::Test(a) => ctx.block_on(cmd::test::run(&ctx, a)),
             Command::Runs(a) => ctx.block_on(cmd::runs::run(&ctx, a)),

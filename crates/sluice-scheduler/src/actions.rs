@@ -55,6 +55,11 @@ pub struct TriggerRequest {
     /// Merged over the DAG's `[params]`.
     #[serde(default)]
     pub conf: Option<Map<String, Value>>,
+    /// A key that makes the trigger idempotent: a second trigger of the DAG with the same key
+    /// finds the run the first one created (the API takes it from the `Idempotency-Key`
+    /// header).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// What a trigger did.
@@ -78,7 +83,8 @@ pub async fn trigger(
 ) -> Result<Triggered, ActionError> {
     let logical = req.logical_date.as_deref().map(|d| dag.logical_date(d)).transpose().map_err(ActionError::Invalid)?;
     let dates = runs::manual_dates(dag, logical, now);
-    let created = runs::create_run(store, dag, &dates, RunKind::Manual, req.conf.clone()).await?;
+    let key = req.idempotency_key.clone();
+    let created = runs::create_run_keyed(store, dag, &dates, RunKind::Manual, req.conf.clone(), key).await?;
     Ok(Triggered {
         created: matches!(created, Created::New(_)),
         run: RunView::from(created.run()),

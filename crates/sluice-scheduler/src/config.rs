@@ -32,6 +32,37 @@ pub struct Config {
     /// Caps every operator's `poke_interval` (e.g. "1s" against a local emulator, where the
     /// DAGs' production intervals would only slow things down). Default: no cap.
     pub max_poke_interval: Option<Duration>,
+    /// The HTTP API the daemon (and `dagctl server`) serves: `[api]`.
+    pub api: ApiSettings,
+}
+
+/// `[api]` of `sluice.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Whether `dagctl scheduler` serves the API. Default true.
+    pub enabled: bool,
+    /// Where it listens. Default `127.0.0.1:8080`; an address off loopback needs a token to
+    /// exist (`dagctl tokens create`).
+    pub bind: String,
+    /// `/readyz` says the scheduler is stalled when its loop has not turned for this long.
+    /// Default 30s.
+    pub stall_after: Duration,
+    /// A PEM certificate (chain) and its key, to serve HTTPS instead of HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            enabled: true,
+            bind: "127.0.0.1:8080".into(),
+            stall_after: Duration::from_secs(30),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -45,6 +76,7 @@ impl Default for Config {
             pools: BTreeMap::new(),
             connections: BTreeMap::new(),
             max_poke_interval: None,
+            api: ApiSettings::default(),
         }
     }
 }
@@ -84,8 +116,15 @@ impl Config {
                 message: format!("pool `{name}` must have at least 1 slot"),
             });
         }
+        if c.api.tls_cert.is_some() != c.api.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: "[api] tls_cert and tls_key go together: give both or neither".into(),
+            });
+        }
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.dags, &mut c.logs] {
+        let tls = [c.api.tls_cert.as_mut(), c.api.tls_key.as_mut()].into_iter().flatten();
+        for p in [&mut c.dags, &mut c.logs].into_iter().chain(tls) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -9,13 +9,27 @@ use sluice_store::{EventKind, NewEvent, Store};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::catalog::Catalog;
+use crate::commands::Commands;
 use crate::config::Config;
 use crate::engine::{Engine, LoadedDags, Mode, Reload};
 use crate::operators::OperatorProvider;
+use crate::stats::EngineStats;
 use crate::SchedulerError;
 
 /// How long the folder must be quiet after a change before it is reloaded.
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// What a front door inside the daemon (the HTTP API) holds of its engine.
+#[derive(Clone)]
+pub struct Handles {
+    /// Sends the engine commands, carried out in its loop.
+    pub commands: Commands,
+    /// The DAGs it runs, republished after every folder load.
+    pub catalog: watch::Receiver<Arc<Catalog>>,
+    /// When its loop last turned, what is in flight.
+    pub stats: Arc<EngineStats>,
+}
 
 /// Runs the scheduler until `shutdown` turns true (then stops within the grace period).
 pub async fn run(
@@ -24,6 +38,18 @@ pub async fn run(
     providers: Vec<Arc<dyn OperatorProvider>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SchedulerError> {
+    run_with(config, store, providers, shutdown, |_| {}).await
+}
+
+/// [`run`], handing `on_start` the engine's [`Handles`] once the folder is loaded and recovery
+/// is done, just before the loop starts: where the daemon starts its API.
+pub async fn run_with(
+    config: Config,
+    store: Arc<dyn Store>,
+    providers: Vec<Arc<dyn OperatorProvider>>,
+    shutdown: watch::Receiver<bool>,
+    on_start: impl FnOnce(Handles),
+) -> Result<(), SchedulerError> {
     limit_malloc_arenas();
     let (folder, counts) = load(config.dags.clone()).await?;
     info!(dags = counts.0, failed_files = counts.1, folder = %config.dags.display(), "DAG folder loaded");
@@ -31,11 +57,28 @@ pub async fn run(
     let started = EventKind::DaemonStarted { pid: std::process::id(), version: env!("CARGO_PKG_VERSION").to_string() };
     store.add_event(&NewEvent { dag_id: None, run_id: None, task_id: None, kind: started }).await?;
     let mut engine = Engine::new(store, config.clone(), providers, Mode::Daemon);
+    let catalog = engine.catalog();
     engine.set_dags(folder).await?;
     engine.load_active_runs().await?;
     engine.recover().await?;
     let (tx, rx) = mpsc::channel(4);
-    let _watcher = watch_folder(config.dags.clone(), tx)?;
+    let dir = config.dags.clone();
+    let _watcher = watch_folder(config.dags.clone(), move || {
+        let (dir, tx) = (dir.clone(), tx.clone());
+        async move {
+            match load(dir).await {
+                Ok((folder, (dags, failed_files))) => {
+                    info!(dags, failed_files, "DAG folder changed; reloaded");
+                    tx.send(Reload::Folder(folder)).await.is_ok()
+                }
+                Err(e) => {
+                    warn!(error = %e, "DAG folder reload failed");
+                    true
+                }
+            }
+        }
+    })?;
+    on_start(Handles { commands: engine.commands(), catalog, stats: engine.stats() });
     info!("scheduler running");
     engine.run(shutdown, rx).await?;
     info!("scheduler stopped");
@@ -68,9 +111,47 @@ async fn load(dir: PathBuf) -> Result<(LoadedDags, (usize, usize)), SchedulerErr
     .map_err(|e: std::io::Error| SchedulerError::Io(format!("cannot read the DAG folder: {e}")))
 }
 
-/// Watches the DAG folder (inotify on Linux) and sends a freshly loaded folder after each
-/// burst of changes.
-fn watch_folder(dir: PathBuf, tx: mpsc::Sender<Reload>) -> Result<notify::RecommendedWatcher, SchedulerError> {
+/// The DAG folder as a [`Catalog`], loaded now and again after each change, for a process that
+/// serves the DAGs without scheduling them (`dagctl server`). Keep the watcher: dropping it
+/// stops the reloads.
+pub async fn watch_catalog(
+    dir: PathBuf,
+) -> Result<(watch::Receiver<Arc<Catalog>>, notify::RecommendedWatcher), SchedulerError> {
+    let first = load_catalog(dir.clone()).await?;
+    let (tx, rx) = watch::channel(Arc::new(first));
+    let folder = dir.clone();
+    let watcher = watch_folder(dir, move || {
+        let (dir, tx) = (folder.clone(), tx.clone());
+        async move {
+            match load_catalog(dir).await {
+                Ok(catalog) => {
+                    tx.send_replace(Arc::new(catalog));
+                    !tx.is_closed()
+                }
+                Err(e) => {
+                    warn!(error = %e, "DAG folder reload failed");
+                    true
+                }
+            }
+        }
+    })?;
+    Ok((rx, watcher))
+}
+
+async fn load_catalog(dir: PathBuf) -> Result<Catalog, SchedulerError> {
+    tokio::task::spawn_blocking(move || sluice_dag::load_folder(&dir).map(|f| Catalog::from_folder(f, chrono::Utc::now())))
+        .await
+        .map_err(|e| SchedulerError::Internal(e.to_string()))?
+        .map_err(|e| SchedulerError::Io(format!("cannot read the DAG folder: {e}")))
+}
+
+/// Watches the DAG folder (inotify on Linux) and calls `on_change` after each burst of changes,
+/// until it answers false.
+fn watch_folder<F, Fut>(dir: PathBuf, mut on_change: F) -> Result<notify::RecommendedWatcher, SchedulerError>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     use notify::Watcher;
     let (ping_tx, mut ping_rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -92,14 +173,8 @@ fn watch_folder(dir: PathBuf, tx: mpsc::Sender<Reload>) -> Result<notify::Recomm
                     Err(_) => break,
                 }
             }
-            match load(dir.clone()).await {
-                Ok((folder, (dags, failed_files))) => {
-                    info!(dags, failed_files, "DAG folder changed; reloaded");
-                    if tx.send(Reload::Folder(folder)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => warn!(error = %e, "DAG folder reload failed"),
+            if !on_change().await {
+                return;
             }
         }
     });

@@ -35,10 +35,12 @@ use self::slots::{Slots, Want};
 use crate::actions::{self, ActionError};
 use crate::clock::{Clock, SystemClock};
 use crate::commands::{Command, CommandError, Commands, Envelope, Reply};
+use crate::catalog::Catalog;
 use crate::config::Config;
 pub use crate::job::{log_path, run_dates};
 use crate::job::{render, Job, TryDone};
 use crate::operators::{kill_orphan, OperatorProvider, Outcome, TaskError};
+use crate::stats::EngineStats;
 use crate::SchedulerError;
 
 type Result<T> = std::result::Result<T, SchedulerError>;
@@ -196,6 +198,9 @@ pub struct Engine {
     shutdown_recorded: bool,
     inputs: Inputs,
     started: bool,
+    stats: Arc<EngineStats>,
+    /// Where each loaded folder is published, once someone asked ([`Engine::catalog`]).
+    catalog: Option<watch::Sender<Arc<Catalog>>>,
 }
 
 impl Engine {
@@ -228,6 +233,8 @@ impl Engine {
                 next_external: tokio::time::Instant::now(),
             },
             started: false,
+            stats: Arc::new(EngineStats::default()),
+            catalog: None,
         }
     }
 
@@ -299,6 +306,11 @@ impl Engine {
             }
         }
         self.store.sync_dags(&syncs).await?;
+        if let Some(tx) = &self.catalog {
+            let dags = next.iter().map(|(id, e)| (id.clone(), e.dag.clone())).collect();
+            let failed_files = crate::catalog::failed_files(&files);
+            tx.send_replace(Arc::new(Catalog { dags, failed_files, loaded_at: Some(self.clock.now()) }));
+        }
         let wrote = !syncs.is_empty();
         drop(syncs);
         self.synced = synced;
@@ -574,6 +586,26 @@ impl Engine {
         self.housekeeping().await
     }
 
+    /// The engine's own figures (when its loop last turned, what is in flight), updated every
+    /// turn.
+    pub fn stats(&self) -> Arc<EngineStats> {
+        self.stats.clone()
+    }
+
+    /// The DAGs the engine runs, as of its last folder load, and every load after: what the
+    /// API lists. Holds the engine's own `Arc<Dag>`s; costs nothing until asked for.
+    pub fn catalog(&mut self) -> watch::Receiver<Arc<Catalog>> {
+        match &self.catalog {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let dags = self.dags.iter().map(|(id, e)| (id.clone(), e.dag.clone())).collect();
+                let (tx, rx) = watch::channel(Arc::new(Catalog { dags, failed_files: Vec::new(), loaded_at: None }));
+                self.catalog = Some(tx);
+                rx
+            }
+        }
+    }
+
     /// A handle to send this engine [`Command`]s; each is carried out in the engine's loop (by
     /// the same [`actions`] the CLI calls) and acted on in the same turn.
     pub fn commands(&mut self) -> Commands {
@@ -662,6 +694,7 @@ impl Engine {
             self.start_ready().await?;
         }
         self.flush_states().await?;
+        self.stats.turned(self.clock.now(), self.tries.len(), self.runs.len());
         if let Mode::SingleRun(id) = self.mode {
             if !self.runs.contains_key(&id) && self.tries.is_empty() {
                 return Ok(Flow::Done);

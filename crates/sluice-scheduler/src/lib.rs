@@ -14,12 +14,15 @@
 //! - [`views`]; runs, tasks, tries and DAGs as the listings show them (serde), one shape for
 //!   `dagctl --json` and the API.
 //! - [`daemon`]; `dagctl scheduler`: the engine with a watched DAG folder and a graceful stop.
+//! - [`catalog`]; the loaded DAGs as a shared value, published after each folder load.
+//! - [`stats`]; the engine's own figures (its last turn, what is in flight), for `/readyz`.
 //! - [`config`]; `sluice.toml`.
 //!
 //! State lives in a [`sluice_store::Store`]; the engine writes every change there before
 //! acting on it, so a crash at any point leaves a state the next start resumes from.
 
 pub mod actions;
+pub mod catalog;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -29,9 +32,11 @@ mod job;
 pub mod lookup;
 pub mod operators;
 pub mod runs;
+pub mod stats;
 pub mod tail;
 pub mod views;
 
+pub use catalog::Catalog;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commands::{Command, CommandError, Commands, Reply};
 pub use config::Config;

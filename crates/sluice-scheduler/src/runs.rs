@@ -22,6 +22,19 @@ pub async fn create_run(
     kind: RunKind,
     conf: Option<Map<String, Value>>,
 ) -> Result<Created> {
+    create_run_keyed(store, dag, dates, kind, conf, None).await
+}
+
+/// [`create_run`] with an idempotency key: a run of the DAG that already has the key is
+/// returned as `Created::Existing`, whatever its logical date.
+pub async fn create_run_keyed(
+    store: &dyn Store,
+    dag: &Dag,
+    dates: &RunDates,
+    kind: RunKind,
+    conf: Option<Map<String, Value>>,
+    idempotency_key: Option<String>,
+) -> Result<Created> {
     let deadline = match kind {
         RunKind::Scheduled => {
             dag.deadline.and_then(|d| d.for_fire_time(dates.fire_time())).map(|t| t.with_timezone(&Utc))
@@ -37,6 +50,7 @@ pub async fn create_run(
         data_interval_end: dates.data_interval_end.with_timezone(&Utc),
         conf,
         deadline,
+        idempotency_key,
         tasks: dag.tasks.iter().map(|t| (t.id.clone(), t.retry.retries + 1)).collect(),
     };
     store.create_run(&new).await

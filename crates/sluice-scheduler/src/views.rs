@@ -43,6 +43,9 @@ pub struct RunView {
     pub duration_ms: Option<i64>,
     pub deadline: Option<DateTime<Utc>>,
     pub deadline_missed: bool,
+    /// The key a trigger gave to make itself idempotent (`Idempotency-Key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl From<&Run> for RunView {
@@ -64,6 +67,7 @@ impl From<&Run> for RunView {
             duration_ms: duration_ms(r.started_at, r.ended_at),
             deadline: r.deadline,
             deadline_missed: r.deadline_missed,
+            idempotency_key: r.idempotency_key.clone(),
         }
     }
 }
@@ -209,6 +213,26 @@ pub struct DagView {
     pub tags: Vec<String>,
 }
 
+impl DagView {
+    /// `dag` as of `now`, with what its store row says: a DAG the store does not know yet is
+    /// shown as the scheduler will create it, paused when it says `paused_at_creation`.
+    pub fn new(dag: &Dag, row: Option<&DagRow>, now: DateTime<Utc>) -> DagView {
+        let next = dag.runs_firing_after(now.with_timezone(&dag.timezone)).next();
+        DagView {
+            id: dag.id.clone(),
+            file: dag.file.clone(),
+            schedule: dag.schedule.as_ref().map(|s| s.expr().to_string()),
+            timezone: dag.timezone.name().to_string(),
+            next_fire_time: next.map(|r| rfc3339(r.fire_time())),
+            next_ds: next.map(|r| r.ds()),
+            tasks: dag.tasks.len(),
+            paused: row.map_or(dag.paused_at_creation, |r| r.paused),
+            schedule_error: row.and_then(|r| r.schedule_error.clone()),
+            tags: dag.tags.clone(),
+        }
+    }
+}
+
 /// A DAG file that does not load, with its errors.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailedFileView {
@@ -232,35 +256,24 @@ impl DagListView {
         let dags = folder
             .dags
             .iter()
-            .map(|dag| {
-                let row = rows.iter().find(|r| r.dag_id == dag.id);
-                let next = dag.runs_firing_after(now.with_timezone(&dag.timezone)).next();
-                DagView {
-                    id: dag.id.clone(),
-                    file: dag.file.clone(),
-                    schedule: dag.schedule.as_ref().map(|s| s.expr().to_string()),
-                    timezone: dag.timezone.name().to_string(),
-                    next_fire_time: next.map(|r| rfc3339(r.fire_time())),
-                    next_ds: next.map(|r| r.ds()),
-                    tasks: dag.tasks.len(),
-                    paused: row.map_or(dag.paused_at_creation, |r| r.paused),
-                    schedule_error: row.and_then(|r| r.schedule_error.clone()),
-                    tags: dag.tags.clone(),
-                }
-            })
+            .map(|dag| DagView::new(dag, rows.iter().find(|r| r.dag_id == dag.id), now))
             .collect();
         let failed_files = folder
             .files
             .iter()
             .filter(|f| f.has_errors())
-            .map(|f| FailedFileView { file: f.path.clone(), dag_id: f.dag_id.clone(), errors: errors(f) })
+            .map(FailedFileView::of)
             .collect();
         DagListView { dags, failed_files }
     }
 }
 
-fn errors(f: &LoadedFile) -> Vec<Diagnostic> {
-    f.diagnostics.iter().filter(|d| d.is_error()).cloned().collect()
+impl FailedFileView {
+    /// A loaded file with its errors (its warnings left out).
+    pub fn of(f: &LoadedFile) -> FailedFileView {
+        let errors = f.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+        FailedFileView { file: f.path.clone(), dag_id: f.dag_id.clone(), errors }
+    }
 }
 
 /// One checked file: `dagctl validate`.

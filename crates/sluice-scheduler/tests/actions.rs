@@ -54,7 +54,7 @@ async fn states(env: &Env, run: &Run) -> HashMap<String, TaskState> {
 }
 
 async fn trigger(env: &Env, logical: &str) -> Run {
-    let req = TriggerRequest { logical_date: Some(logical.into()), conf: None };
+    let req = TriggerRequest { logical_date: Some(logical.into()), conf: None, idempotency_key: None };
     let t = actions::trigger(env.store.as_ref(), &env.dag, &req, now()).await.unwrap();
     env.store.run(t.run.id).await.unwrap().unwrap()
 }
@@ -63,7 +63,7 @@ async fn trigger(env: &Env, logical: &str) -> Run {
 async fn triggering_the_same_date_twice_makes_one_run() {
     let env = setup().await;
     let conf = json!({"bucket": "other"}).as_object().cloned();
-    let req = TriggerRequest { logical_date: Some("2026-03-02".into()), conf: conf.clone() };
+    let req = TriggerRequest { logical_date: Some("2026-03-02".into()), conf: conf.clone(), idempotency_key: None };
     let first = actions::trigger(env.store.as_ref(), &env.dag, &req, now()).await.unwrap();
     assert!(first.created);
     assert_eq!(first.ds, "2026-03-02");
@@ -87,7 +87,7 @@ async fn a_trigger_without_a_date_runs_now_over_the_last_complete_interval() {
 #[tokio::test]
 async fn a_trigger_for_an_impossible_date_is_refused() {
     let env = setup().await;
-    let req = TriggerRequest { logical_date: Some("2026-02-30".into()), conf: None };
+    let req = TriggerRequest { logical_date: Some("2026-02-30".into()), conf: None, idempotency_key: None };
     let e = actions::trigger(env.store.as_ref(), &env.dag, &req, now()).await.unwrap_err();
     assert!(matches!(e, ActionError::Invalid(_)), "{e:?}");
     assert!(e.to_string().contains("invalid date"), "{e}");

@@ -22,7 +22,7 @@ async fn a_run_detail_has_tasks_in_the_dags_order_with_their_tries_and_logs() {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
     let dag = parse_dag(Path::new("daily.toml"), DAILY).dag.unwrap();
-    let req = TriggerRequest { logical_date: Some("2026-03-02".into()), conf: None };
+    let req = TriggerRequest { logical_date: Some("2026-03-02".into()), conf: None, idempotency_key: None };
     let run = actions::trigger(store.as_ref(), &dag, &req, now()).await.unwrap().run;
     store.set_task_states(run.id, &[("z_first".into(), TaskState::Scheduled)], now()).await.unwrap();
     let sluice_store::Start::Started(n) = store.start_try(run.id, "z_first", now()).await.unwrap() else {

@@ -72,7 +72,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         }
         return Ok(exit::OK);
     }
-    let req = TriggerRequest { logical_date: args.date, conf };
+    let req = TriggerRequest { logical_date: args.date, conf, idempotency_key: None };
     let t = actions::trigger(store.as_ref(), &dag, &req, Utc::now()).await?;
     if t.created {
         println!("created run {} (ds {}, logical date {})", t.run.run_id, t.ds, t.logical_date);

@@ -1,0 +1,251 @@
+//! `/api/v1/dags`: the DAGs with their latest runs, one DAG, pause and unpause, the grid.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sluice_dag::{Dag, RunState, TaskState};
+use sluice_scheduler::actions::Paused;
+use sluice_scheduler::views::{DagView, FailedFileView};
+use sluice_scheduler::{Command, Reply};
+use sluice_store::{Run, RunKind};
+
+use super::{limit, Path, Query};
+use crate::error::{ApiResult, Problem};
+use crate::Api;
+
+/// A run as the DAG list and the grid show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunBrief {
+    pub run_id: String,
+    pub kind: RunKind,
+    pub logical_date: DateTime<Utc>,
+    pub state: RunState,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub deadline_missed: bool,
+}
+
+impl From<&Run> for RunBrief {
+    fn from(r: &Run) -> RunBrief {
+        RunBrief {
+            run_id: r.run_id.clone(),
+            kind: r.kind,
+            logical_date: r.logical_date,
+            state: r.state,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            deadline_missed: r.deadline_missed,
+        }
+    }
+}
+
+/// One DAG of the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct DagSummary {
+    #[serde(flatten)]
+    pub dag: DagView,
+    pub description: Option<String>,
+    /// The deadline, as written (`07:00`, `6h`).
+    pub deadline: Option<String>,
+    /// Why the DAG's file does not load now (its last good version is shown and runs).
+    pub parse_error: Option<String>,
+    /// The newest runs, newest first.
+    pub last_runs: Vec<RunBrief>,
+}
+
+/// `GET /api/v1/dags`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DagList {
+    pub dags: Vec<DagSummary>,
+    /// Files of the folder that do not load, with their errors (file, line, message).
+    pub failed_files: Vec<FailedFileView>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// How many of each DAG's newest runs to include (default 14, at most 50).
+    pub last: Option<u32>,
+    /// Only DAGs with this tag.
+    pub tag: Option<String>,
+}
+
+pub(crate) async fn list(State(api): State<Api>, Query(q): Query<ListQuery>) -> ApiResult<Json<DagList>> {
+    let per_dag = limit(q.last, 14, 50, "last")?;
+    let catalog = api.catalog();
+    let rows = api.store().dags().await?;
+    let mut latest: HashMap<String, Vec<RunBrief>> = HashMap::new();
+    for run in api.store().latest_runs(per_dag).await? {
+        latest.entry(run.dag_id.clone()).or_default().push(RunBrief::from(&run));
+    }
+    let now = api.now();
+    let dags = catalog
+        .dags
+        .values()
+        .filter(|dag| q.tag.as_ref().is_none_or(|t| dag.tags.contains(t)))
+        .map(|dag| {
+            let row = rows.iter().find(|r| r.dag_id == dag.id);
+            DagSummary {
+                dag: DagView::new(dag, row, now),
+                description: dag.description.clone(),
+                deadline: dag.deadline.map(|d| d.to_string()),
+                parse_error: row.and_then(|r| r.parse_error.clone()),
+                last_runs: latest.remove(&dag.id).unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Json(DagList { dags, failed_files: catalog.failed_files.clone() }))
+}
+
+/// A task of a DAG, as the graph shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskSummary {
+    pub id: String,
+    pub operator: String,
+    pub trigger_rule: String,
+    pub depends_on: Vec<String>,
+    pub retries: u32,
+    pub timeout: Option<String>,
+    pub pool: Option<String>,
+    pub priority: i64,
+    pub doc: Option<String>,
+    /// The line of the task's table in the DAG file.
+    pub line: usize,
+}
+
+/// `GET /api/v1/dags/{dag_id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DagDetail {
+    #[serde(flatten)]
+    pub dag: DagView,
+    pub description: Option<String>,
+    pub deadline: Option<String>,
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    pub max_active_tasks: u32,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// The tasks in topological order.
+    pub tasks: Vec<TaskSummary>,
+    /// `[upstream, downstream]` pairs.
+    pub edges: Vec<[String; 2]>,
+    /// The text of the version the scheduler loaded, as recorded in the store.
+    pub source: Option<String>,
+    /// Why the file does not load now (the version shown is the last good one).
+    pub parse_error: Option<String>,
+}
+
+pub(crate) fn loaded_dag(api: &Api, dag_id: &str) -> ApiResult<Arc<Dag>> {
+    api.catalog().dag(dag_id).cloned().ok_or_else(|| Problem::not_found(format!("no DAG `{dag_id}` is loaded")))
+}
+
+pub(crate) async fn one(State(api): State<Api>, Path(dag_id): Path<String>) -> ApiResult<Json<DagDetail>> {
+    let dag = loaded_dag(&api, &dag_id)?;
+    let rows = api.store().dags().await?;
+    let row = rows.iter().find(|r| r.dag_id == dag.id);
+    let source = api.store().dag_source(&dag.id).await?.map(|(_, text)| text);
+    let tasks = dag
+        .tasks
+        .iter()
+        .map(|t| TaskSummary {
+            id: t.id.clone(),
+            operator: t.operator.kind().to_string(),
+            trigger_rule: t.trigger_rule.to_string(),
+            depends_on: t.depends_on.clone(),
+            retries: t.retry.retries,
+            timeout: t.timeout.map(|d| d.to_string()),
+            pool: t.pool.clone(),
+            priority: t.priority,
+            doc: t.doc.clone(),
+            line: t.line,
+        })
+        .collect();
+    let edges = dag.tasks.iter().flat_map(|t| t.depends_on.iter().map(|up| [up.clone(), t.id.clone()])).collect();
+    Ok(Json(DagDetail {
+        dag: DagView::new(&dag, row, api.now()),
+        description: dag.description.clone(),
+        deadline: dag.deadline.map(|d| d.to_string()),
+        catchup: dag.catchup,
+        max_active_runs: dag.max_active_runs,
+        max_active_tasks: dag.max_active_tasks,
+        params: dag.params.clone(),
+        tasks,
+        edges,
+        source,
+        parse_error: row.and_then(|r| r.parse_error.clone()),
+    }))
+}
+
+async fn set_paused(api: &Api, dag_id: String, paused: bool) -> ApiResult<Json<Paused>> {
+    loaded_dag(api, &dag_id)?;
+    match api.act(Command::SetPaused { dag_id, paused }).await? {
+        Reply::Paused(p) => Ok(Json(p)),
+        _ => Err(Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the engine answered another command")),
+    }
+}
+
+pub(crate) async fn pause(State(api): State<Api>, Path(dag_id): Path<String>) -> ApiResult<Json<Paused>> {
+    set_paused(&api, dag_id, true).await
+}
+
+pub(crate) async fn unpause(State(api): State<Api>, Path(dag_id): Path<String>) -> ApiResult<Json<Paused>> {
+    set_paused(&api, dag_id, false).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridQuery {
+    /// How many of the newest runs (default 25, at most 365).
+    pub runs: Option<u32>,
+}
+
+/// `GET /api/v1/dags/{dag_id}/grid`: the newest runs by every task, as columns. `states[r][t]`
+/// is the state of task `tasks[t]` in run `runs[r]` (`null`: the run has no such task), and
+/// `tries` and `durations_ms` are laid out the same way.
+#[derive(Debug, Clone, Serialize)]
+pub struct Grid {
+    pub dag_id: String,
+    /// The DAG's tasks in topological order, then tasks only old runs have.
+    pub tasks: Vec<String>,
+    /// Newest first.
+    pub runs: Vec<RunBrief>,
+    pub states: Vec<Vec<Option<TaskState>>>,
+    pub tries: Vec<Vec<Option<u32>>>,
+    pub durations_ms: Vec<Vec<Option<i64>>>,
+}
+
+pub(crate) async fn grid(
+    State(api): State<Api>,
+    Path(dag_id): Path<String>,
+    Query(q): Query<GridQuery>,
+) -> ApiResult<Json<Grid>> {
+    let n = limit(q.runs, 25, 365, "runs")?;
+    let dag = loaded_dag(&api, &dag_id)?;
+    let (runs, tis) = api.store().grid(&dag.id, n).await?;
+    let mut tasks: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
+    let mut column: HashMap<String, usize> = tasks.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect();
+    for ti in &tis {
+        if !column.contains_key(&ti.task_id) {
+            column.insert(ti.task_id.clone(), tasks.len());
+            tasks.push(ti.task_id.clone());
+        }
+    }
+    let row_of: HashMap<i64, usize> = runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    let (w, h) = (tasks.len(), runs.len());
+    let mut states = vec![vec![None; w]; h];
+    let mut tries = vec![vec![None; w]; h];
+    let mut durations_ms = vec![vec![None; w]; h];
+    for ti in &tis {
+        let (Some(&r), Some(&t)) = (row_of.get(&ti.run), column.get(&ti.task_id)) else { continue };
+        states[r][t] = Some(ti.state);
+        tries[r][t] = Some(ti.try_number);
+        durations_ms[r][t] = match (ti.started_at, ti.ended_at) {
+            (Some(s), Some(e)) => Some((e - s).num_milliseconds().max(0)),
+            _ => None,
+        };
+    }
+    Ok(Json(Grid { dag_id: dag.id.clone(), tasks, runs: runs.iter().map(RunBrief::from).collect(), states, tries, durations_ms }))
+}
