@@ -25,6 +25,7 @@ use crate::error::Problem;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -81,6 +82,7 @@ pub fn new_secret() -> Result<(String, String), String> {
 
 /// A token just created: the secret (shown once, never stored) and its row.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]

@@ -10,11 +10,14 @@ use sluice_store::StoreError;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct Problem {
     /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "about:blank"))]
     pub kind: &'static str,
     pub title: String,
+    #[schemars(range(min = 400, max = 599))]
     pub status: u16,
     pub detail: String,
 }

@@ -32,6 +32,8 @@ pub mod tls;
 
 pub use auth::{Caller, Gate, Role};
 pub use error::Problem;
+pub use openapi::document as openapi_document;
+pub use routes::routes;
 
 /// The largest request body the API reads (a trigger's `conf` included): 1 MiB.
 pub const MAX_BODY: usize = 1 << 20;

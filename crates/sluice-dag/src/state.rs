@@ -10,6 +10,7 @@ use crate::dag::TriggerRule;
 
 /// The state of one task in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Not yet considered: waiting for upstreams.
@@ -92,6 +93,7 @@ impl fmt::Display for TaskState {
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     /// Created, waiting for `max_active_runs`.

@@ -46,6 +46,7 @@ impl From<LookupError> for ActionError {
 
 /// A manual run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
     /// A date (the schedule's tick that day) or a timestamp; none: now, as in Airflow, with
@@ -64,6 +65,7 @@ pub struct TriggerRequest {
 
 /// What a trigger did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Triggered {
     /// False when a run for that logical date (or run id) already existed: it is left as it is.
     pub created: bool,
@@ -95,6 +97,7 @@ pub async fn trigger(
 
 /// What a backfill does with runs it finds already there.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Rerun {
     /// Leave them as they are.
@@ -108,6 +111,7 @@ pub enum Rerun {
 
 /// One run per schedule tick whose logical date is in `[from, to]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
     /// The first logical date: a date (from the start of that day) or a timestamp.
@@ -124,6 +128,7 @@ pub struct BackfillRequest {
 
 /// What a backfill does for one logical date (or, with `dry_run`, would do).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum BackfillAction {
     /// A new run.
@@ -136,6 +141,7 @@ pub enum BackfillAction {
 
 /// One logical date of a backfill.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BackfillItem {
     pub run_id: String,
     pub ds: String,
@@ -148,6 +154,7 @@ pub struct BackfillItem {
 
 /// What a backfill did, oldest date first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Backfilled {
     pub dry_run: bool,
     /// Empty when no schedule tick falls in the range.
@@ -255,6 +262,7 @@ pub struct ClearRequest {
 
 /// What a clear did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Cleared {
     pub dry_run: bool,
     /// The run as it was before the clear.
@@ -282,6 +290,7 @@ pub async fn clear(
 
 /// The states a task or a run can be marked with by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MarkState {
     Success,
@@ -312,6 +321,7 @@ pub struct MarkRequest {
 
 /// What a mark did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Marked {
     pub dry_run: bool,
     pub state: MarkState,
@@ -338,6 +348,7 @@ pub async fn mark(store: &dyn Store, dag: &Dag, req: &MarkRequest, now: DateTime
 
 /// What a pause or unpause did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Paused {
     pub dag_id: String,
     pub paused: bool,

@@ -22,6 +22,7 @@ fn duration_ms(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Opti
 
 /// A run: its dates, state, times and deadline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunView {
     /// The store's key for the run.
     pub id: i64,
@@ -74,6 +75,7 @@ impl From<&Run> for RunView {
 
 /// One try of a task, with where its output is written.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TryView {
     pub task_id: String,
     /// 1 for the first try.
@@ -107,6 +109,7 @@ impl TryView {
 
 /// One task of one run, with its tries (oldest first).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskInstanceView {
     pub task_id: String,
     pub state: TaskState,
@@ -198,6 +201,7 @@ impl RunDatesView {
 
 /// A DAG of the folder with what the store knows of it: `dagctl list`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DagView {
     pub id: String,
     pub file: PathBuf,
@@ -235,6 +239,7 @@ impl DagView {
 
 /// A DAG file that does not load, with its errors.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FailedFileView {
     pub file: PathBuf,
     pub dag_id: Option<String>,

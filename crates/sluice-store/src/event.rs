@@ -15,6 +15,7 @@ use crate::{RunKind, RunState, TaskState};
 
 /// One committed event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Event {
     /// Strictly increasing in commit order: a reader that saw id `n` resumes with
     /// [`EventQuery::after`] `Some(n)` and sees every later event exactly once.
@@ -30,6 +31,7 @@ pub struct Event {
 
 /// How a try ended, as events tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TryResult {
     Success,
@@ -49,6 +51,7 @@ impl TryResult {
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A DAG's file loaded and the store's row changed (new DAG, new text, or it was broken).

@@ -64,6 +64,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Why a run exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
     Scheduled,

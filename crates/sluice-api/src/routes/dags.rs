@@ -19,6 +19,7 @@ use crate::Api;
 
 /// A run as the DAG list and the grid show it.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct RunBrief {
     pub run_id: String,
     pub kind: RunKind,
@@ -45,6 +46,7 @@ impl From<&Run> for RunBrief {
 
 /// One DAG of the list.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct DagSummary {
     #[serde(flatten)]
     pub dag: DagView,
@@ -59,6 +61,7 @@ pub struct DagSummary {
 
 /// `GET /api/v1/dags`.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct DagList {
     pub dags: Vec<DagSummary>,
     /// Files of the folder that do not load, with their errors (file, line, message).
@@ -66,9 +69,11 @@ pub struct DagList {
 }
 
 #[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// How many of each DAG's newest runs to include (default 14, at most 50).
+    #[schemars(range(min = 1, max = 50))]
     pub last: Option<u32>,
     /// Only DAGs with this tag.
     pub tag: Option<String>,
@@ -103,6 +108,7 @@ pub(crate) async fn list(State(api): State<Api>, Query(q): Query<ListQuery>) -> 
 
 /// A task of a DAG, as the graph shows it.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct TaskSummary {
     pub id: String,
     pub operator: String,
@@ -119,6 +125,7 @@ pub struct TaskSummary {
 
 /// `GET /api/v1/dags/{dag_id}`.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct DagDetail {
     #[serde(flatten)]
     pub dag: DagView,
@@ -196,9 +203,11 @@ pub(crate) async fn unpause(State(api): State<Api>, Path(dag_id): Path<String>) 
 }
 
 #[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GridQuery {
     /// How many of the newest runs (default 25, at most 365).
+    #[schemars(range(min = 1, max = 365))]
     pub runs: Option<u32>,
 }
 
@@ -206,6 +215,7 @@ pub struct GridQuery {
 /// is the state of task `tasks[t]` in run `runs[r]` (`null`: the run has no such task), and
 /// `tries` and `durations_ms` are laid out the same way.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct Grid {
     pub dag_id: String,
     /// The DAG's tasks in topological order, then tasks only old runs have.

@@ -17,6 +17,7 @@ use crate::error::{ApiResult, Problem};
 use crate::Api;
 
 #[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only events after this id, oldest first; without it, the newest `limit` events.
@@ -25,11 +26,13 @@ pub struct EventsQuery {
     /// The run id (`scheduled__...`).
     pub run_id: Option<String>,
     /// At most this many (default 100, at most 1000).
+    #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
 }
 
 /// A page of events, oldest first.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct EventPage {
     pub events: Vec<Event>,
     /// Pass it as `after` for the events that follow (the last id of this page, or the
@@ -50,6 +53,7 @@ pub(crate) async fn list(State(api): State<Api>, Query(q): Query<EventsQuery>) -
 }
 
 #[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Resume after this id (as `Last-Event-ID` does); without either, from now on.

@@ -4,51 +4,74 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use axum::routing::{delete, get, post};
+use axum::http::{header, Method, StatusCode};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
 use crate::error::Problem;
 use crate::Api;
 
-mod dags;
-mod events;
+pub(crate) mod dags;
+pub(crate) mod events;
 mod feed;
-mod health;
-mod runs;
-mod tasks;
-mod tokens;
+pub(crate) mod health;
+pub(crate) mod runs;
+pub(crate) mod tasks;
+pub(crate) mod tokens;
 
 pub(crate) use feed::Feed;
 
+/// Every endpoint: its method, its path (axum's `{param}` syntax, which is OpenAPI's) and its
+/// handler. The router is built from this table and nothing else, and [`routes`] lists it, so
+/// the OpenAPI document (`crate::openapi`, whose test holds it equal to [`routes`]) cannot
+/// miss an endpoint or document one that is not served.
+macro_rules! endpoints {
+    ($($method:ident $path:literal => $handler:expr,)*) => {
+        fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Api>)> {
+            vec![$((Method::$method, $path, on(MethodFilter::$method, $handler)),)*]
+        }
+    };
+}
+
+endpoints! {
+    GET "/healthz" => health::healthz,
+    GET "/readyz" => health::readyz,
+    GET "/metrics" => health::metrics,
+    GET "/api/v1/dags" => dags::list,
+    GET "/api/v1/dags/{dag_id}" => dags::one,
+    POST "/api/v1/dags/{dag_id}/pause" => dags::pause,
+    POST "/api/v1/dags/{dag_id}/unpause" => dags::unpause,
+    GET "/api/v1/dags/{dag_id}/grid" => dags::grid,
+    POST "/api/v1/dags/{dag_id}/backfill" => runs::backfill,
+    GET "/api/v1/dags/{dag_id}/runs" => runs::list_of_dag,
+    POST "/api/v1/dags/{dag_id}/runs" => runs::trigger,
+    GET "/api/v1/dags/{dag_id}/runs/{run_id}" => runs::one,
+    POST "/api/v1/dags/{dag_id}/runs/{run_id}/clear" => runs::clear,
+    POST "/api/v1/dags/{dag_id}/runs/{run_id}/mark" => runs::mark,
+    GET "/api/v1/dags/{dag_id}/runs/{run_id}/wait" => runs::wait,
+    GET "/api/v1/dags/{dag_id}/runs/{run_id}/tasks" => tasks::list,
+    GET "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/tries" => tasks::tries,
+    GET "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/tries/{try_number}/log" => tasks::log,
+    GET "/api/v1/runs" => runs::list,
+    GET "/api/v1/events" => events::list,
+    GET "/api/v1/events/stream" => events::stream,
+    GET "/api/v1/tokens" => tokens::list,
+    POST "/api/v1/tokens" => tokens::create,
+    DELETE "/api/v1/tokens/{name}" => tokens::revoke,
+    GET "/api/v1/openapi.json" => crate::openapi::serve,
+}
+
+/// The method and path of every endpoint the router serves, in the table's order.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    endpoints().into_iter().map(|(method, path, _)| (method, path)).collect()
+}
+
 pub(crate) fn router() -> Router<Api> {
-    let v1 = Router::new()
-        .route("/dags", get(dags::list))
-        .route("/dags/{dag_id}", get(dags::one))
-        .route("/dags/{dag_id}/pause", post(dags::pause))
-        .route("/dags/{dag_id}/unpause", post(dags::unpause))
-        .route("/dags/{dag_id}/grid", get(dags::grid))
-        .route("/dags/{dag_id}/backfill", post(runs::backfill))
-        .route("/dags/{dag_id}/runs", get(runs::list_of_dag).post(runs::trigger))
-        .route("/dags/{dag_id}/runs/{run_id}", get(runs::one))
-        .route("/dags/{dag_id}/runs/{run_id}/clear", post(runs::clear))
-        .route("/dags/{dag_id}/runs/{run_id}/mark", post(runs::mark))
-        .route("/dags/{dag_id}/runs/{run_id}/wait", get(runs::wait))
-        .route("/dags/{dag_id}/runs/{run_id}/tasks", get(tasks::list))
-        .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/tries", get(tasks::tries))
-        .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/tries/{try_number}/log", get(tasks::log))
-        .route("/runs", get(runs::list))
-        .route("/events", get(events::list))
-        .route("/events/stream", get(events::stream))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{name}", delete(tokens::revoke))
-        .route("/openapi.json", get(crate::openapi::serve));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .nest("/api/v1", v1)
+    // Two methods on one path are merged by axum into one route.
+    endpoints()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -29,6 +29,7 @@ pub const MAX_PAGE: u32 = 1000;
 pub const COUNT_CAP: u32 = 10_000;
 
 #[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     pub dag_id: Option<String>,
@@ -41,6 +42,7 @@ pub struct RunsQuery {
     /// Logical dates to, inclusive (a date: to the end of that day).
     pub to: Option<String>,
     /// Runs per page (default 100, at most 1000).
+    #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -51,6 +53,7 @@ pub struct RunsQuery {
 
 /// A page of runs, newest logical date first.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 pub struct RunPage {
     pub runs: Vec<RunView>,
     /// Give it back as `cursor` for the next page; absent on the last page.
@@ -196,6 +199,7 @@ pub(crate) async fn backfill(
 
 /// `POST .../clear`: which tasks of the run to run again.
 #[derive(Debug, Default, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClearBody {
     /// Only this task (else every task).
@@ -232,6 +236,7 @@ pub(crate) async fn clear(
 
 /// `POST .../mark`: a task, or every unfinished task and the run, set by hand.
 #[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkBody {
     pub state: MarkState,
@@ -255,6 +260,7 @@ pub(crate) async fn mark(
 
 /// One line of `wait`'s NDJSON stream.
 #[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WaitLine {
     /// The run as it is when the wait starts.

@@ -48,6 +48,7 @@ pub(crate) async fn tries(
 }
 
 #[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Start at this byte of the log (default 0).

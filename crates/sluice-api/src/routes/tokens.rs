@@ -16,6 +16,7 @@ pub(crate) async fn list(State(api): State<Api>) -> ApiResult<Json<Vec<TokenRow>
 }
 
 #[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenBody {
     pub name: String,
