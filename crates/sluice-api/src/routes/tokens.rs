@@ -19,6 +19,8 @@ pub(crate) async fn list(State(api): State<Api>) -> ApiResult<Json<Vec<TokenRow>
 #[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenBody {
+    /// 1 to 100 printable characters, unique among live tokens.
+    #[schemars(length(min = 1, max = 100))]
     pub name: String,
     pub role: Role,
     /// How long it is valid (`90d`, `12h`); none: until revoked.
