@@ -85,7 +85,7 @@ pub async fn trigger(
 ) -> Result<Triggered, ActionError> {
     let logical = req.logical_date.as_deref().map(|d| dag.logical_date(d)).transpose().map_err(ActionError::Invalid)?;
     let dates = runs::manual_dates(dag, logical, now);
-    let key = req.idempotency_key.clone(); let _ = &key; //TMP
+    let key = req.idempotency_key.clone();
     let created = runs::create_run_keyed(store, dag, &dates, RunKind::Manual, req.conf.clone(), key).await?;
     Ok(Triggered {
         created: matches!(created, Created::New(_)),

@@ -50,7 +50,7 @@ pub async fn create_run_keyed(
         data_interval_end: dates.data_interval_end.with_timezone(&Utc),
         conf,
         deadline,
-        //TMP idempotency_key,
+        idempotency_key,
         tasks: dag.tasks.iter().map(|t| (t.id.clone(), t.retry.retries + 1)).collect(),
     };
     store.create_run(&new).await

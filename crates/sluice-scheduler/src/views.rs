@@ -68,7 +68,7 @@ impl From<&Run> for RunView {
             duration_ms: duration_ms(r.started_at, r.ended_at),
             deadline: r.deadline,
             deadline_missed: r.deadline_missed,
-            idempotency_key: None, //TMP
+            idempotency_key: r.idempotency_key.clone(),
         }
     }
 }

@@ -50,11 +50,6 @@ impl Feed {
         Ok(Feed { api: api.clone(), after, dag_id, run_id, live, buffer: VecDeque::new(), caught_up: false })
     }
 
-    /// The id of the last event handed out (or the starting point).
-    pub(crate) fn position(&self) -> i64 {
-        self.after
-    }
-
     fn wanted(&self, e: &Event) -> bool {
         e.id > self.after
             && self.dag_id.as_ref().is_none_or(|d| e.dag_id.as_ref() == Some(d))
