@@ -9,8 +9,7 @@ use sluice_scheduler::CommandError;
 use sluice_store::StoreError;
 
 /// An error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]

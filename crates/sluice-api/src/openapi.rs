@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
-use sluice_scheduler::actions::{Backfilled, BackfillRequest, Cleared, Marked, Paused, Triggered, TriggerRequest};
+use sluice_scheduler::actions::{BackfillRequest, Backfilled, Cleared, Marked, Paused, TriggerRequest, Triggered};
 use sluice_scheduler::views::{RunView, TaskInstanceView, TryView};
 use sluice_store::{Event, TokenRow};
 
@@ -181,7 +181,9 @@ impl Op {
     }
 
     fn header(mut self, name: &str, description: &str, schema: Value) -> Op {
-        self.parameters.push(json!({"name": name, "in": "header", "required": false, "description": description, "schema": schema}));
+        self.parameters.push(
+            json!({"name": name, "in": "header", "required": false, "description": description, "schema": schema}),
+        );
         self
     }
 
@@ -204,7 +206,8 @@ impl Op {
     /// Problem answers, from `components/responses`.
     fn problems(mut self, statuses: &[u16]) -> Op {
         for status in statuses {
-            self.responses.insert(*status, json!({"$ref": format!("#/components/responses/{}", problem_name(*status))}));
+            self.responses
+                .insert(*status, json!({"$ref": format!("#/components/responses/{}", problem_name(*status))}));
         }
         self
     }
@@ -251,9 +254,14 @@ fn path_parameters(path: &str) -> Vec<Value> {
         .map(|name| {
             let (description, schema) = match name {
                 "dag_id" => ("The DAG's id.", json!({"type": "string", "minLength": 1})),
-                "run_id" => ("The run id (`scheduled__2026-03-01T05:00:00+00:00`).", json!({"type": "string", "minLength": 1})),
+                "run_id" => {
+                    ("The run id (`scheduled__2026-03-01T05:00:00+00:00`).", json!({"type": "string", "minLength": 1}))
+                }
                 "task_id" => ("The task's id.", json!({"type": "string", "minLength": 1})),
-                "try_number" => ("The try's number, 1 for the first.", json!({"type": "integer", "format": "uint32", "minimum": 0, "maximum": u32::MAX})),
+                "try_number" => (
+                    "The try's number, 1 for the first.",
+                    json!({"type": "integer", "format": "uint32", "minimum": 0, "maximum": u32::MAX}),
+                ),
                 "name" => ("The token's name.", json!({"type": "string", "minLength": 1})),
                 _ => ("", json!({"type": "string", "minLength": 1})),
             };
@@ -419,7 +427,10 @@ fn build() -> Value {
     let responses: Map<String, Value> = PROBLEMS
         .iter()
         .map(|(_, name, description)| {
-            (name.to_string(), json!({"description": description, "content": {PROBLEM_JSON: {"schema": problem.clone()}}}))
+            (
+                name.to_string(),
+                json!({"description": description, "content": {PROBLEM_JSON: {"schema": problem.clone()}}}),
+            )
         })
         .collect();
     json!({

@@ -43,8 +43,10 @@ fn it_is_openapi_3_1_with_the_bearer_scheme() {
 
 #[test]
 fn every_route_is_documented_and_every_operation_is_routed() {
-    let routed: BTreeSet<(String, String)> =
-        sluice_api::routes().into_iter().map(|(method, path)| (method.as_str().to_string(), path.to_string())).collect();
+    let routed: BTreeSet<(String, String)> = sluice_api::routes()
+        .into_iter()
+        .map(|(method, path)| (method.as_str().to_string(), path.to_string()))
+        .collect();
     assert_eq!(routed.len(), sluice_api::routes().len(), "a route is listed twice");
     let documented = documented();
     let undocumented: Vec<_> = routed.difference(&documented).collect();
@@ -72,8 +74,7 @@ fn every_operation_is_complete() {
             assert!(description.contains("Needs the `"), "{method} {path} does not say which role it needs");
         }
         // Every `{param}` of the path is a path parameter, and no other.
-        let in_path: BTreeSet<&str> =
-            path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
+        let in_path: BTreeSet<&str> = path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
         let params: BTreeSet<&str> = op["parameters"]
             .as_array()
             .map(|ps| ps.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect())

@@ -146,7 +146,8 @@ async fn populate(store: &dyn Store, catalog: &Catalog, dags_dir: &Path, logs: &
     store.finish_try(first.id, "a", 1, &success, at).await.unwrap();
     store.set_task_states(first.id, &[("b".into(), TaskState::Scheduled)], at).await.unwrap();
     store.start_try(first.id, "b", at).await.unwrap();
-    let failed = TryOutcome::Failed { error: "exit status 1".into(), retry_at: Some(at + chrono::Duration::minutes(5)) };
+    let failed =
+        TryOutcome::Failed { error: "exit status 1".into(), retry_at: Some(at + chrono::Duration::minutes(5)) };
     store.finish_try(first.id, "b", 1, &failed, at).await.unwrap();
     for t in store.tries(first.id, None).await.unwrap() {
         let log = TryView::new(first, &t, logs).log;
@@ -178,7 +179,11 @@ fn the_api_answers_as_its_openapi_document_says() {
     let root = workspace_root();
     let python = ensure_venv(&root);
     let schemathesis = python.with_file_name("schemathesis");
-    assert!(schemathesis.exists(), "{} is missing: is schemathesis in tests/tooling/requirements.txt?", schemathesis.display());
+    assert!(
+        schemathesis.exists(),
+        "{} is missing: is schemathesis in tests/tooling/requirements.txt?",
+        schemathesis.display()
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -187,7 +192,8 @@ fn the_api_answers_as_its_openapi_document_says() {
     std::fs::create_dir_all(&dags_dir).unwrap();
     std::fs::write(dags_dir.join("daily.toml"), DAILY).unwrap();
     std::fs::write(dags_dir.join("manual_only.toml"), MANUAL).unwrap();
-    std::fs::write(dags_dir.join("broken.toml"), "schedule = \"0 25 * * *\"\n[tasks.a]\noperator = \"noop\"\n").unwrap();
+    std::fs::write(dags_dir.join("broken.toml"), "schedule = \"0 25 * * *\"\n[tasks.a]\noperator = \"noop\"\n")
+        .unwrap();
 
     let (base, token, data, stop) = runtime.block_on(async {
         let url = format!("sqlite:{}", dir.path().join("sluice.db").display());
@@ -201,7 +207,9 @@ fn the_api_answers_as_its_openapi_document_says() {
             .await
             .unwrap();
         // Tokens for the fuzzer to list and revoke.
-        for (name, role, expires) in [("ci", Role::Operator, Some(Duration::from_secs(86_400))), ("dashboard", Role::Viewer, None)] {
+        for (name, role, expires) in
+            [("ci", Role::Operator, Some(Duration::from_secs(86_400))), ("dashboard", Role::Viewer, None)]
+        {
             sluice_api::auth::create_token(store.as_ref(), name, role, expires, now()).await.unwrap();
         }
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(catalog));
@@ -272,7 +280,10 @@ values = ["2026-03-01", "2026-03-04", "2026-03-02T05:00:00Z"]
             .arg("run")
             .arg(format!("{base}/api/v1/openapi.json"))
             .args(["--url", &base])
-            .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            ])
             .args(["--phases", "examples,coverage,fuzzing"])
             .args(["--max-examples", &examples])
             .args(["--seed", &seed])
@@ -285,7 +296,8 @@ values = ["2026-03-01", "2026-03-04", "2026-03-02T05:00:00Z"]
             .current_dir(dir.path())
             .output()
             .expect("run schemathesis");
-        let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let report =
+            format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         (output.status, report)
     };
     let runs = [

@@ -239,6 +239,7 @@ pub struct NewToken {
 
 /// An API token as the store knows it: never its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenRow {
     pub id: i64,
     pub name: String,

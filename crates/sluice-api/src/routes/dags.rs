@@ -18,8 +18,7 @@ use crate::error::{ApiResult, Problem};
 use crate::Api;
 
 /// A run as the DAG list and the grid show it.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunBrief {
     pub run_id: String,
     pub kind: RunKind,
@@ -45,8 +44,7 @@ impl From<&Run> for RunBrief {
 }
 
 /// One DAG of the list.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DagSummary {
     #[serde(flatten)]
     pub dag: DagView,
@@ -60,16 +58,14 @@ pub struct DagSummary {
 }
 
 /// `GET /api/v1/dags`.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DagList {
     pub dags: Vec<DagSummary>,
     /// Files of the folder that do not load, with their errors (file, line, message).
     pub failed_files: Vec<FailedFileView>,
 }
 
-#[derive(Debug, Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// How many of each DAG's newest runs to include (default 14, at most 50).
@@ -107,8 +103,7 @@ pub(crate) async fn list(State(api): State<Api>, Query(q): Query<ListQuery>) -> 
 }
 
 /// A task of a DAG, as the graph shows it.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TaskSummary {
     pub id: String,
     pub operator: String,
@@ -124,8 +119,7 @@ pub struct TaskSummary {
 }
 
 /// `GET /api/v1/dags/{dag_id}`.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DagDetail {
     #[serde(flatten)]
     pub dag: DagView,
@@ -202,8 +196,7 @@ pub(crate) async fn unpause(State(api): State<Api>, Path(dag_id): Path<String>) 
     set_paused(&api, dag_id, false).await
 }
 
-#[derive(Debug, Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GridQuery {
     /// How many of the newest runs (default 25, at most 365).
@@ -214,8 +207,7 @@ pub struct GridQuery {
 /// `GET /api/v1/dags/{dag_id}/grid`: the newest runs by every task, as columns. `states[r][t]`
 /// is the state of task `tasks[t]` in run `runs[r]` (`null`: the run has no such task), and
 /// `tries` and `durations_ms` are laid out the same way.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Grid {
     pub dag_id: String,
     /// The DAG's tasks in topological order, then tasks only old runs have.
@@ -257,5 +249,12 @@ pub(crate) async fn grid(
             _ => None,
         };
     }
-    Ok(Json(Grid { dag_id: dag.id.clone(), tasks, runs: runs.iter().map(RunBrief::from).collect(), states, tries, durations_ms }))
+    Ok(Json(Grid {
+        dag_id: dag.id.clone(),
+        tasks,
+        runs: runs.iter().map(RunBrief::from).collect(),
+        states,
+        tries,
+        durations_ms,
+    }))
 }

@@ -16,8 +16,7 @@ use super::{limit, Feed, Query};
 use crate::error::{ApiResult, Problem};
 use crate::Api;
 
-#[derive(Debug, Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only events after this id, oldest first; without it, the newest `limit` events.
@@ -31,8 +30,7 @@ pub struct EventsQuery {
 }
 
 /// A page of events, oldest first.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EventPage {
     pub events: Vec<Event>,
     /// Pass it as `after` for the events that follow (the last id of this page, or the
@@ -52,8 +50,7 @@ pub(crate) async fn list(State(api): State<Api>, Query(q): Query<EventsQuery>) -
     Ok(Json(EventPage { events, next_after }))
 }
 
-#[derive(Debug, Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Resume after this id (as `Last-Event-ID` does); without either, from now on.
@@ -65,7 +62,11 @@ pub struct StreamQuery {
 /// How often an idle stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub(crate) async fn stream(State(api): State<Api>, headers: HeaderMap, Query(q): Query<StreamQuery>) -> ApiResult<Response> {
+pub(crate) async fn stream(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> ApiResult<Response> {
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(

@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use crate::Api;
 
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Health {
     #[schemars(extend("const" = "ok"))]
     pub status: &'static str,
@@ -21,8 +20,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 }
 
 /// One check of `/readyz`.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub name: &'static str,
     pub ok: bool,
@@ -30,8 +28,7 @@ pub struct Check {
 }
 
 /// `GET /readyz`: 200 when every check passes, else 503 with the reasons.
-#[derive(Debug, Clone, Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Readiness {
     /// `ready` or `not_ready`.
     #[schemars(extend("enum" = ["ready", "not_ready"]))]

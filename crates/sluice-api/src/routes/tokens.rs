@@ -15,8 +15,7 @@ pub(crate) async fn list(State(api): State<Api>) -> ApiResult<Json<Vec<TokenRow>
     Ok(Json(api.store().tokens().await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenBody {
     /// 1 to 100 printable characters, unique among live tokens.
@@ -28,7 +27,10 @@ pub struct NewTokenBody {
     pub expires_in: Option<String>,
 }
 
-pub(crate) async fn create(State(api): State<Api>, Body(body): Body<NewTokenBody>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+pub(crate) async fn create(
+    State(api): State<Api>,
+    Body(body): Body<NewTokenBody>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let expires = body
         .expires_in
         .as_deref()
