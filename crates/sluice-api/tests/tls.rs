@@ -18,6 +18,8 @@ fn self_signed(dir: &Path) {
     let o = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
         .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // A server certificate, not a CA (rustls refuses a CA as an end entity).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
         .arg("-keyout")
         .arg(dir.join("key.pem"))
         .arg("-out")
