@@ -39,9 +39,9 @@ pub fn spawn(prepared: Prepared, api: sluice_api::Api, mut stop: watch::Receiver
     tokio::spawn(async move {
         let served = match tls {
             None => sluice_api::serve(listening.listener, api, shutdown).await.context("the API stopped"),
-            Some(acceptor) => {
-                sluice_api::serve_tls(listening.listener, api, acceptor, shutdown).await.context("the API (HTTPS) stopped")
-            }
+            Some(acceptor) => sluice_api::serve_tls(listening.listener, api, acceptor, shutdown)
+                .await
+                .context("the API (HTTPS) stopped"),
         };
         if let Err(e) = served {
             tracing::error!(error = %format!("{e:#}"), "API server failed");

@@ -207,7 +207,10 @@ async fn every_read_endpoint_answers_and_a_trigger_runs() {
     let daily = &list["dags"][0];
     assert_eq!(daily["paused"], true);
     assert_eq!(daily["schedule"], "0 5 * * *");
-    assert!(daily["next_fire_time"].as_str().unwrap().ends_with(":00+00:00") || daily["next_fire_time"].as_str().unwrap().ends_with(":00+01:00"));
+    assert!(
+        daily["next_fire_time"].as_str().unwrap().ends_with(":00+00:00")
+            || daily["next_fire_time"].as_str().unwrap().ends_with(":00+01:00")
+    );
     let failed = list["failed_files"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{list}");
     assert!(failed[0]["file"].as_str().unwrap().ends_with("broken.toml"));
@@ -283,7 +286,8 @@ async fn every_read_endpoint_answers_and_a_trigger_runs() {
 
     let (s, page) = get(&c, &d.url(&format!("/api/v1/events?dag_id=gated&run_id={enc}&after=0"))).await;
     assert_eq!(s, StatusCode::OK);
-    let kinds: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["kind"]["type"].as_str().unwrap_or("?")).collect();
+    let kinds: Vec<&str> =
+        page["events"].as_array().unwrap().iter().map(|e| e["kind"]["type"].as_str().unwrap_or("?")).collect();
     assert_eq!(kinds.first(), Some(&"run_created"), "{page}");
     assert_eq!(kinds.last(), Some(&"run_finished"), "{page}");
 
@@ -314,7 +318,8 @@ async fn a_trigger_with_the_same_idempotency_key_creates_one_run() {
     let d = env.daemon();
     let c = reqwest::Client::new();
     let url = d.url("/api/v1/dags/gated/runs");
-    let send = |conf: Value| c.post(&url).header("Idempotency-Key", "ci-build-4711").json(&json!({ "conf": conf })).send();
+    let send =
+        |conf: Value| c.post(&url).header("Idempotency-Key", "ci-build-4711").json(&json!({ "conf": conf })).send();
     let first = send(json!({"n": 1})).await.unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
     let first: Value = first.json().await.unwrap();
@@ -440,7 +445,8 @@ async fn the_event_stream_delivers_a_live_run_and_resumes_with_last_event_id() {
         }
     }
     let ids: Vec<i64> = got.iter().map(|(id, _)| *id).collect();
-    let (_, page) = get(&c, &d.url(&format!("/api/v1/events?dag_id=gated&run_id={}&after=0&limit=1000", urlencode(&run_id)))).await;
+    let (_, page) =
+        get(&c, &d.url(&format!("/api/v1/events?dag_id=gated&run_id={}&after=0&limit=1000", urlencode(&run_id)))).await;
     let stored: Vec<i64> = page["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, stored, "the stream gave exactly the stored events, in order, across the reconnect");
     assert_eq!(got.last().unwrap().1["kind"]["state"], "success");
@@ -476,7 +482,9 @@ impl Sse {
                 }
                 continue; // a keep-alive comment
             }
-            let chunk = tokio::time::timeout_at(deadline.into(), self.body.next()).await.expect("an event within the safety limit");
+            let chunk = tokio::time::timeout_at(deadline.into(), self.body.next())
+                .await
+                .expect("an event within the safety limit");
             self.buf.push_str(&String::from_utf8_lossy(&chunk.expect("the stream is open").unwrap()));
         }
     }
@@ -535,7 +543,10 @@ async fn off_loopback_needs_a_token_and_roles_are_enforced() {
     let r = c.post(&trigger).header("Authorization", auth(&operator)).json(&json!({})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let tokens = d.url("/api/v1/tokens");
-    assert_eq!(status(c.get(&tokens).header("Authorization", auth(&operator)).send().await.unwrap()), StatusCode::FORBIDDEN);
+    assert_eq!(
+        status(c.get(&tokens).header("Authorization", auth(&operator)).send().await.unwrap()),
+        StatusCode::FORBIDDEN
+    );
     let r = c.get(&tokens).header("Authorization", auth(&admin)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let rows: Value = r.json().await.unwrap();
@@ -557,11 +568,17 @@ async fn off_loopback_needs_a_token_and_roles_are_enforced() {
     while chrono::Utc::now() <= expires {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(status(c.get(&dags).header("Authorization", auth(&secret)).send().await.unwrap()), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(c.get(&dags).header("Authorization", auth(&secret)).send().await.unwrap()),
+        StatusCode::UNAUTHORIZED
+    );
     // Revoked through the API.
     let r = c.delete(format!("{tokens}/dash")).header("Authorization", auth(&admin)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(status(c.get(&dags).header("Authorization", auth(&viewer)).send().await.unwrap()), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(c.get(&dags).header("Authorization", auth(&viewer)).send().await.unwrap()),
+        StatusCode::UNAUTHORIZED
+    );
     // No secret in the daemon's log.
     let logs = d.logs();
     for secret in [&admin, &operator, &viewer, &secret] {
@@ -587,7 +604,10 @@ async fn bad_bodies_and_path_tricks_get_clear_errors_and_read_nothing() {
     );
     tokio::io::AsyncWriteExt::write_all(&mut raw, head.as_bytes()).await.unwrap();
     let mut answer = vec![0u8; 512];
-    let n = tokio::time::timeout(SAFETY_LIMIT, tokio::io::AsyncReadExt::read(&mut raw, &mut answer)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(SAFETY_LIMIT, tokio::io::AsyncReadExt::read(&mut raw, &mut answer))
+        .await
+        .unwrap()
+        .unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     let r = c.post(&trigger).header("content-type", "application/json").body("{\"conf\": ").send().await.unwrap();

@@ -113,11 +113,15 @@ pub async fn create_token(
         Some(d) => {
             let d = chrono::Duration::from_std(d).ok().filter(|d| *d > chrono::Duration::zero());
             let at = d.and_then(|d| now.checked_add_signed(d)).filter(|t| t.timestamp() < 253_402_300_799);
-            Some(at.ok_or_else(|| TokenError::Invalid("the expiry must be more than 0 s and before the year 10000".into()))?)
+            Some(at.ok_or_else(|| {
+                TokenError::Invalid("the expiry must be more than 0 s and before the year 10000".into())
+            })?)
         }
     };
     let (token, hash) = new_secret().map_err(TokenError::Invalid)?;
-    let row = store.create_token(&NewToken { name: name.to_string(), role: role.name().to_string(), hash, expires_at }, now).await?;
+    let row = store
+        .create_token(&NewToken { name: name.to_string(), role: role.name().to_string(), hash, expires_at }, now)
+        .await?;
     Ok(CreatedToken { token, row })
 }
 
@@ -139,13 +143,19 @@ pub struct Gate {
 pub enum Caller {
     /// No token, on loopback with no token configured.
     Local,
-    Token { name: String, role: Role },
+    Token {
+        name: String,
+        role: Role,
+    },
 }
 
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 fn unauthorized() -> Problem {
-    Problem::new(StatusCode::UNAUTHORIZED, "a valid API token is needed: send `Authorization: Bearer <token>` (dagctl tokens create)")
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "a valid API token is needed: send `Authorization: Bearer <token>` (dagctl tokens create)",
+    )
 }
 
 impl Gate {
@@ -154,7 +164,13 @@ impl Gate {
     }
 
     /// Checks a request's token against the role it needs.
-    pub async fn check(&self, store: &dyn Store, headers: &HeaderMap, needed: Role, now: DateTime<Utc>) -> Result<Caller, Problem> {
+    pub async fn check(
+        &self,
+        store: &dyn Store,
+        headers: &HeaderMap,
+        needed: Role,
+        now: DateTime<Utc>,
+    ) -> Result<Caller, Problem> {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             if self.require_tokens || store.has_live_tokens(now).await? {
                 return Err(unauthorized());

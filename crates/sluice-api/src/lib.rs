@@ -202,7 +202,8 @@ impl Api {
 /// Refuses a body whose declared length is over [`MAX_BODY`] at once, before reading it (a
 /// body without a length is cut at the limit as it is read).
 async fn refuse_large_bodies(request: Request, next: Next) -> Response {
-    let declared = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared =
+        request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
         Some(len) if len > MAX_BODY as u64 => Problem::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,

@@ -19,7 +19,10 @@ impl Metrics {
     pub async fn render(&self) -> String {
         let mut out = String::new();
         if let Some(e) = &self.engine {
-            out.push_str(&format!("# TYPE sluice_scheduler_turns counter\nsluice_scheduler_turns_total {}\n", e.turns()));
+            out.push_str(&format!(
+                "# TYPE sluice_scheduler_turns counter\nsluice_scheduler_turns_total {}\n",
+                e.turns()
+            ));
         }
         out.push_str("# EOF\n");
         out

@@ -20,7 +20,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[error("{0}")]
 pub struct TlsError(String);
 
-
 /// The server configuration for a certificate chain and key (PEM files).
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)

@@ -75,7 +75,8 @@ fn a_missing_or_mismatched_certificate_is_a_clear_error() {
     self_signed(dir.path());
     let other = tempfile::tempdir().unwrap();
     self_signed(other.path());
-    let mismatched = sluice_api::tls::acceptor(&dir.path().join("cert.pem"), &other.path().join("key.pem")).err().unwrap();
+    let mismatched =
+        sluice_api::tls::acceptor(&dir.path().join("cert.pem"), &other.path().join("key.pem")).err().unwrap();
     assert!(mismatched.to_string().contains("do not make a server identity"), "{mismatched}");
     std::fs::write(dir.path().join("empty.pem"), "").unwrap();
     let empty = sluice_api::tls::acceptor(&dir.path().join("empty.pem"), &dir.path().join("key.pem")).err().unwrap();

@@ -139,10 +139,12 @@ pub async fn watch_catalog(
 }
 
 async fn load_catalog(dir: PathBuf) -> Result<Catalog, SchedulerError> {
-    tokio::task::spawn_blocking(move || sluice_dag::load_folder(&dir).map(|f| Catalog::from_folder(f, chrono::Utc::now())))
-        .await
-        .map_err(|e| SchedulerError::Internal(e.to_string()))?
-        .map_err(|e| SchedulerError::Io(format!("cannot read the DAG folder: {e}")))
+    tokio::task::spawn_blocking(move || {
+        sluice_dag::load_folder(&dir).map(|f| Catalog::from_folder(f, chrono::Utc::now()))
+    })
+    .await
+    .map_err(|e| SchedulerError::Internal(e.to_string()))?
+    .map_err(|e| SchedulerError::Io(format!("cannot read the DAG folder: {e}")))
 }
 
 /// Watches the DAG folder (inotify on Linux) and calls `on_change` after each burst of changes,

@@ -33,9 +33,9 @@ use tracing::{debug, info, warn};
 use self::slots::{Slots, Want};
 
 use crate::actions::{self, ActionError};
+use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::commands::{Command, CommandError, Commands, Envelope, Reply};
-use crate::catalog::Catalog;
 use crate::config::Config;
 pub use crate::job::{log_path, run_dates};
 use crate::job::{render, Job, TryDone};

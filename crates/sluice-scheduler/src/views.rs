@@ -253,17 +253,9 @@ impl DagListView {
     /// DAG the store does not know yet is shown as the scheduler will create it: paused when
     /// it says `paused_at_creation`.
     pub fn new(folder: &Folder, rows: &[DagRow], now: DateTime<Utc>) -> DagListView {
-        let dags = folder
-            .dags
-            .iter()
-            .map(|dag| DagView::new(dag, rows.iter().find(|r| r.dag_id == dag.id), now))
-            .collect();
-        let failed_files = folder
-            .files
-            .iter()
-            .filter(|f| f.has_errors())
-            .map(FailedFileView::of)
-            .collect();
+        let dags =
+            folder.dags.iter().map(|dag| DagView::new(dag, rows.iter().find(|r| r.dag_id == dag.id), now)).collect();
+        let failed_files = folder.files.iter().filter(|f| f.has_errors()).map(FailedFileView::of).collect();
         DagListView { dags, failed_files }
     }
 }

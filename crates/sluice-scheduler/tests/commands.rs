@@ -82,7 +82,10 @@ async fn handle_one_command(engine: &mut Engine) -> usize {
 }
 
 fn trigger(date: &str) -> Command {
-    Command::Trigger { dag_id: "cmd".into(), request: TriggerRequest { logical_date: Some(date.into()), conf: None, idempotency_key: None } }
+    Command::Trigger {
+        dag_id: "cmd".into(),
+        request: TriggerRequest { logical_date: Some(date.into()), conf: None, idempotency_key: None },
+    }
 }
 
 #[tokio::test]
@@ -115,7 +118,8 @@ async fn a_refused_command_gets_the_error_the_cli_prints_and_the_engine_goes_on(
     let via_engine = bad.await.unwrap().unwrap_err().to_string();
     // The CLI's path: the same action, called directly.
     let dag = parse_dag(Path::new("cmd.toml"), DAG).dag.unwrap();
-    let request = TriggerRequest { logical_date: Some("the day after tomorrow".into()), conf: None, idempotency_key: None };
+    let request =
+        TriggerRequest { logical_date: Some("the day after tomorrow".into()), conf: None, idempotency_key: None };
     let via_cli = actions::trigger(env.store.as_ref(), &dag, &request, at("2026-01-01T01:00:00Z")).await.unwrap_err();
     assert_eq!(via_engine, via_cli.to_string());
     assert!(env.store.runs(&RunFilter::default()).await.unwrap().is_empty(), "nothing was created");

@@ -45,7 +45,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     match args.command {
         TokenCommand::Create { name, role, expires, json } => {
             let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
-            let created = sluice_api::auth::create_token(store.as_ref(), &name, role, expires.map(|d| d.as_std()), now).await?;
+            let created =
+                sluice_api::auth::create_token(store.as_ref(), &name, role, expires.map(|d| d.as_std()), now).await?;
             if json {
                 crate::output::json(&created)?;
             } else {
@@ -63,7 +64,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             if json {
                 crate::output::json(&tokens)?;
             } else {
-                let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+                let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or("-".to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+                };
                 let rows: Vec<Vec<String>> = tokens
                     .iter()
                     .map(|t| {
@@ -74,7 +77,14 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
                         } else {
                             "live"
                         };
-                        vec![t.name.clone(), t.role.clone(), state.into(), when(Some(t.created_at)), when(t.expires_at), when(t.last_used_at)]
+                        vec![
+                            t.name.clone(),
+                            t.role.clone(),
+                            state.into(),
+                            when(Some(t.created_at)),
+                            when(t.expires_at),
+                            when(t.last_used_at),
+                        ]
                     })
                     .collect();
                 crate::output::table(&["NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"], &rows);

@@ -247,5 +247,12 @@ pub(crate) async fn grid(
             _ => None,
         };
     }
-    Ok(Json(Grid { dag_id: dag.id.clone(), tasks, runs: runs.iter().map(RunBrief::from).collect(), states, tries, durations_ms }))
+    Ok(Json(Grid {
+        dag_id: dag.id.clone(),
+        tasks,
+        runs: runs.iter().map(RunBrief::from).collect(),
+        states,
+        tries,
+        durations_ms,
+    }))
 }

@@ -61,7 +61,11 @@ pub struct StreamQuery {
 /// How often an idle stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub(crate) async fn stream(State(api): State<Api>, headers: HeaderMap, Query(q): Query<StreamQuery>) -> ApiResult<Response> {
+pub(crate) async fn stream(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> ApiResult<Response> {
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(

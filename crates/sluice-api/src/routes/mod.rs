@@ -74,7 +74,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         });
         let bytes = Bytes::from_request(req, state).await.map_err(|e| Problem::new(e.status(), e.body_text()))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return serde_json::from_slice(b"{}").map(Body).map_err(|e| Problem::bad_request(format!("a body is needed: {e}")));
+            return serde_json::from_slice(b"{}")
+                .map(Body)
+                .map_err(|e| Problem::bad_request(format!("a body is needed: {e}")));
         }
         if json_type == Some(false) {
             return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"));

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_dag::RunState;
 use sluice_scheduler::actions::{
-    Backfilled, BackfillRequest, ClearRequest, Cleared, MarkRequest, MarkState, Marked, Triggered, TriggerRequest,
+    BackfillRequest, Backfilled, ClearRequest, Cleared, MarkRequest, MarkState, Marked, TriggerRequest, Triggered,
 };
 use sluice_scheduler::lookup::RunSelector;
 use sluice_scheduler::views::RunView;
@@ -66,7 +66,8 @@ fn cursor_text(r: &Run) -> String {
 }
 
 fn parse_cursor(s: &str) -> Result<RunCursor, Problem> {
-    let bad = || Problem::bad_request(format!("invalid cursor {s:?}: pass `next_cursor` from the previous page as it is"));
+    let bad =
+        || Problem::bad_request(format!("invalid cursor {s:?}: pass `next_cursor` from the previous page as it is"));
     let (micros, id) = s.split_once('_').ok_or_else(bad)?;
     let logical_date = micros.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(bad)?;
     let id = id.parse::<i64>().map_err(|_| bad())?;
@@ -90,7 +91,11 @@ fn bound(api: &Api, dag_id: Option<&str>, s: &str, end_of_day: bool) -> Result<D
     }
     if let Ok(day) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
         let start = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default());
-        return Ok(if end_of_day { start + chrono::Duration::days(1) - chrono::Duration::microseconds(1) } else { start });
+        return Ok(if end_of_day {
+            start + chrono::Duration::days(1) - chrono::Duration::microseconds(1)
+        } else {
+            start
+        });
     }
     sluice_dag::schedule::parse_instant(s, chrono_tz::UTC).map(|t| t.with_timezone(&Utc)).map_err(Problem::bad_request)
 }
@@ -141,7 +146,10 @@ pub(crate) async fn find(api: &Api, dag_id: &str, run_id: &str) -> ApiResult<Run
         .ok_or_else(|| Problem::not_found(format!("DAG `{dag_id}` has no run `{run_id}`")))
 }
 
-pub(crate) async fn one(State(api): State<Api>, Path((dag_id, run_id)): Path<(String, String)>) -> ApiResult<Json<RunView>> {
+pub(crate) async fn one(
+    State(api): State<Api>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> ApiResult<Json<RunView>> {
     Ok(Json(RunView::from(&find(&api, &dag_id, &run_id).await?)))
 }
 
@@ -161,12 +169,9 @@ pub(crate) async fn trigger(
 ) -> ApiResult<(StatusCode, Json<Triggered>)> {
     loaded_dag(&api, &dag_id)?;
     if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
-        let key = key
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 255)
-            .ok_or_else(|| Problem::bad_request("the Idempotency-Key header must be 1 to 255 visible ASCII characters"))?;
+        let key = key.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+            Problem::bad_request("the Idempotency-Key header must be 1 to 255 visible ASCII characters")
+        })?;
         request.idempotency_key = Some(key.to_string());
     }
     let conf = request.conf.clone();
@@ -248,7 +253,8 @@ pub(crate) async fn mark(
 ) -> ApiResult<Json<Marked>> {
     loaded_dag(&api, &dag_id)?;
     find(&api, &dag_id, &run_id).await?;
-    let request = MarkRequest { run: RunSelector::RunId(run_id), task: body.task, state: body.state, dry_run: body.dry_run };
+    let request =
+        MarkRequest { run: RunSelector::RunId(run_id), task: body.task, state: body.state, dry_run: body.dry_run };
     let Reply::Marked(m) = api.act(Command::Mark { dag_id, request }).await? else { return Err(unexpected()) };
     Ok(Json(m))
 }
@@ -273,11 +279,15 @@ fn ndjson_line(line: &WaitLine) -> Vec<u8> {
 
 /// `GET .../wait`: the run now, then each of its events as it commits, ending with a `final`
 /// line once the run succeeded or failed (at once, for a run already final).
-pub(crate) async fn wait(State(api): State<Api>, Path((dag_id, run_id)): Path<(String, String)>) -> ApiResult<Response> {
+pub(crate) async fn wait(
+    State(api): State<Api>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
     // Follow the events before looking at the run: no change in between is missed.
     let feed = Feed::new(&api, None, Some(dag_id.clone()), Some(run_id.clone())).await?;
     let run = find(&api, &dag_id, &run_id).await?;
-    let state = WaitState { api: api.clone(), first: Some(run), dag_id, run_id, feed, done: false, closing: api.closing() };
+    let state =
+        WaitState { api: api.clone(), first: Some(run), dag_id, run_id, feed, done: false, closing: api.closing() };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         let line = st.next_lines().await?;
         Some((Ok::<_, std::io::Error>(line), st))

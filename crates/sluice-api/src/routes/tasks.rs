@@ -109,7 +109,9 @@ pub(crate) async fn log(
         .find(|t| t.try_number == try_number)
         .ok_or_else(|| Problem::not_found(format!("task `{task_id}` of run `{run_id}` has no try {try_number}")))?;
     let path = log_file(&api, &run, t)?;
-    let io = |e: std::io::Error| Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the log: {e}"));
+    let io = |e: std::io::Error| {
+        Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the log: {e}"))
+    };
     if !q.follow || t.state != TaskState::Running {
         let (bytes, size) = read_from(&path, q.offset, usize::MAX >> 1).await.map_err(io)?;
         let mut response = bytes.into_response();

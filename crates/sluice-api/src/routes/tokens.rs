@@ -25,7 +25,10 @@ pub struct NewTokenBody {
     pub expires_in: Option<String>,
 }
 
-pub(crate) async fn create(State(api): State<Api>, Body(body): Body<NewTokenBody>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+pub(crate) async fn create(
+    State(api): State<Api>,
+    Body(body): Body<NewTokenBody>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let expires = body
         .expires_in
         .as_deref()
