@@ -196,7 +196,23 @@ impl Api {
         routes::router()
             .layer(middleware::from_fn_with_state(self.clone(), authorize))
             .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(middleware::from_fn(refuse_large_bodies))
             .with_state(self.clone())
+    }
+}
+
+/// Refuses a body whose declared length is over [`MAX_BODY`] at once, before reading it (a
+/// body without a length is cut at the limit as it is read).
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let declared =
+        request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > MAX_BODY as u64 => Problem::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is {len} bytes; the API reads at most {MAX_BODY}"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
     }
 }
 

@@ -143,6 +143,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_api_section_has_defaults_and_its_tls_files_go_together() {
+        let c = Config::parse(Path::new("/srv/sluice.toml"), "").unwrap();
+        assert_eq!((c.api.enabled, c.api.bind.as_str()), (true, "127.0.0.1:8080"));
+        assert_eq!(c.api.stall_after, Duration::from_secs(30));
+        let c = Config::parse(
+            Path::new("/srv/sluice.toml"),
+            "[api]\nbind = \"0.0.0.0:9443\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/key.pem\"\nstall_after = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.api.tls_cert, Some(PathBuf::from("/srv/tls/cert.pem")));
+        assert_eq!(c.api.tls_key, Some(PathBuf::from("/etc/key.pem")));
+        assert_eq!(c.api.stall_after, Duration::from_secs(60));
+        let e = Config::parse(Path::new("/srv/sluice.toml"), "[api]\ntls_cert = \"c.pem\"\n").unwrap_err();
+        assert!(e.to_string().contains("tls_cert and tls_key go together"), "{e}");
+        let e = Config::parse(Path::new("/srv/sluice.toml"), "[api]\nport = 1\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `port`"), "{e}");
+    }
+
+    #[test]
     fn parses_a_full_file_and_resolves_paths() {
         let c = Config::parse(
             Path::new("/srv/sluice/sluice.toml"),
