@@ -309,16 +309,23 @@ impl Dag {
 
     /// The scheduled runs whose logical dates fall in `[from, to]`, oldest first.
     pub fn runs_between(&self, from: DateTime<Tz>, to: DateTime<Tz>) -> Vec<RunDates> {
-        let Some(schedule) = &self.schedule else { return Vec::new() };
+        self.iter_runs_between(from, to).collect()
+    }
+
+    /// [`Dag::runs_between`], one run at a time (a caller can stop early: a range may hold
+    /// millions of ticks).
+    pub fn iter_runs_between(&self, from: DateTime<Tz>, to: DateTime<Tz>) -> impl Iterator<Item = RunDates> + '_ {
         let from = from.with_timezone(&self.timezone);
         let lower = match self.first_logical_date() {
             Some(first) if first > from => first,
             _ => from,
         };
-        std::iter::successors(schedule.at_or_after(lower), |l| schedule.next_after(*l))
-            .take_while(|l| *l <= to && self.in_range(*l))
-            .map(|l| self.run_dates(l))
-            .collect()
+        let schedule = self.schedule.as_ref();
+        std::iter::successors(schedule.and_then(|s| s.at_or_after(lower)), move |l| {
+            schedule.and_then(|s| s.next_after(*l))
+        })
+        .take_while(move |l| *l <= to && self.in_range(*l))
+        .map(|l| self.run_dates(l))
     }
 
     /// The logical date a user means by a calendar date: for a scheduled DAG, the first tick

@@ -109,6 +109,10 @@ pub enum Rerun {
     All,
 }
 
+/// The most runs one backfill creates or clears (a year of hourly runs is 8,760): a range
+/// that holds more is refused, so one request cannot write millions of runs.
+pub const MAX_BACKFILL_RUNS: usize = 10_000;
+
 /// One run per schedule tick whose logical date is in `[from, to]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -180,8 +184,15 @@ pub async fn backfill(
     if dag.schedule.is_none() {
         return Err(ActionError::Invalid(format!("DAG `{}` has no schedule: a backfill needs schedule ticks", dag.id)));
     }
+    let ticks: Vec<RunDates> = dag.iter_runs_between(from, to).take(MAX_BACKFILL_RUNS + 1).collect();
+    if ticks.len() > MAX_BACKFILL_RUNS {
+        return Err(ActionError::Invalid(format!(
+            "the range {} to {} holds more than {MAX_BACKFILL_RUNS} runs of `{}`: backfill it in parts",
+            req.from, req.to, dag.id
+        )));
+    }
     let mut out = Vec::new();
-    for dates in dag.runs_between(from, to) {
+    for dates in ticks {
         let (action, run) = if req.dry_run {
             match existing_run(store, dag, &dates).await? {
                 None => (BackfillAction::Create, None),

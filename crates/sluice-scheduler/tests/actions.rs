@@ -173,6 +173,13 @@ async fn a_backfill_needs_an_ordered_range_and_a_schedule() {
     assert_eq!(e.to_string(), "DAG `manual` has no schedule: a backfill needs schedule ticks");
     let e = actions::backfill(env.store.as_ref(), &env.dag, &req("yesterday", "2026-03-02"), now()).await.unwrap_err();
     assert!(matches!(e, ActionError::Invalid(_)) && e.to_string().contains("invalid date"), "{e}");
+    // A range of millions of days is refused whole, dry run or not, before anything is written.
+    for dry_run in [true, false] {
+        let huge = BackfillRequest { dry_run, ..req("2026-03-01", "9999-12-31") };
+        let e = actions::backfill(env.store.as_ref(), &env.dag, &huge, now()).await.unwrap_err();
+        assert!(matches!(e, ActionError::Invalid(_)), "{e}");
+        assert!(e.to_string().contains("holds more than 10000 runs of `daily`: backfill it in parts"), "{e}");
+    }
     assert!(all_runs(&env).await.is_empty());
 }
 
