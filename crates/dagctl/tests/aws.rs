@@ -93,6 +93,8 @@ impl World {
         ] {
             c.env_remove(v);
         }
+        // Tests run side by side: each daemon's API on a port of its own.
+        c.env("SLUICE_API_BIND", "127.0.0.1:0");
         c
     }
 

@@ -76,6 +76,8 @@ fn dagctl_in(root: &Path) -> Command {
             c.env_remove(k);
         }
     }
+    // Tests run side by side: each daemon's API on a port of its own.
+    c.env("SLUICE_API_BIND", "127.0.0.1:0");
     c
 }
 
@@ -447,6 +449,7 @@ echo "    Finished (fake cargo)" >&2
                 c.env_remove(k);
             }
         }
+        c.env("SLUICE_API_BIND", "127.0.0.1:0");
         c.env("HOME", self.root().join("home"))
             .env("CARGO_TARGET_DIR", self.target_dir())
             .env("FAKE_DAGCTL", DAGCTL)

@@ -76,6 +76,8 @@ impl Env {
         for v in SLUICE_VARS {
             c.env_remove(v);
         }
+        // Tests run side by side: each daemon's API on a port of its own.
+        c.env("SLUICE_API_BIND", "127.0.0.1:0");
         c
     }
 

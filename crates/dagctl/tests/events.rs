@@ -40,7 +40,9 @@ impl Env {
             .args(args)
             .env_remove("SLUICE_DAGS")
             .env_remove("SLUICE_DB")
-            .env_remove("SLUICE_CONFIG");
+            .env_remove("SLUICE_CONFIG")
+            // Tests run side by side: each daemon's API on a port of its own.
+            .env("SLUICE_API_BIND", "127.0.0.1:0");
         c
     }
 

@@ -43,6 +43,8 @@ impl Clone {
         let mut c = Command::new(DAGCTL);
         c.args(args).current_dir(self.dir.path()).stdin(Stdio::null()).env_clear();
         c.env("PATH", "/usr/local/bin:/usr/bin:/bin").env("HOME", self.home.path()).env("LANG", "C.UTF-8");
+        // Tests run side by side: the daemon's API on a port of its own, not the default 8080.
+        c.env("SLUICE_API_BIND", "127.0.0.1:0");
         c
     }
 

@@ -53,6 +53,7 @@ impl Daemon {
                     .arg("--logs")
                     .arg(paths.logs)
                     .arg("scheduler")
+                    .arg("--no-api")
                     .arg("--parallelism")
                     .arg(parallelism.to_string())
                     // No sluice.toml of the caller's working folder, no settings of its

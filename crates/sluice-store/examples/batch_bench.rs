@@ -30,6 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             conf: None,
             deadline: None,
             tasks: ids.iter().map(|t| (t.clone(), 1)).collect(),
+            idempotency_key: None,
         })
         .await?;
     let run = created.run().id;

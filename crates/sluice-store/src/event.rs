@@ -125,6 +125,15 @@ pub enum EventKind {
         cluster_id: String,
         reason: String,
     },
+    /// An API token was created (`dag_id` is `None`); never its secret nor its hash.
+    TokenCreated {
+        name: String,
+        role: String,
+    },
+    /// An API token was revoked (`dag_id` is `None`).
+    TokenRevoked {
+        name: String,
+    },
     /// An event recorded before events were typed: its old kind and text.
     Legacy {
         kind: String,
@@ -154,6 +163,8 @@ impl EventKind {
             EventKind::DaemonStarted { .. } => "daemon_started",
             EventKind::DaemonStopping { .. } => "daemon_stopping",
             EventKind::ClusterTerminated { .. } => "cluster_terminated",
+            EventKind::TokenCreated { .. } => "token_created",
+            EventKind::TokenRevoked { .. } => "token_revoked",
             EventKind::Legacy { .. } => "legacy",
         }
     }
@@ -201,6 +212,10 @@ impl fmt::Display for EventKind {
             EventKind::ClusterTerminated { cluster_id, reason } => {
                 write!(f, "cluster {cluster_id} terminated: {}", one_line(reason))
             }
+            EventKind::TokenCreated { name, role } => {
+                write!(f, "API token {} created with role {}", quoted(name), quoted(role))
+            }
+            EventKind::TokenRevoked { name } => write!(f, "API token {} revoked", quoted(name)),
             EventKind::Legacy { kind, detail } => write!(f, "{kind}: {}", one_line(detail)),
         }
     }
@@ -220,6 +235,21 @@ impl fmt::Display for Event {
 /// Errors and reasons may span lines; an event is one line.
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A name given by a user, in backticks, on one line (control characters escaped).
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('`');
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('`');
+    out
 }
 
 /// An event that is not a state change of the store (the daemon's, a resumed or cut-off try,
@@ -288,6 +318,14 @@ mod tests {
     }
 
     #[test]
+    fn token_events_are_one_line_each() {
+        let created = EventKind::TokenCreated { name: "ci".into(), role: "operator".into() };
+        assert_eq!(created.to_string(), "API token `ci` created with role `operator`");
+        let revoked = EventKind::TokenRevoked { name: "two\nlines".into() };
+        assert_eq!(revoked.to_string(), "API token `two\\nlines` revoked");
+    }
+
+    #[test]
     fn name_is_the_serde_tag() {
         let kinds = [
             EventKind::RunQueued,
@@ -295,6 +333,8 @@ mod tests {
             EventKind::DeadlineMissed { deadline: None },
             EventKind::Legacy { kind: "retry".into(), detail: "x".into() },
             EventKind::DaemonStopping { running: 3 },
+            EventKind::TokenCreated { name: "ci".into(), role: "operator".into() },
+            EventKind::TokenRevoked { name: "ci".into() },
         ];
         for k in kinds {
             assert_eq!(serde_json::to_value(&k).unwrap()["type"], k.name());

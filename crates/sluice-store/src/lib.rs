@@ -2,8 +2,8 @@
 //!
 //! The [`Store`] trait is everything the scheduler and the CLI read or write: DAG rows (paused
 //! flag, last parse error), runs, task instances, each try of a task (with the external ids
-//! its operator reported), task outputs (what templates read as `tasks.<id>.<field>`) and
-//! typed [`Event`]s.
+//! its operator reported), task outputs (what templates read as `tasks.<id>.<field>`), typed
+//! [`Event`]s, and the HTTP API's tokens (as the caller's hash of each secret, never the secret).
 //!
 //! Every method that changes state is one transaction, so a crash between any two calls
 //! leaves a state the daemon can resume from, and it writes the events that describe its
@@ -58,6 +58,10 @@ pub enum StoreError {
     NotFound(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The change would break a uniqueness rule the caller can act on (a second live API token
+    /// of the same name); the message says which and what to do.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -132,6 +136,11 @@ pub struct NewRun {
     pub deadline: Option<DateTime<Utc>>,
     /// (task id, max tries = retries + 1)
     pub tasks: Vec<(String, u32)>,
+    /// The caller's key for the request that creates the run (an API trigger's
+    /// `Idempotency-Key`): a second `create_run` of the same DAG with the same key gets the
+    /// first run back, whatever its logical date. `None`: no key (runs without one never
+    /// collide on it).
+    pub idempotency_key: Option<String>,
 }
 
 /// A run.
@@ -155,10 +164,14 @@ pub struct Run {
     pub ended_at: Option<DateTime<Utc>>,
     pub deadline: Option<DateTime<Utc>>,
     pub deadline_missed: bool,
+    /// The key of the request that created the run, if it gave one (see
+    /// [`NewRun::idempotency_key`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// `create_run` either created the run or found the one that already exists for that
-/// (dag, logical date) or (dag, run id).
+/// (dag, idempotency key), (dag, logical date) or (dag, run id).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     New(Run),
@@ -173,13 +186,67 @@ impl Created {
     }
 }
 
-/// Which runs to list.
+/// Which runs to list ([`Store::runs`], [`Store::count_runs`]). Every condition narrows the
+/// listing; `Default` lists every run.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub dag_id: Option<String>,
     /// Empty: any state.
     pub states: Vec<RunState>,
+    /// At most this many runs (the first of the listing order).
     pub limit: Option<u32>,
+    /// Empty: any kind.
+    pub kinds: Vec<RunKind>,
+    /// Only runs whose logical date is at or after this (inclusive).
+    pub logical_from: Option<DateTime<Utc>>,
+    /// Only runs whose logical date is at or before this (inclusive).
+    pub logical_to: Option<DateTime<Utc>>,
+    /// Only runs strictly after this one in the listing order (logical date, then id, both
+    /// descending): the next page of a listing whose last run was `after`. A keyset cursor, so
+    /// a page costs the same however deep it is, and runs created meanwhile neither repeat nor
+    /// shift a page.
+    pub after: Option<RunCursor>,
+}
+
+/// A position in the run listing: the last run of a page ([`RunFilter::after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunCursor {
+    pub logical_date: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl RunCursor {
+    /// The cursor just after `run`.
+    pub fn of(run: &Run) -> RunCursor {
+        RunCursor { logical_date: run.logical_date, id: run.id }
+    }
+}
+
+/// An API token to create ([`Store::create_token`]). The store keeps only `hash` (the caller
+/// hashes the secret and never hands the secret itself over) and knows nothing of what a
+/// `role` allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    /// Unique among the tokens not revoked.
+    pub name: String,
+    pub role: String,
+    /// What the caller derives from the secret (e.g. hex SHA-256); unique.
+    pub hash: String,
+    /// Recorded, not enforced: the caller compares it with its clock.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An API token as the store knows it: never its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// As last recorded by [`Store::touch_token`] (the caller decides how often).
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// One task in one run.
@@ -304,14 +371,31 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Runs ---
     /// Creates a run and its task instances in one transaction. A run is never created twice
-    /// for the same (dag, logical date) or (dag, run id), also when several processes race:
-    /// the loser gets `Created::Existing`. A new run gets a `run_created` event.
+    /// for the same (dag, logical date) or (dag, run id), nor for the same (dag, idempotency
+    /// key) when a key is given, also when several processes race: the loser gets
+    /// `Created::Existing`. That is the run with the key when a run of the DAG has it
+    /// (whatever its logical date), else the run of the logical date, else of the run id. A new
+    /// run gets a `run_created` event.
     async fn create_run(&self, new: &NewRun) -> Result<Created>;
     async fn run(&self, id: i64) -> Result<Option<Run>>;
     async fn run_by_run_id(&self, dag_id: &str, run_id: &str) -> Result<Option<Run>>;
     async fn run_by_logical_date(&self, dag_id: &str, logical_date: DateTime<Utc>) -> Result<Option<Run>>;
-    /// Runs, newest logical date first.
+    /// Runs matching `filter`, newest logical date first (then highest id first): the listing
+    /// order [`RunFilter::after`] pages through.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// How many runs match `filter`, ignoring its `after` and `limit`, counting no further
+    /// than `cap`: the answer is `min(matching, cap)`, so a count over millions of runs costs
+    /// at most `cap` rows (an answer of `cap` reads "`cap` or more").
+    async fn count_runs(&self, filter: &RunFilter, cap: u32) -> Result<u64>;
+    /// The grid of a DAG: its `limit` newest runs (newest logical date first) and every task
+    /// instance of those runs, grouped by run in that order and in each run's task order. The
+    /// task instances are read with one statement, and both reads see the same snapshot.
+    async fn grid(&self, dag_id: &str, limit: u32) -> Result<(Vec<Run>, Vec<TaskInstance>)>;
+    /// The `per_dag` newest runs of every DAG that has runs, in one statement: ordered by DAG
+    /// id, then newest logical date first (then highest id).
+    async fn latest_runs(&self, per_dag: u32) -> Result<Vec<Run>>;
+    /// Per DAG with a successful run, the latest end of such a run; ordered by DAG id.
+    async fn last_successes(&self) -> Result<Vec<(String, DateTime<Utc>)>>;
     /// Sets a run's state: `started_at` is set each time it becomes running (a cleared run
     /// starts again; `first_started_at` keeps the first start), `ended_at`
     /// when it finishes (and cleared if it runs again). A change of state writes
@@ -424,4 +508,29 @@ pub trait Store: Send + Sync + 'static {
     /// True when another process has committed a change since the last call (SQLite's
     /// `data_version`); lets the daemon notice CLI writes without rescanning tables.
     async fn changed_elsewhere(&self) -> Result<bool>;
+
+    /// Proves that a write could commit now, changing nothing (what a readiness probe asks):
+    /// takes the write lock and lets it go. Waits about 2 s at most for a lock another process
+    /// holds, then returns the error (SQLite: a [`StoreError::Db`] saying "database is
+    /// locked").
+    async fn check_writable(&self) -> Result<()>;
+
+    // --- API tokens ---
+    /// Records a new API token, with a `token_created` event. Refused with
+    /// [`StoreError::Conflict`] when a token of that name is not revoked, or a token has that
+    /// hash.
+    async fn create_token(&self, new: &NewToken, at: DateTime<Utc>) -> Result<TokenRow>;
+    /// Every token, revoked and expired ones included, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRow>>;
+    /// The token with this hash, whatever its state: the caller checks `revoked_at` and
+    /// `expires_at`.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>>;
+    /// Revokes the live (not revoked) token named `name`, with a `token_revoked` event; `None`
+    /// (nothing written) when there is none.
+    async fn revoke_token(&self, name: &str, at: DateTime<Utc>) -> Result<Option<TokenRow>>;
+    /// Records that a token was used at `at`: one plain update, no event (bookkeeping, not a
+    /// change anyone follows). `NotFound` for an unknown id.
+    async fn touch_token(&self, id: i64, at: DateTime<Utc>) -> Result<()>;
+    /// Whether any token is neither revoked nor expired at `now`.
+    async fn has_live_tokens(&self, now: DateTime<Utc>) -> Result<bool>;
 }

@@ -53,33 +53,42 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
 use serde_json::{Map, Value};
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Executor, Row, Transaction};
 use tokio::sync::{broadcast, Mutex};
 
 use crate::{
-    Created, DagRow, DagSync, DbUrl, Event, EventKind, EventQuery, Finish, FinishTry, NewEvent, NewRun, Order, Result,
-    Run, RunFilter, RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, Try, TryOutcome, TryResult,
+    Created, DagRow, DagSync, DbUrl, Event, EventKind, EventQuery, Finish, FinishTry, NewEvent, NewRun, NewToken,
+    Order, Result, Run, RunFilter, RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try,
+    TryOutcome, TryResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Store::check_writable`] waits for another process's write lock.
+const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read connections per handle.
 const READERS: u32 = 4;
 
 /// Columns of a run, in the order [`run_at`] reads them; the table is always aliased `r`.
 const RUN_COLS: &str = "r.id, r.dag_id, r.run_id, r.kind, r.logical_date, r.data_interval_start, \
      r.data_interval_end, r.state, r.conf, r.created_at, r.started_at, r.ended_at, r.deadline, r.deadline_missed, \
-     r.first_started_at";
-const RUN_NCOLS: usize = 15;
+     r.first_started_at, r.idempotency_key";
+const RUN_NCOLS: usize = 16;
 /// Columns of a try, in the order [`try_at`] reads them; the table is always aliased `t`.
 const TRY_COLS: &str = "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
 const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
+/// [`TI_COLS`] of the table aliased `ti`.
+const TI_COLS_TI: &str =
+    "ti.run, ti.task_id, ti.state, ti.try_number, ti.max_tries, ti.next_try_at, ti.started_at, ti.ended_at";
+/// Columns of an API token, in the order [`token_row`] reads them (never the hash).
+const TOKEN_COLS: &str = "id, name, role, created_at, expires_at, revoked_at, last_used_at";
 const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, data";
 /// Events a subscriber may fall behind by before it gets `Lagged`: a few batches of the
 /// largest size the engine commits.
@@ -89,8 +98,10 @@ const BROADCAST_CAPACITY: usize = 16_384;
 pub struct SqliteStore {
     /// Reads only.
     readers: SqlitePool,
-    /// Every write, and `data_version` for [`Store::changed_elsewhere`].
-    writer: Mutex<Writer>,
+    /// Every write, and `data_version` for [`Store::changed_elsewhere`]. Shared with the task
+    /// that runs [`Store::check_writable`]'s probe, so the probe ends (and restores the busy
+    /// timeout) even when its caller stops waiting.
+    writer: Arc<Mutex<Writer>>,
     /// This handle's committed events, for [`Store::subscribe`].
     events: broadcast::Sender<Arc<Event>>,
 }
@@ -151,7 +162,7 @@ impl SqliteStore {
         let readers =
             SqlitePoolOptions::new().max_connections(if memory { 1 } else { READERS }).connect_with(options).await?;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
-        Ok(SqliteStore { readers, writer: Mutex::new(Writer { conn, data_version }), events })
+        Ok(SqliteStore { readers, writer: Arc::new(Mutex::new(Writer { conn, data_version })), events })
     }
 
     /// Inserts `events` into `tx`, commits it, then publishes the events with their ids. Called
@@ -180,7 +191,13 @@ impl SqliteStore {
     /// Closes every connection (checkpointing the WAL when this was the last one open).
     pub async fn close(self) -> Result<()> {
         self.readers.close().await;
-        self.writer.into_inner().conn.close().await?;
+        // Wait for a writability probe still running; its task then lets the writer go.
+        drop(self.writer.lock().await);
+        // Else a probe whose caller gave up before it started holds it: the connection then
+        // closes when that probe drops it.
+        if let Ok(writer) = Arc::try_unwrap(self.writer) {
+            writer.into_inner().conn.close().await?;
+        }
         Ok(())
     }
 }
@@ -307,6 +324,7 @@ fn run_at(row: &SqliteRow, at: usize) -> Result<Run> {
         deadline: opt_time(row, at + 12)?,
         deadline_missed: flag(row, at + 13)?,
         first_started_at: opt_time(row, at + 14)?,
+        idempotency_key: opt_text(row, at + 15)?,
     })
 }
 
@@ -352,6 +370,19 @@ fn event(row: &SqliteRow) -> Result<Event> {
     })
 }
 
+/// A token from [`TOKEN_COLS`].
+fn token_row(row: &SqliteRow) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: row.try_get(0)?,
+        name: text(row, 1)?,
+        role: text(row, 2)?,
+        created_at: time(row, 3)?,
+        expires_at: opt_time(row, 4)?,
+        revoked_at: opt_time(row, 5)?,
+        last_used_at: opt_time(row, 6)?,
+    })
+}
+
 fn dag_row(row: &SqliteRow) -> Result<DagRow> {
     Ok(DagRow {
         dag_id: text(row, 0)?,
@@ -364,6 +395,66 @@ fn dag_row(row: &SqliteRow) -> Result<DagRow> {
 }
 
 // --- Queries shared by several methods ---
+
+/// A value bound to a statement whose text is built at run time.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Binds `args`, in order.
+fn bind_args<'q>(
+    mut query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    args: Vec<Arg>,
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+    for arg in args {
+        query = match arg {
+            Arg::Text(s) => query.bind(s),
+            Arg::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+/// The `WHERE` clause (empty when nothing is asked) of a run filter on `runs r`, with its
+/// arguments; with `cursor`, its `after` too. Each condition is its own clause, never
+/// `? IS NULL OR ...`, so that SQLite picks an index from what is asked.
+fn run_conditions(filter: &RunFilter, cursor: bool) -> (String, Vec<Arg>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args = Vec::new();
+    if let Some(dag_id) = &filter.dag_id {
+        clauses.push("r.dag_id = ?".into());
+        args.push(Arg::Text(dag_id.clone()));
+    }
+    if !filter.states.is_empty() {
+        clauses.push(format!("r.state IN ({})", placeholders(filter.states.len())));
+        args.extend(filter.states.iter().map(|s| Arg::Text(s.name().into())));
+    }
+    if !filter.kinds.is_empty() {
+        clauses.push(format!("r.kind IN ({})", placeholders(filter.kinds.len())));
+        args.extend(filter.kinds.iter().map(|k| Arg::Text(k.name().into())));
+    }
+    if let Some(from) = filter.logical_from {
+        clauses.push("r.logical_date >= ?".into());
+        args.push(Arg::Text(ts(from)));
+    }
+    if let Some(to) = filter.logical_to {
+        clauses.push("r.logical_date <= ?".into());
+        args.push(Arg::Text(ts(to)));
+    }
+    if let (true, Some(after)) = (cursor, &filter.after) {
+        // Strictly after in (logical_date DESC, id DESC). The first term alone is a range of
+        // the date indexes; the second finishes the comparison on the boundary date.
+        clauses.push("r.logical_date <= ? AND (r.logical_date < ? OR r.id < ?)".into());
+        let date = ts(after.logical_date);
+        args.extend([Arg::Text(date.clone()), Arg::Text(date), Arg::Int(after.id)]);
+    }
+    if clauses.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", clauses.join(" AND ")), args)
+    }
+}
 
 async fn fetch_run<'c, E: Executor<'c, Database = Sqlite>>(e: E, id: i64) -> Result<Option<Run>> {
     let sql = format!("SELECT {RUN_COLS} FROM runs r WHERE r.id = ?");
@@ -416,6 +507,11 @@ impl Pending {
 
     fn of_dag(at: DateTime<Utc>, dag_id: &str, kind: EventKind) -> Pending {
         Pending { at, dag_id: Some(dag_id.to_string()), run_id: None, run: None, task_id: None, kind }
+    }
+
+    /// An event of no DAG (an API token's).
+    fn of_store(at: DateTime<Utc>, kind: EventKind) -> Pending {
+        Pending { at, dag_id: None, run_id: None, run: None, task_id: None, kind }
     }
 }
 
@@ -1091,7 +1187,7 @@ impl Store for SqliteStore {
         // BEGIN IMMEDIATE means no other process can insert between this and the read below.
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO runs (dag_id, run_id, kind, logical_date, data_interval_start, data_interval_end, \
-             state, conf, created_at, deadline) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) \
+             state, conf, created_at, deadline, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(&new.dag_id)
@@ -1103,19 +1199,24 @@ impl Store for SqliteStore {
         .bind(new.conf.as_ref().map(json_text))
         .bind(ts(created_at))
         .bind(new.deadline.map(ts))
+        .bind(new.idempotency_key.as_deref())
         .fetch_optional(&mut *tx)
         .await?;
 
         let Some(id) = id else {
-            // Prefer the run of the same logical date when the two keys name different runs.
+            // Prefer the run of the idempotency key (the request was made before), then the run
+            // of the same logical date, when the keys name different runs. A NULL key matches
+            // nothing (`= NULL` is NULL, hence the COALESCE in the order).
             let sql = format!(
-                "SELECT {RUN_COLS} FROM runs r WHERE r.dag_id = ?1 AND (r.logical_date = ?2 OR r.run_id = ?3) \
-                 ORDER BY r.logical_date = ?2 DESC LIMIT 1"
+                "SELECT {RUN_COLS} FROM runs r WHERE r.dag_id = ?1 \
+                 AND (r.logical_date = ?2 OR r.run_id = ?3 OR r.idempotency_key = ?4) \
+                 ORDER BY COALESCE(r.idempotency_key = ?4, 0) DESC, r.logical_date = ?2 DESC LIMIT 1"
             );
             let row = sqlx::query(&sql)
                 .bind(&new.dag_id)
                 .bind(ts(new.logical_date))
                 .bind(&new.run_id)
+                .bind(new.idempotency_key.as_deref())
                 .fetch_optional(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -1169,33 +1270,88 @@ impl Store for SqliteStore {
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
-        let mut sql = format!("SELECT {RUN_COLS} FROM runs r");
-        let mut clauses = Vec::new();
-        if filter.dag_id.is_some() {
-            clauses.push("r.dag_id = ?".to_string());
-        }
-        if !filter.states.is_empty() {
-            clauses.push(format!("r.state IN ({})", vec!["?"; filter.states.len()].join(", ")));
-        }
-        if !clauses.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&clauses.join(" AND "));
-        }
-        sql.push_str(" ORDER BY r.logical_date DESC, r.id DESC");
-        if filter.limit.is_some() {
-            sql.push_str(" LIMIT ?");
-        }
-        let mut query = sqlx::query(&sql);
-        if let Some(dag_id) = &filter.dag_id {
-            query = query.bind(dag_id);
-        }
-        for state in &filter.states {
-            query = query.bind(state.name());
-        }
+        let (conditions, mut args) = run_conditions(filter, true);
+        let mut sql = format!("SELECT {RUN_COLS} FROM runs r{conditions} ORDER BY r.logical_date DESC, r.id DESC");
         if let Some(limit) = filter.limit {
-            query = query.bind(i64::from(limit));
+            sql.push_str(" LIMIT ?");
+            args.push(Arg::Int(i64::from(limit)));
         }
-        query.fetch_all(&self.readers).await?.iter().map(|row| run_at(row, 0)).collect()
+        bind_args(sqlx::query(&sql), args).fetch_all(&self.readers).await?.iter().map(|row| run_at(row, 0)).collect()
+    }
+
+    async fn count_runs(&self, filter: &RunFilter, cap: u32) -> Result<u64> {
+        let (conditions, mut args) = run_conditions(filter, false);
+        // The inner LIMIT bounds the work, not only the answer.
+        let sql = format!("SELECT count(*) FROM (SELECT 1 FROM runs r{conditions} LIMIT ?)");
+        args.push(Arg::Int(i64::from(cap)));
+        let row = bind_args(sqlx::query(&sql), args).fetch_one(&self.readers).await?;
+        let n: i64 = row.try_get(0)?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n} out of range")))
+    }
+
+    async fn grid(&self, dag_id: &str, limit: u32) -> Result<(Vec<Run>, Vec<TaskInstance>)> {
+        // One read transaction: both statements see the same snapshot, so a run created in
+        // between cannot bring task instances without their run.
+        let mut tx = self.readers.begin().await?;
+        let sql =
+            format!("SELECT {RUN_COLS} FROM runs r WHERE r.dag_id = ? ORDER BY r.logical_date DESC, r.id DESC LIMIT ?");
+        let runs = sqlx::query(&sql)
+            .bind(dag_id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| run_at(row, 0))
+            .collect::<Result<Vec<_>>>()?;
+        // Every task instance of those runs in one statement (rowid: each run's task order).
+        let sql = format!(
+            "WITH g AS (SELECT id, logical_date FROM runs WHERE dag_id = ? ORDER BY logical_date DESC, id DESC LIMIT ?) \
+             SELECT {TI_COLS_TI} FROM g JOIN task_instances ti ON ti.run = g.id \
+             ORDER BY g.logical_date DESC, g.id DESC, ti.rowid"
+        );
+        let tis = sqlx::query(&sql)
+            .bind(dag_id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(task_instance)
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok((runs, tis))
+    }
+
+    async fn latest_runs(&self, per_dag: u32) -> Result<Vec<Run>> {
+        // Per DAG, its newest runs by the (dag_id, logical_date) index: a few index steps per
+        // DAG. `ROW_NUMBER() OVER (PARTITION BY dag_id ...)` says the same but reads and sorts
+        // every run (some 40 times the work at 300,000 runs); listing the DAG ids is one pass
+        // over the small (dag_id, state, ended_at) index.
+        let sql = format!(
+            "SELECT {RUN_COLS} FROM (SELECT DISTINCT dag_id FROM runs) d \
+             JOIN runs r ON r.id IN (SELECT x.id FROM runs x WHERE x.dag_id = d.dag_id \
+             ORDER BY x.logical_date DESC, x.id DESC LIMIT ?) \
+             ORDER BY r.dag_id, r.logical_date DESC, r.id DESC"
+        );
+        sqlx::query(&sql)
+            .bind(i64::from(per_dag))
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(|row| run_at(row, 0))
+            .collect()
+    }
+
+    async fn last_successes(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        // Per DAG, one step down the (dag_id, state, ended_at) index, not a read of every
+        // successful run.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT dag_id, at FROM (SELECT d.dag_id, (SELECT MAX(x.ended_at) FROM runs x \
+             WHERE x.dag_id = d.dag_id AND x.state = 'success') AS at FROM (SELECT DISTINCT dag_id FROM runs) d) \
+             WHERE at IS NOT NULL ORDER BY dag_id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(|(dag_id, at)| Ok((dag_id, parse_ts(&at)?))).collect()
     }
 
     async fn set_run_state(&self, run: i64, state: RunState, at: DateTime<Utc>) -> Result<()> {
@@ -1519,6 +1675,131 @@ impl Store for SqliteStore {
         w.data_version = now;
         Ok(changed)
     }
+
+    async fn check_writable(&self) -> Result<()> {
+        // On a task of its own: a caller that stops waiting (a readiness check timing out)
+        // must not leave the writer with the probe's short busy timeout.
+        let writer = Arc::clone(&self.writer);
+        let probe = tokio::spawn(async move {
+            let mut w = writer.lock_owned().await;
+            let conn = &mut w.conn;
+            set_busy_timeout(conn, PROBE_BUSY_TIMEOUT).await?;
+            let probed = async {
+                let tx = conn.begin_with(BEGIN_IMMEDIATE).await?;
+                tx.rollback().await?;
+                Ok::<_, StoreError>(())
+            }
+            .await;
+            let restored = set_busy_timeout(conn, BUSY_TIMEOUT).await;
+            probed.and(restored)
+        });
+        match probe.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Db(sqlx::Error::WorkerCrashed)),
+        }
+    }
+
+    // --- API tokens ---
+
+    async fn create_token(&self, new: &NewToken, at: DateTime<Utc>) -> Result<TokenRow> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        // Checked under the write lock, so the answers hold for the insert below (the
+        // indexes would refuse it too, with a less helpful message).
+        let live: Option<i64> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE name = ? AND revoked_at IS NULL")
+            .bind(&new.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if live.is_some() {
+            return Err(StoreError::Conflict(format!("a token named `{}` already exists; revoke it first", new.name)));
+        }
+        let same_hash: Option<i64> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE hash = ?")
+            .bind(&new.hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if same_hash.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "another token has the hash of token `{}`; make a new secret",
+                new.name
+            )));
+        }
+        let sql = format!(
+            "INSERT INTO api_tokens (name, role, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?) \
+             RETURNING {TOKEN_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&new.name)
+            .bind(&new.role)
+            .bind(&new.hash)
+            .bind(ts(at))
+            .bind(new.expires_at.map(ts))
+            .fetch_one(&mut *tx)
+            .await?;
+        let token = token_row(&row)?;
+        let kind = EventKind::TokenCreated { name: token.name.clone(), role: token.role.clone() };
+        self.commit(tx, vec![Pending::of_store(at, kind)]).await?;
+        Ok(token)
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let sql = format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY id");
+        sqlx::query(&sql).fetch_all(&self.readers).await?.iter().map(token_row).collect()
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let sql = format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE hash = ?");
+        sqlx::query(&sql).bind(hash).fetch_optional(&self.readers).await?.as_ref().map(token_row).transpose()
+    }
+
+    async fn revoke_token(&self, name: &str, at: DateTime<Utc>) -> Result<Option<TokenRow>> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        // At most one live token has the name (a partial unique index).
+        let sql = format!(
+            "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL RETURNING {TOKEN_COLS}"
+        );
+        let row = sqlx::query(&sql).bind(ts(at)).bind(name).fetch_optional(&mut *tx).await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let token = token_row(&row)?;
+        let kind = EventKind::TokenRevoked { name: token.name.clone() };
+        self.commit(tx, vec![Pending::of_store(at, kind)]).await?;
+        Ok(Some(token))
+    }
+
+    async fn touch_token(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        // One statement: autocommit.
+        let done = sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+            .bind(ts(at))
+            .bind(id)
+            .execute(&mut w.conn)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("API token {id}")));
+        }
+        Ok(())
+    }
+
+    async fn has_live_tokens(&self, now: DateTime<Utc>) -> Result<bool> {
+        let live: i64 = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?))",
+        )
+        .bind(ts(now))
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(live != 0)
+    }
+}
+
+/// Sets the connection's busy timeout (how long a statement waits for another connection's
+/// lock before it fails with "database is locked").
+async fn set_busy_timeout(conn: &mut SqliteConnection, timeout: Duration) -> Result<()> {
+    sqlx::query(&format!("PRAGMA busy_timeout = {}", timeout.as_millis())).execute(conn).await?;
+    Ok(())
 }
 
 #[cfg(test)]

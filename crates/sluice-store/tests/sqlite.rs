@@ -45,6 +45,7 @@ fn new_run(dag_id: &str, run_id: &str, logical_date: &str) -> NewRun {
         conf: None,
         deadline: None,
         tasks: vec![("extract".into(), 3), ("load".into(), 1)],
+        idempotency_key: None,
     }
 }
 
@@ -77,13 +78,13 @@ async fn open_creates_and_migrates_the_file_in_wal_mode() {
     assert_eq!(journal, "wal");
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(applied, vec![20261123000000, 20261201000000, 20261215000000]);
+    assert_eq!(applied, vec![20261123000000, 20261201000000, 20261215000000, 20261222000000]);
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite%' ORDER BY name")
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(tables, ["dags", "events", "outputs", "runs", "task_instances", "tries"]);
+    assert_eq!(tables, ["api_tokens", "dags", "events", "outputs", "runs", "task_instances", "tries"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -346,4 +347,64 @@ async fn the_typed_events_migration_keeps_old_events() {
     let kind = EventKind::DaemonStopping { running: 0 };
     let id = store.add_event(&NewEvent { dag_id: None, run_id: None, task_id: None, kind }).await.unwrap();
     assert_eq!(id, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_writable_fails_while_another_connection_holds_the_write_lock() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let other = open(&dir).await;
+    store.check_writable().await.unwrap();
+    assert!(!other.changed_elsewhere().await.unwrap(), "the probe changes nothing");
+
+    let mut holder = raw(&db_path(&dir)).await;
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+    match store.check_writable().await {
+        Err(StoreError::Db(e)) => assert!(e.to_string().contains("database is locked"), "{e}"),
+        other => panic!("expected a locked database, got {other:?}"),
+    }
+    // The writer waits with its usual busy timeout again after the probe: a write started
+    // while the lock is held for longer than the probe waits still commits once it is let go.
+    // (If the write only starts after the commit, it commits too; the test cannot fail by
+    // being slow.)
+    let pausing = tokio::spawn(async move {
+        store.set_paused("d", true).await.unwrap();
+        store
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let store = pausing.await.unwrap();
+    assert!(store.dags().await.unwrap()[0].paused);
+    store.check_writable().await.unwrap();
+}
+
+/// The listings the API pages through read their indexes in the listing order (no sort of
+/// the table): the statements as `SqliteStore` builds them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_listings_use_their_indexes() {
+    let dir = TempDir::new().unwrap();
+    let _store = open(&dir).await;
+    let mut conn = raw(&db_path(&dir)).await;
+    let cursor = "r.logical_date <= 'x' AND (r.logical_date < 'x' OR r.id < 5)";
+    let order = "ORDER BY r.logical_date DESC, r.id DESC LIMIT 7";
+    let cases = [
+        (format!("SELECT r.* FROM runs r {order}"), "runs_logical_date"),
+        (format!("SELECT r.* FROM runs r WHERE {cursor} {order}"), "runs_logical_date (logical_date<?)"),
+        (format!("SELECT r.* FROM runs r WHERE r.dag_id = 'a' {order}"), "sqlite_autoindex_runs_1 (dag_id=?)"),
+        (
+            format!("SELECT r.* FROM runs r WHERE r.dag_id = 'a' AND {cursor} {order}"),
+            "sqlite_autoindex_runs_1 (dag_id=? AND logical_date<?)",
+        ),
+    ];
+    for (sql, index) in cases {
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, 3))
+            .collect();
+        assert!(plan.iter().any(|step| step.ends_with(&format!("USING INDEX {index}"))), "{sql}: {plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{sql}: {plan:?}");
+    }
 }

@@ -23,7 +23,7 @@ pub struct Args {
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let store = ctx.store().await?;
-    let filter = RunFilter { dag_id: args.dag.clone(), states: Vec::new(), limit: Some(args.limit) };
+    let filter = RunFilter { dag_id: args.dag.clone(), limit: Some(args.limit), ..Default::default() };
     let runs = store.runs(&filter).await?;
     if args.json {
         crate::output::json(&runs.iter().map(RunView::from).collect::<Vec<_>>())?;

@@ -192,7 +192,7 @@ pub async fn runs_filter_by_dag_and_state_newest_first(db: &Db) {
     assert_eq!(ids(store.runs(&only_a).await.unwrap()), [a3, a2, a1]);
     let active = RunFilter { states: vec![RunState::Queued, RunState::Running], ..Default::default() };
     assert_eq!(ids(store.runs(&active).await.unwrap()), [a3, a2, a1]);
-    let a_running = RunFilter { dag_id: Some("a".into()), states: vec![RunState::Running], limit: None };
+    let a_running = RunFilter { dag_id: Some("a".into()), states: vec![RunState::Running], ..Default::default() };
     assert_eq!(ids(store.runs(&a_running).await.unwrap()), [a2]);
     let latest = RunFilter { limit: Some(2), ..Default::default() };
     assert_eq!(ids(store.runs(&latest).await.unwrap()), [b1, a3]);

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use sluice_store::{Created, Event, EventKind, EventQuery, NewRun, RunKind, Start, Store, TaskState};
 use tempfile::TempDir;
 
+mod api;
 mod events;
 mod lifecycle;
 mod races;
@@ -47,6 +48,7 @@ pub fn new_run(dag_id: &str, run_id: &str, logical_date: &str) -> NewRun {
         conf: None,
         deadline: None,
         tasks: vec![("extract".into(), 3), ("load".into(), 1)],
+        idempotency_key: None,
     }
 }
 
@@ -124,6 +126,12 @@ macro_rules! backend {
                 races::two_handles_starting_the_same_try_one_wins,
                 races::two_handles_starting_the_same_batch_start_each_try_once,
                 races::two_handles_finishing_the_same_try_one_applies,
+                api::pages_by_cursor_list_every_matching_run_once_in_order,
+                api::the_grid_is_the_newest_runs_with_all_their_tasks,
+                api::latest_runs_per_dag_and_the_last_success_of_each,
+                api::api_tokens_keep_a_hash_and_are_revoked_by_name,
+                api::an_idempotency_key_gives_one_run_per_dag,
+                api::racing_creators_with_one_idempotency_key_make_one_run,
             );
         }
     };
