@@ -7,7 +7,9 @@
 //!   last success per DAG): a task of their own follows the store's committed events and
 //!   updates the figures as each arrives. In the daemon it listens to the in-process broadcast
 //!   ([`Store::subscribe`]), never polling, and catches up from the store by id when it falls
-//!   behind (`RecvError::Lagged`); in `dagctl server` (no engine, another process writes) it
+//!   behind (`RecvError::Lagged`) or when an event's id leaves a gap (ids are consecutive in
+//!   commit order: the gap is another process's commits, a CLI's `mark`, which this handle
+//!   does not broadcast); in `dagctl server` (no engine, another process writes) it
 //!   reads the events after the last it saw once a second. Per event that is a few map
 //!   lookups and atomic additions, plus one indexed read of the run when a run starts (its
 //!   schedule delay) and, when it started before the exporter did, when it ends. The last
@@ -222,6 +224,9 @@ struct Feed {
     keys: std::collections::hash_map::RandomState,
     /// The last event applied.
     last_id: Option<i64>,
+    /// The newest event when the feed started: where catching up starts before any event
+    /// was applied.
+    start_id: Option<i64>,
 }
 
 impl Feed {
@@ -234,15 +239,16 @@ impl Feed {
             tries: HashMap::new(),
             keys: Default::default(),
             last_id: None,
+            start_id: None,
         }
     }
 
     async fn run(mut self, broadcast: Option<tokio::sync::broadcast::Receiver<Arc<Event>>>) {
-        // Where catching up would start: the newest event now (later ones come by the
-        // broadcast, or by the poll).
+        // Where catching up starts: the newest event now (later ones come by the broadcast,
+        // which may already hold some of those up to it, or by the poll).
         let newest = EventQuery { limit: 1, order: Order::Newest, ..Default::default() };
         match self.store.events(&newest).await {
-            Ok(events) => self.last_id = events.first().map(|e| e.id),
+            Ok(events) => self.start_id = events.first().map(|e| e.id),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read the newest event; following from the first"),
         }
         match self.store.last_successes().await {
@@ -256,7 +262,14 @@ impl Feed {
         if let Some(mut rx) = broadcast {
             loop {
                 match rx.recv().await {
-                    Ok(event) => self.apply(&event).await,
+                    Ok(event) => {
+                        // Ids are consecutive in commit order: a gap is another process's
+                        // commits (a CLI's `mark`), which this handle does not broadcast.
+                        if self.last_id.or(self.start_id).is_some_and(|last| event.id > last + 1) {
+                            self.catch_up().await;
+                        }
+                        self.apply(&event).await;
+                    }
                     Err(RecvError::Lagged(missed)) => {
                         tracing::debug!(missed, "metrics: behind the event broadcast; catching up from the store");
                         self.catch_up().await;
@@ -266,6 +279,7 @@ impl Feed {
                 }
             }
         }
+        self.last_id = self.last_id.max(self.start_id);
         let mut every = tokio::time::interval(POLL_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -274,8 +288,12 @@ impl Feed {
         }
     }
 
-    /// Applies every event after the last one applied, from the store.
+    /// Applies every event after the last one applied (or, before any, after the newest at
+    /// start), from the store.
     async fn catch_up(&mut self) {
+        if self.last_id.is_none() {
+            self.last_id = self.start_id;
+        }
         loop {
             let query = EventQuery { after: self.last_id, limit: PAGE, ..Default::default() };
             let page = match self.store.events(&query).await {

@@ -248,3 +248,26 @@ async fn a_real_engine_feeds_its_turns_and_pools() {
     assert_eq!(v(r#"sluice_pool_slots_in_use{pool="db"}"#), Some(0.0));
     assert!(!text.contains("sluice_aws_"), "the local operators call no service: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_daemon_another_processs_events_are_read_from_the_gap_they_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let metrics = Metrics::new(store.clone(), Some(Arc::new(EngineStats::default())));
+    // The daemon's own handle commits; the feed applied it.
+    let end = t("2026-03-01T11:00:00Z");
+    let mine = new_run(store.as_ref(), "mine", RunKind::Manual, end).await;
+    store.set_run_state(mine, RunState::Running, end).await.unwrap();
+    store.set_run_state(mine, RunState::Failed, end + chrono::Duration::seconds(1)).await.unwrap();
+    wait_for(&metrics, r#"sluice_runs_finished_total{dag="mine",state="failed"}"#, 1.0).await;
+    // A CLI (another handle: nothing on the daemon's broadcast) finishes a run...
+    let cli = self::store(&dir).await;
+    let theirs = new_run(cli.as_ref(), "theirs", RunKind::Manual, end).await;
+    cli.set_run_state(theirs, RunState::Running, end).await.unwrap();
+    cli.set_run_state(theirs, RunState::Success, end + chrono::Duration::seconds(7)).await.unwrap();
+    // ...and the daemon's next event shows the gap: the feed reads what it missed.
+    new_run(store.as_ref(), "mine", RunKind::Manual, end + chrono::Duration::hours(1)).await;
+    let text = wait_for(&metrics, r#"sluice_runs_finished_total{dag="theirs",state="success"}"#, 1.0).await;
+    assert_eq!(value(&text, r#"sluice_run_duration_seconds_sum{dag="theirs"}"#), Some(7.0), "{text}");
+    assert_eq!(value(&text, r#"sluice_runs_finished_total{dag="mine",state="failed"}"#), Some(1.0), "once");
+}
