@@ -18,9 +18,10 @@ use aws_sdk_athena::types::{QueryExecution, QueryExecutionContext, QueryExecutio
 use serde_json::{json, Map, Value};
 use sluice_dag::operators as ops;
 use sluice_dag::TaskState;
-use sluice_operator::{Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::{Outcome, TaskError, TaskOperator, Telemetry, TryContext};
 
 use crate::clients::Clients;
+use crate::telemetry::ATHENA_SCANNED_BYTES;
 use crate::wait::{aws_error, call, AwsError, Poll, Waiter};
 
 /// FNV-1a, 64 bits, from a given offset basis.
@@ -52,6 +53,8 @@ struct Execution {
     query: Option<String>,
     output_location: Option<String>,
     why: String,
+    /// `Statistics.DataScannedInBytes`, when Athena gives it.
+    scanned: Option<i64>,
 }
 
 impl Execution {
@@ -73,6 +76,7 @@ impl Execution {
                 .and_then(|r| r.output_location())
                 .map(str::to_string),
             why,
+            scanned: q.and_then(|q| q.statistics()).and_then(|s| s.data_scanned_in_bytes()),
         }
     }
 
@@ -92,16 +96,25 @@ async fn get(athena: &aws_sdk_athena::Client, id: &str) -> Result<Execution, Aws
 }
 
 /// Waits for SUCCEEDED; FAILED or CANCELLED fail with Athena's reason. Returns the result
-/// file's S3 URI when Athena gives one.
+/// file's S3 URI when Athena gives one. With `usage` (the query is this task's), the bytes the
+/// ended query scanned are counted for the try's DAG, once per query.
 async fn wait_query(
     athena: &aws_sdk_athena::Client,
     ctx: &TryContext,
     id: &str,
     delay: Duration,
+    usage: Option<&Telemetry>,
 ) -> Result<Option<String>, TaskError> {
     Waiter::new(format!("query {id}"), delay)
         .wait(ctx, || async {
             let e = get(athena, id).await?;
+            let ended = matches!(
+                e.state,
+                Some(QueryExecutionState::Succeeded | QueryExecutionState::Failed | QueryExecutionState::Cancelled)
+            );
+            if let (true, Some(t), Some(bytes)) = (ended, usage, e.scanned) {
+                t.add_usage(ATHENA_SCANNED_BYTES, id, &ctx.dag_id, u64::try_from(bytes).unwrap_or(0));
+            }
             Ok(match &e.state {
                 Some(QueryExecutionState::Succeeded) => Poll::Ready(e.output_location),
                 Some(QueryExecutionState::Failed | QueryExecutionState::Cancelled) => {
@@ -233,7 +246,8 @@ impl TaskOperator for AthenaQuery {
                 None => self.submit(&athena, ctx, sql).await?,
             },
         };
-        let location = wait_query(&athena, ctx, &id, self.cfg.poke_interval.as_std()).await?;
+        let usage = Some(self.clients.telemetry().as_ref());
+        let location = wait_query(&athena, ctx, &id, self.cfg.poke_interval.as_std(), usage).await?;
         let location =
             location.unwrap_or_else(|| format!("{}/{id}.csv", self.cfg.output_location.trim_end_matches('/')));
         ctx.log.line(&format!("[aws] query {id} succeeded; results in {location}"));
@@ -299,7 +313,8 @@ pub struct QuerySensor {
 impl TaskOperator for QuerySensor {
     async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
         let athena = self.clients.athena(self.connection.as_deref()).await?;
-        wait_query(&athena, ctx, &self.query_execution_id, self.poke_interval).await?;
+        // Someone else's query (perhaps an athena task's, which counts its own bytes).
+        wait_query(&athena, ctx, &self.query_execution_id, self.poke_interval, None).await?;
         Ok(Outcome::Success(Map::new()))
     }
 

@@ -22,7 +22,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_types::error::ErrorMetadata;
 use sluice_operator::Connection;
-use sluice_operator::TaskError;
+use sluice_operator::{TaskError, Telemetry};
 use tokio::sync::Mutex;
 
 /// The connection used by tasks that name none, when `sluice.toml` declares it.
@@ -49,6 +49,8 @@ pub struct Clients {
     /// with them); `None` in the scheduler.
     credentials: Option<SharedCredentialsProvider>,
     slots: StdMutex<HashMap<Option<String>, Arc<Mutex<Slot>>>>,
+    /// Every client built here counts its requests on it ([`crate::telemetry`]).
+    telemetry: Arc<Telemetry>,
 }
 
 /// What is known of one connection. Its lock is held while it is resolved, so that the tries
@@ -65,7 +67,17 @@ enum Slot {
 
 impl Clients {
     pub fn new(connections: BTreeMap<String, Connection>) -> Clients {
-        Clients { connections, credentials: None, slots: StdMutex::new(HashMap::new()) }
+        Clients {
+            connections,
+            credentials: None,
+            slots: StdMutex::new(HashMap::new()),
+            telemetry: Arc::new(Telemetry::new(crate::telemetry::FAMILY)),
+        }
+    }
+
+    /// What the clients' requests and the operators' work have counted so far.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Clients whose connections take their credentials from `provider` instead of the default
@@ -199,26 +211,39 @@ impl Clients {
     }
 
     pub async fn emr(&self, name: Option<&str>) -> Result<aws_sdk_emr::Client, TaskError> {
-        Ok(aws_sdk_emr::Client::new(&self.config(name).await?))
+        let config = aws_sdk_emr::config::Builder::from(&self.config(name).await?).interceptor(self.counting("emr"));
+        Ok(aws_sdk_emr::Client::from_conf(config.build()))
     }
 
     pub async fn emr_serverless(&self, name: Option<&str>) -> Result<aws_sdk_emrserverless::Client, TaskError> {
-        Ok(aws_sdk_emrserverless::Client::new(&self.config(name).await?))
+        let config = aws_sdk_emrserverless::config::Builder::from(&self.config(name).await?)
+            .interceptor(self.counting("emr_serverless"));
+        Ok(aws_sdk_emrserverless::Client::from_conf(config.build()))
     }
 
     pub async fn glue(&self, name: Option<&str>) -> Result<aws_sdk_glue::Client, TaskError> {
-        Ok(aws_sdk_glue::Client::new(&self.config(name).await?))
+        let config = aws_sdk_glue::config::Builder::from(&self.config(name).await?).interceptor(self.counting("glue"));
+        Ok(aws_sdk_glue::Client::from_conf(config.build()))
     }
 
     pub async fn athena(&self, name: Option<&str>) -> Result<aws_sdk_athena::Client, TaskError> {
-        Ok(aws_sdk_athena::Client::new(&self.config(name).await?))
+        let config =
+            aws_sdk_athena::config::Builder::from(&self.config(name).await?).interceptor(self.counting("athena"));
+        Ok(aws_sdk_athena::Client::from_conf(config.build()))
     }
 
     /// S3, path-style when an endpoint URL is set (emulators and VPC endpoints need it).
     pub async fn s3(&self, name: Option<&str>) -> Result<aws_sdk_s3::Client, TaskError> {
         let config = self.config(name).await?;
-        let s3 = aws_sdk_s3::config::Builder::from(&config).force_path_style(config.endpoint_url().is_some()).build();
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(config.endpoint_url().is_some())
+            .interceptor(self.counting("s3"))
+            .build();
         Ok(aws_sdk_s3::Client::from_conf(s3))
+    }
+
+    fn counting(&self, service: &'static str) -> crate::telemetry::Counting {
+        crate::telemetry::Counting::new(&self.telemetry, service)
     }
 }
 

@@ -22,10 +22,11 @@ use aws_sdk_emr::types::{
 };
 use serde_json::{json, Map, Value};
 use sluice_dag::operators::{self as ops, ActionOnFailure, InstanceRole, Market};
-use sluice_operator::{Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::{Outcome, TaskError, TaskOperator, Telemetry, TryContext};
 use sluice_store::{EventKind, NewEvent, Run, RunFilter, Store};
 
 use crate::clients::Clients;
+use crate::telemetry::EMR_NORMALIZED_INSTANCE_HOURS;
 use crate::wait::{aws_error, call, AwsError, Poll, Waiter};
 
 pub const TAG_DAG: &str = "sluice:dag";
@@ -178,16 +179,33 @@ fn configuration(c: &ops::EmrConfiguration) -> Configuration {
         .build()
 }
 
+/// Counts a cluster's normalized instance hours for the DAG that created it (its `sluice:dag`
+/// tag) once it is seen terminated; a cluster is counted once, a cluster Sluice did not create
+/// never.
+fn count_hours(telemetry: &Telemetry, cluster: Option<&aws_sdk_emr::types::Cluster>) {
+    let Some(c) = cluster else { return };
+    let state = c.status().and_then(|s| s.state());
+    if !matches!(state, Some(ClusterState::Terminated | ClusterState::TerminatedWithErrors)) {
+        return;
+    }
+    let dag = c.tags().iter().find(|t| t.key() == Some(TAG_DAG)).and_then(|t| t.value());
+    if let (Some(id), Some(dag), Some(hours)) = (c.id(), dag, c.normalized_instance_hours()) {
+        telemetry.add_usage(EMR_NORMALIZED_INSTANCE_HOURS, id, dag, u64::try_from(hours).unwrap_or(0));
+    }
+}
+
 /// Waits until a cluster is up (WAITING or RUNNING); fails if it ends instead.
 async fn wait_cluster_up(
     emr: &aws_sdk_emr::Client,
     ctx: &TryContext,
     id: &str,
     delay: Duration,
+    telemetry: &Telemetry,
 ) -> Result<(), TaskError> {
     Waiter::new(format!("cluster {id} to be WAITING or RUNNING"), delay)
         .wait(ctx, || async {
             let d = emr.describe_cluster().cluster_id(id).send().await.map_err(|e| aws_error("DescribeCluster", e))?;
+            count_hours(telemetry, d.cluster());
             let status = d.cluster().and_then(|c| c.status());
             let state = status.and_then(|s| s.state()).cloned().unwrap_or(ClusterState::Starting);
             Ok(match state {
@@ -233,7 +251,7 @@ impl TaskOperator for CreateCluster {
                 }
             },
         };
-        wait_cluster_up(&emr, ctx, &id, self.cfg.poke_interval.as_std()).await?;
+        wait_cluster_up(&emr, ctx, &id, self.cfg.poke_interval.as_std(), self.clients.telemetry()).await?;
         Ok(Outcome::Success(Map::from_iter([("cluster_id".to_string(), json!(id))])))
     }
 
@@ -454,7 +472,13 @@ pub struct TerminateCluster {
 }
 
 /// Requests termination (idempotent) and waits for TERMINATED.
-async fn terminate(emr: &aws_sdk_emr::Client, ctx: &TryContext, id: &str, delay: Duration) -> Result<(), TaskError> {
+async fn terminate(
+    emr: &aws_sdk_emr::Client,
+    ctx: &TryContext,
+    id: &str,
+    delay: Duration,
+    telemetry: &Telemetry,
+) -> Result<(), TaskError> {
     call(ctx, || async {
         emr.terminate_job_flows().job_flow_ids(id).send().await.map_err(|e| aws_error("TerminateJobFlows", e))
     })
@@ -463,6 +487,7 @@ async fn terminate(emr: &aws_sdk_emr::Client, ctx: &TryContext, id: &str, delay:
     Waiter::new(format!("cluster {id} to be TERMINATED"), delay)
         .wait(ctx, || async {
             let d = emr.describe_cluster().cluster_id(id).send().await.map_err(|e| aws_error("DescribeCluster", e))?;
+            count_hours(telemetry, d.cluster());
             let state = d.cluster().and_then(|c| c.status()).and_then(|s| s.state()).cloned();
             Ok(match state {
                 Some(ClusterState::Terminated | ClusterState::TerminatedWithErrors) => Poll::Ready(()),
@@ -477,7 +502,7 @@ async fn terminate(emr: &aws_sdk_emr::Client, ctx: &TryContext, id: &str, delay:
 impl TaskOperator for TerminateCluster {
     async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
         let emr = self.clients.emr(self.connection.as_deref()).await?;
-        terminate(&emr, ctx, &self.cfg.cluster_id, self.cfg.poke_interval.as_std()).await?;
+        terminate(&emr, ctx, &self.cfg.cluster_id, self.cfg.poke_interval.as_std(), self.clients.telemetry()).await?;
         Ok(Outcome::Success(Map::new()))
     }
 
@@ -542,6 +567,7 @@ impl TaskOperator for ClusterSensor {
             .wait(ctx, || async {
                 let d =
                     emr.describe_cluster().cluster_id(id).send().await.map_err(|e| aws_error("DescribeCluster", e))?;
+                count_hours(self.clients.telemetry(), d.cluster());
                 let state =
                     d.cluster().and_then(|c| c.status()).and_then(|s| s.state()).map(|s| s.as_str().to_string());
                 let state = state.unwrap_or_default();
@@ -710,6 +736,7 @@ pub async fn terminate_run_clusters(clients: &Clients, dag: &sluice_dag::Dag, ru
         let Ok(emr) = clients.emr(task.connection.as_deref()).await else { continue };
         for id in ids {
             let Ok(d) = emr.describe_cluster().cluster_id(&id).send().await else { continue };
+            count_hours(clients.telemetry(), d.cluster());
             let state = d.cluster().and_then(|c| c.status()).and_then(|s| s.state()).cloned();
             if !state.as_ref().is_some_and(|s| LIVE.contains(s)) {
                 continue;

@@ -9,6 +9,8 @@
 //! - [`glue`]; the `crawler` operator (create or update, start, wait) and its sensor.
 //! - [`athena`]; the `athena` operator (idempotency token per try) and its sensor.
 //! - [`serverless`]; the `emr_serverless` operator (client token per try) and its sensor.
+//! - [`telemetry`]; requests, throttles and errors per service, Athena bytes scanned and EMR
+//!   instance hours per DAG, for `/metrics` (through `OperatorProvider::telemetry`).
 //!
 //! Every operator records each external id (cluster, steps, query, job run) the moment AWS
 //! returns it, and re-attaches to that work after a crash or on a retry instead of submitting
@@ -26,7 +28,7 @@ use serde_json::{Map, Value};
 use sluice_dag::operators::SensorKind;
 use sluice_dag::{Dag, Operator, Task};
 use sluice_operator::Connection;
-use sluice_operator::{OperatorProvider, Outcome, TaskError, TaskOperator, TryContext};
+use sluice_operator::{OperatorProvider, Outcome, TaskError, TaskOperator, Telemetry, TryContext};
 use sluice_store::{Run, Store};
 
 pub mod athena;
@@ -35,6 +37,7 @@ pub mod emr;
 pub mod glue;
 pub mod s3;
 pub mod serverless;
+pub mod telemetry;
 pub mod wait;
 
 pub use clients::Clients;
@@ -115,6 +118,10 @@ impl OperatorProvider for AwsOperators {
 
     async fn run_finished(&self, dag: &Dag, run: &Run, store: &dyn Store) {
         emr::terminate_run_clusters(&self.clients, dag, run, store).await;
+    }
+
+    fn telemetry(&self) -> Option<Arc<Telemetry>> {
+        Some(self.clients.telemetry().clone())
     }
 }
 

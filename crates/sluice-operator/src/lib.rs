@@ -16,6 +16,10 @@ use serde_json::{Map, Value};
 use sluice_dag::{Dag, Operator, RunDates, Task};
 use sluice_store::{Run, Store};
 
+pub mod telemetry;
+
+pub use telemetry::{CallCounts, Meter, ServiceCalls, Telemetry};
+
 /// How a try ended well. A skip is an outcome, not an error: the task ends `skipped`, which
 /// counts as done for its downstream (a sensor timing out with `soft_fail`, a task whose
 /// upstream produced no outputs to read).
@@ -223,6 +227,12 @@ pub trait OperatorProvider: Send + Sync {
     /// A run has ended: clean up what its tasks left behind (the AWS provider terminates the
     /// clusters the run created and did not terminate).
     async fn run_finished(&self, _dag: &Dag, _run: &Run, _store: &dyn Store) {}
+
+    /// What this family counts about the services it calls ([`Telemetry`]), for the exporter;
+    /// `None` when it calls none.
+    fn telemetry(&self) -> Option<Arc<Telemetry>> {
+        None
+    }
 }
 
 /// The operator families of a build, asked in order: the one place a family is added (see

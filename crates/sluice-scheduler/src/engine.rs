@@ -207,6 +207,8 @@ impl Engine {
     pub fn new(store: Arc<dyn Store>, config: Config, providers: Vec<Arc<dyn OperatorProvider>>, mode: Mode) -> Engine {
         let task_env = Arc::new(task_env(&config));
         let slots = Slots::new(config.parallelism);
+        let telemetry = providers.iter().filter_map(|p| p.telemetry()).collect();
+        let stats = Arc::new(EngineStats::new(&config.pools, telemetry));
         Engine {
             store,
             clock: Arc::new(SystemClock),
@@ -233,7 +235,7 @@ impl Engine {
                 next_external: tokio::time::Instant::now(),
             },
             started: false,
-            stats: Arc::new(EngineStats::default()),
+            stats,
             catalog: None,
         }
     }
@@ -517,7 +519,12 @@ impl Engine {
     /// One turn: waits for the next event and handles it.
     pub async fn step(&mut self) -> Result<Flow> {
         let event = self.next_event().await;
-        self.handle(event).await
+        // How long the turn took, for `/metrics` only: the monotonic clock is read here and
+        // never decides anything (the engine's "now" comes from its `Clock`).
+        let started = std::time::Instant::now();
+        let flow = self.handle(event).await;
+        self.stats.turn_took(started.elapsed());
+        flow
     }
 
     /// Waits for what the engine acts on next: tries that ended, a timer (on the engine's
@@ -694,7 +701,8 @@ impl Engine {
             self.start_ready().await?;
         }
         self.flush_states().await?;
-        self.stats.turned(self.clock.now(), self.tries.len(), self.runs.len());
+        let slots = &self.slots;
+        self.stats.turned(self.clock.now(), self.tries.len(), self.runs.len(), |pool| slots.in_pool(pool));
         if let Mode::SingleRun(id) = self.mode {
             if !self.runs.contains_key(&id) && self.tries.is_empty() {
                 return Ok(Flow::Done);

@@ -136,6 +136,11 @@ impl<K: Copy + Eq + Hash> Slots<K> {
         self.held.len()
     }
 
+    /// Slots of pool `pool` held now.
+    pub fn in_pool(&self, pool: &str) -> usize {
+        self.per_pool.get(pool).copied().unwrap_or(0)
+    }
+
     #[cfg(test)]
     fn counts(&self, dag: &str, pool: &str) -> (usize, usize, usize) {
         let get = |m: &HashMap<String, usize>, k: &str| m.get(k).copied().unwrap_or(0);
