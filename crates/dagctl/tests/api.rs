@@ -291,9 +291,18 @@ async fn every_read_endpoint_answers_and_a_trigger_runs() {
     assert_eq!(kinds.first(), Some(&"run_created"), "{page}");
     assert_eq!(kinds.last(), Some(&"run_finished"), "{page}");
 
-    let (s, metrics) = get(&c, &d.url("/metrics")).await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(metrics.as_str().unwrap().contains("# EOF"));
+    // The run's end reaches /metrics through the event stream (counted as it arrives).
+    let metrics_url = d.url("/metrics");
+    let metrics = until("the run counted in /metrics", || {
+        let (c, url) = (c.clone(), metrics_url.clone());
+        async move {
+            let text = c.get(&url).send().await.ok()?.text().await.ok()?;
+            text.contains("sluice_runs_finished_total{dag=\"gated\",state=\"success\"} 1").then_some(text)
+        }
+    })
+    .await;
+    assert!(metrics.contains("sluice_last_success_timestamp_seconds{dag=\"gated\"}"), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"));
     let (s, doc) = get(&c, &d.url("/api/v1/openapi.json")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
