@@ -33,19 +33,6 @@ pub const EMR_NORMALIZED_INSTANCE_HOURS: Meter = Meter {
     help: "Normalized instance hours of the EMR clusters a DAG created (DescribeCluster's NormalizedInstanceHours, once the cluster terminated)",
 };
 
-/// Error codes of a request refused for rate, over the services' protocols.
-const RATE_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "SlowDown",
-    "ProvisionedThroughputExceededException",
-];
-
 /// Counts the requests of one service's client on its [`ServiceCalls`].
 #[derive(Debug, Clone)]
 pub(crate) struct Counting {
@@ -105,7 +92,7 @@ pub(crate) fn is_throttle(status: u16, error_type: Option<&str>, body: Option<&[
         // `ThrottlingException:http://internal.amazon.com/...`, `aws.protocols#ThrottlingException`.
         let code = code.split(':').next().unwrap_or(code);
         let code = code.rsplit('#').next().unwrap_or(code);
-        RATE_CODES.contains(&code.trim())
+        crate::wait::RATE_CODES.contains(&code.trim())
     };
     if error_type.is_some_and(rate) {
         return true;

@@ -47,7 +47,9 @@ impl From<AwsError> for TaskError {
     }
 }
 
-const THROTTLING_CODES: &[&str] = &[
+/// Error codes of a request refused for rate, over the services' protocols (also what the
+/// telemetry counts as a throttle).
+pub(crate) const RATE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
@@ -57,12 +59,11 @@ const THROTTLING_CODES: &[&str] = &[
     "RequestThrottledException",
     "SlowDown",
     "ProvisionedThroughputExceededException",
-    "ServiceUnavailable",
-    "InternalError",
-    "InternalFailure",
-    "InternalServerException",
-    "InternalServerError",
 ];
+
+/// Error codes of a server-side failure worth another attempt.
+const SERVER_ERROR_CODES: &[&str] =
+    &["ServiceUnavailable", "InternalError", "InternalFailure", "InternalServerException", "InternalServerError"];
 
 /// Codes of a request whose credentials AWS does not accept, over the services' protocols.
 const REJECTED_CODES: &[&str] = &[
@@ -127,7 +128,9 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
-            status == 429 || status >= 500 || se.err().code().is_some_and(|c| THROTTLING_CODES.contains(&c))
+            status == 429
+                || status >= 500
+                || se.err().code().is_some_and(|c| RATE_CODES.contains(&c) || SERVER_ERROR_CODES.contains(&c))
         }
         _ => false,
     };
