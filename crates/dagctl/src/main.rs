@@ -70,6 +70,9 @@ enum Command {
     Unpause(cmd::pause::UnpauseArgs),
     Generate(cmd::generate::Args),
     Bench(cmd::bench::Args),
+    /// The `api` benchmark's load generator, run by `dagctl bench` in a second process.
+    #[command(name = "bench-load", hide = true)]
+    BenchLoad(cmd::bench::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
             Command::Unpause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, false)),
             Command::Generate(a) => cmd::generate::run(a),
             Command::Bench(a) => ctx.block_on(cmd::bench::run(&ctx, a)),
+            Command::BenchLoad(a) => ctx.block_on(cmd::bench::load(a)),
         }
     });
     match result {

@@ -37,6 +37,8 @@ pub(crate) struct Paths<'a> {
     pub dags: &'a Path,
     pub db_url: &'a str,
     pub logs: &'a Path,
+    /// Where the daemon serves its API; `None`: `--no-api`.
+    pub api_bind: Option<&'a str>,
 }
 
 impl Daemon {
@@ -45,15 +47,20 @@ impl Daemon {
             DaemonKind::Binary(exe) => {
                 let log = paths.root.join("daemon.log");
                 let stderr = std::fs::File::create(&log)?;
-                let child = Command::new(exe)
+                let mut command = Command::new(exe);
+                command
                     .arg("--dags")
                     .arg(paths.dags)
                     .arg("--db")
                     .arg(paths.db_url)
                     .arg("--logs")
                     .arg(paths.logs)
-                    .arg("scheduler")
-                    .arg("--no-api")
+                    .arg("scheduler");
+                match paths.api_bind {
+                    Some(bind) => command.arg("--api-bind").arg(bind),
+                    None => command.arg("--no-api"),
+                };
+                let child = command
                     .arg("--parallelism")
                     .arg(parallelism.to_string())
                     // No sluice.toml of the caller's working folder, no settings of its
@@ -63,6 +70,7 @@ impl Daemon {
                     .env_remove("SLUICE_PARALLELISM")
                     .env_remove("SLUICE_GRACE_PERIOD")
                     .env_remove("SLUICE_LOG")
+                    .env_remove("SLUICE_API_BIND")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::from(stderr))

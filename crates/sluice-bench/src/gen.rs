@@ -31,6 +31,8 @@ pub enum When {
     Now,
     /// Nothing due for decades.
     Never,
+    /// No schedule: only triggered runs.
+    Manual,
 }
 
 /// A DAG to write as a file.
@@ -49,6 +51,16 @@ impl DagSpec {
         DagSpec { id: id.to_string(), tasks, when, max_active_tasks }
     }
 
+    /// The same DAG, never due.
+    pub fn never_due(self) -> DagSpec {
+        DagSpec { when: When::Never, ..self }
+    }
+
+    /// The same DAG without a schedule: it runs when triggered.
+    pub fn manual_only(self) -> DagSpec {
+        DagSpec { when: When::Manual, ..self }
+    }
+
     /// The TOML text of the DAG file.
     pub fn to_toml(&self) -> String {
         let mut s = String::with_capacity(64 * self.tasks.len() + 256);
@@ -57,6 +69,7 @@ impl DagSpec {
             When::Now => {
                 let _ = writeln!(s, "schedule = \"0 0 1 1 *\"\nstart_date = \"2020-01-01\"\ncatchup = false");
             }
+            When::Manual => {}
             When::Never => {
                 let _ = writeln!(
                     s,

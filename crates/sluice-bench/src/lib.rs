@@ -17,6 +17,7 @@
 //! | `idle` | daemon CPU over `idle_seconds` with 100 DAGs loaded and nothing due; memory |
 //! | `huge_dag` | one file of a 20,000-task chain: load and validate time |
 //! | `reload_huge` | that file dropped into a running daemon's folder while a chain of 100 short `sleep` tasks runs: the chain's task latency while the daemon reloads |
+//! | `api` | the HTTP API with 10,000 runs stored, loaded from a second process: latency and throughput per endpoint, and the scheduler's task latency meanwhile (not in the default set: `--scenario api`) |
 //!
 //! [`run`] returns a [`Report`], printed as a table ([`Report::table`]) or JSON.
 //!
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 mod daemon;
 pub mod gen;
+pub mod load;
 pub mod measure;
 mod report;
 mod scenarios;
@@ -65,10 +67,12 @@ pub enum Scenario {
     Idle,
     HugeDag,
     ReloadHuge,
+    Api,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    /// Every scenario, in the table's order.
+    pub const ALL: [Scenario; 10] = [
         Scenario::Chain,
         Scenario::Wide,
         Scenario::Fan,
@@ -78,7 +82,14 @@ impl Scenario {
         Scenario::Idle,
         Scenario::HugeDag,
         Scenario::ReloadHuge,
+        Scenario::Api,
     ];
+
+    /// What runs when no scenario is chosen: all but `api`, which takes some minutes and
+    /// measures the API rather than the scheduler.
+    pub fn default_set() -> Vec<Scenario> {
+        Scenario::ALL.into_iter().filter(|s| *s != Scenario::Api).collect()
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -91,6 +102,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::HugeDag => "huge_dag",
             Scenario::ReloadHuge => "reload_huge",
+            Scenario::Api => "api",
         }
     }
 
@@ -113,6 +125,10 @@ pub struct Sizes {
     pub huge: usize,
     /// Tasks of the chain that runs while the huge file is reloaded.
     pub reload_chain: usize,
+    /// `api`: runs of the 20-task DAG in the store.
+    pub api_runs: usize,
+    /// `api`: runs of the 50-task DAG whose grid is asked for (the grid shows up to 365).
+    pub grid_runs: usize,
 }
 
 impl Sizes {
@@ -127,6 +143,8 @@ impl Sizes {
             idle_dags: 100,
             huge: 20_000,
             reload_chain: 100,
+            api_runs: 10_000,
+            grid_runs: 365,
         }
     }
 
@@ -141,6 +159,8 @@ impl Sizes {
             idle_dags: 5,
             huge: 2_000,
             reload_chain: 50,
+            api_runs: 300,
+            grid_runs: 30,
         }
     }
 }
@@ -160,6 +180,8 @@ pub struct Options {
     /// task of those waits for a slot). The DAGs' `max_active_tasks` is their task count, so
     /// only this limits how much runs at once.
     pub parallelism: usize,
+    /// `api`: how long each endpoint is loaded.
+    pub load_seconds: Duration,
     /// Give up on a run after this long.
     pub timeout: Duration,
     /// Compare with the targets (meaningful at full size only).
@@ -176,6 +198,7 @@ impl Options {
             sizes: Sizes::full(),
             daemon: DaemonKind::Binary(dagctl),
             parallelism: 256,
+            load_seconds: Duration::from_secs(10),
             timeout: Duration::from_secs(300),
             targets: true,
         }
@@ -190,13 +213,15 @@ impl Options {
             sizes: Sizes::small(),
             daemon: DaemonKind::InProcess,
             parallelism: 256,
+            load_seconds: Duration::from_secs(1),
             timeout: Duration::from_secs(120),
             targets: false,
         }
     }
 }
 
-/// Runs the chosen scenarios (all when none is chosen), in the table's order.
+/// Runs the chosen scenarios ([`Scenario::default_set`] when none is chosen), in the table's
+/// order.
 pub async fn run(options: &Options) -> Result<Report, BenchError> {
     scenarios::run_all(options).await
 }

@@ -13,6 +13,8 @@ use crate::measure::{self, quantile};
 use crate::report::{Metric, Report, ScenarioResult, Target};
 use crate::{BenchError, DaemonKind, Options, Scenario};
 
+mod api;
+
 /// The daemon's memory target, 50 MB (decimal), in the MiB the memory figures are reported in.
 const MEMORY_TARGET_MIB: f64 = 50.0 * 1e6 / (1024.0 * 1024.0);
 
@@ -40,7 +42,7 @@ pub(crate) async fn run_all(o: &Options) -> Result<Report, BenchError> {
 }
 
 async fn run_scenarios(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result<Report, BenchError> {
-    let mut chosen: Vec<Scenario> = if o.scenarios.is_empty() { Scenario::ALL.to_vec() } else { o.scenarios.clone() };
+    let mut chosen: Vec<Scenario> = if o.scenarios.is_empty() { Scenario::default_set() } else { o.scenarios.clone() };
     chosen.sort();
     chosen.dedup();
     let mut report = Report::new(o);
@@ -69,6 +71,7 @@ async fn run_scenarios(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result
             Scenario::HugeDag => report.results.push(huge_dag(o, keep).await?),
             Scenario::ReloadHuge => report.results.push(reload_huge(o, keep).await?),
             Scenario::Idle => report.results.push(idle(o, keep).await?),
+            Scenario::Api => report.results.push(api::api(o, keep).await?),
         }
     }
     Ok(report)
@@ -178,9 +181,18 @@ impl Scratch {
     /// Creates the database (so the daemon and this process do not race to create it), then
     /// starts the daemon.
     async fn start(&self, o: &Options) -> Result<(SqliteStore, Daemon), BenchError> {
+        self.start_daemon(o, None).await
+    }
+
+    /// [`Scratch::start`], the daemon serving its API on `bind`.
+    async fn start_with_api(&self, o: &Options, bind: &str) -> Result<(SqliteStore, Daemon), BenchError> {
+        self.start_daemon(o, Some(bind)).await
+    }
+
+    async fn start_daemon(&self, o: &Options, api_bind: Option<&str>) -> Result<(SqliteStore, Daemon), BenchError> {
         let store = SqliteStore::open(&self.db_url).await?;
         let (dags, logs) = (self.dags(), self.logs());
-        let paths = Paths { root: self.dir.path(), dags: &dags, db_url: &self.db_url, logs: &logs };
+        let paths = Paths { root: self.dir.path(), dags: &dags, db_url: &self.db_url, logs: &logs, api_bind };
         let daemon = Daemon::start(&o.daemon, &paths, o.parallelism)?;
         Ok((store, daemon))
     }

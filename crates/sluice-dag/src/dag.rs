@@ -420,14 +420,34 @@ pub fn parse_conf(s: &str) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// Run ids as Airflow writes them: `scheduled__2026-03-01T05:00:00+00:00`.
+/// Run ids as Airflow writes them: `scheduled__2026-03-01T05:00:00+00:00`. A logical date
+/// with a fraction of a second (a manual run without a date is "now") keeps its microseconds,
+/// `manual__2026-03-01T05:00:00.123456+00:00`, so two triggers within one second are two runs.
 pub fn run_id(kind: &str, dates: &RunDates) -> String {
-    format!("{kind}__{}", dates.ts())
+    use chrono::Timelike;
+    if dates.logical_date.nanosecond() / 1000 == 0 {
+        format!("{kind}__{}", dates.ts())
+    } else {
+        format!("{kind}__{}", dates.logical_date.format("%Y-%m-%dT%H:%M:%S%.6f%:z"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_keep_microseconds_only_when_there_are_some() {
+        use chrono::TimeZone;
+        let at = |micros: u32| {
+            let t = chrono_tz::UTC.with_ymd_and_hms(2026, 3, 1, 5, 0, 0).unwrap()
+                + chrono::Duration::microseconds(i64::from(micros));
+            RunDates { logical_date: t, data_interval_start: t, data_interval_end: t }
+        };
+        assert_eq!(run_id("scheduled", &at(0)), "scheduled__2026-03-01T05:00:00+00:00");
+        assert_eq!(run_id("manual", &at(123_456)), "manual__2026-03-01T05:00:00.123456+00:00");
+        assert_ne!(run_id("manual", &at(1)), run_id("manual", &at(2)));
+    }
 
     #[test]
     fn retry_delays() {

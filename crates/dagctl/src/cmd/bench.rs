@@ -11,7 +11,7 @@ use crate::exit;
 #[derive(clap::Args)]
 pub struct Args {
     /// A scenario to run (repeatable): chain_50, wide_200, fan_200, noop_10k, many_dags,
-    /// latency, idle [default: all].
+    /// latency, idle, huge_dag, reload_huge, api [default: all but api].
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Print the report as JSON.
@@ -26,6 +26,22 @@ pub struct Args {
     /// The daemon's --parallelism during the benchmark.
     #[arg(long, default_value_t = 256)]
     parallelism: usize,
+    /// Every scenario at a small size, once, without targets: checks that the benchmark
+    /// works, not how fast anything is.
+    #[arg(long)]
+    small: bool,
+}
+
+/// Arguments of the hidden `bench-load` command.
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// A file of URLs, one a line, requested in turn.
+    #[arg(long)]
+    urls: std::path::PathBuf,
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
 }
 
 pub async fn run(_ctx: &Ctx, args: Args) -> Result<u8> {
@@ -37,11 +53,33 @@ pub async fn run(_ctx: &Ctx, args: Args) -> Result<u8> {
     options.repeat = args.repeat.max(1);
     anyhow::ensure!(args.parallelism > 0, "--parallelism must be at least 1");
     options.parallelism = args.parallelism;
+    if args.small {
+        let small = sluice_bench::Options::small();
+        options.sizes = small.sizes;
+        options.repeat = 1;
+        options.idle_seconds = small.idle_seconds;
+        options.load_seconds = small.load_seconds;
+        options.targets = false;
+    }
     let report = sluice_bench::run(&options).await?;
     if args.json {
         println!("{}", report.json());
     } else {
         print!("{}", report.table());
     }
+    Ok(exit::OK)
+}
+
+/// Loads the URLs of `--urls` and prints what it measured as JSON.
+pub async fn load(args: LoadArgs) -> Result<u8> {
+    let text = std::fs::read_to_string(&args.urls).with_context(|| format!("cannot read {}", args.urls.display()))?;
+    anyhow::ensure!(args.seconds.is_finite() && args.seconds > 0.0, "--seconds must be a positive number");
+    let spec = sluice_bench::load::LoadSpec {
+        urls: text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+        concurrency: args.concurrency,
+        duration: std::time::Duration::from_secs_f64(args.seconds),
+    };
+    let result = sluice_bench::load::generate(&spec).await.map_err(anyhow::Error::msg)?;
+    println!("{}", serde_json::to_string(&result)?);
     Ok(exit::OK)
 }
