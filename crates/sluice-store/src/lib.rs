@@ -3,7 +3,8 @@
 //! The [`Store`] trait is everything the scheduler and the CLI read or write: DAG rows (paused
 //! flag, last parse error), runs, task instances, each try of a task (with the external ids
 //! its operator reported), task outputs (what templates read as `tasks.<id>.<field>`), typed
-//! [`Event`]s, and the HTTP API's tokens (as the caller's hash of each secret, never the secret).
+//! [`Event`]s, the HTTP API's tokens (as the caller's hash of each secret, never the secret),
+//! and the outbox of [`alert`]s with the durable cursors of the event stream's readers.
 //!
 //! Every method that changes state is one transaction, so a crash between any two calls
 //! leaves a state the daemon can resume from, and it writes the events that describe its
@@ -21,11 +22,13 @@ pub use sluice_dag::{RunState, TaskState};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+pub mod alert;
 pub mod event;
 pub mod lock;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;
+pub use alert::{AlertQuery, AlertRow, AlertState, Attempt, AttemptRow, NewAlert};
 pub use event::{Event, EventKind, EventQuery, NewEvent, Order, TryResult};
 pub use lock::{LockError, SchedulerLock};
 #[cfg(feature = "sqlite")]
@@ -58,8 +61,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// The change would break a uniqueness rule the caller can act on (a second live API token
-    /// of the same name); the message says which and what to do.
+    /// The change would break a rule the caller can act on (a second live API token of the
+    /// same name, an attempt recorded for an alert that is no longer pending); the message
+    /// says which and what to do.
     #[error("{0}")]
     Conflict(String),
 }
@@ -398,6 +402,11 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_runs(&self, per_dag: u32) -> Result<Vec<Run>>;
     /// Per DAG with a successful run, the latest end of such a run; ordered by DAG id.
     async fn last_successes(&self) -> Result<Vec<(String, DateTime<Utc>)>>;
+    /// The finished run (success or failed) of `dag_id` that ended last at or before `before`,
+    /// other than run `exclude`: what the run that just finished (`exclude`, ended at
+    /// `before`) follows, e.g. to tell a recovery. Of runs that ended at the same instant the
+    /// one with the highest id counts as the last.
+    async fn previous_finished_run(&self, dag_id: &str, before: DateTime<Utc>, exclude: i64) -> Result<Option<Run>>;
     /// Sets a run's state: `started_at` is set each time it becomes running (a cleared run
     /// starts again; `first_started_at` keeps the first start), `ended_at`
     /// when it finishes (and cleared if it runs again). A change of state writes
@@ -516,6 +525,45 @@ pub trait Store: Send + Sync + 'static {
     /// holds, then returns the error (SQLite: a [`StoreError::Db`] saying "database is
     /// locked").
     async fn check_writable(&self) -> Result<()>;
+
+    // --- Alerts ---
+    /// The position of the event reader `name`: the id of the last event it has dealt with
+    /// (`None` before it first recorded one).
+    async fn cursor(&self, name: &str) -> Result<Option<i64>>;
+    /// Moves the cursor `name` to `event_id`, creating it if needed; never back: a cursor
+    /// already further stays where it is.
+    async fn set_cursor(&self, name: &str, event_id: i64) -> Result<()>;
+    /// Enqueues `alerts` (state `pending`, created at `at`, first attempt due at each one's
+    /// `due_at`) and moves the cursor `cursor` to `up_to` (as [`Store::set_cursor`]), in one
+    /// transaction. An alert whose (channel, incident) is already stored, whatever its state,
+    /// or repeats one earlier in `alerts`, is skipped: a reader that reads the same events
+    /// again after a crash enqueues nothing twice. Returns the ids of the alerts inserted, in
+    /// the order of `alerts`.
+    async fn enqueue_alerts(
+        &self,
+        cursor: &str,
+        up_to: i64,
+        alerts: &[NewAlert],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<i64>>;
+    /// At most `limit` pending alerts whose next attempt is due at `now` or earlier, the
+    /// earliest due first (then the oldest).
+    async fn due_alerts(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<AlertRow>>;
+    /// When the earliest pending alert is due (`None` when none is pending): how long a sender
+    /// may sleep.
+    async fn next_alert_due(&self) -> Result<Option<DateTime<Utc>>>;
+    /// Records an attempt to deliver a pending alert, in one transaction: the attempt is
+    /// appended (numbered from 1) and the alert updated: delivered (`delivered_at`, nothing
+    /// due), failed with `retry_at` (still pending, due then, `last_error`), or failed without
+    /// (state `failed`, `last_error`). Returns the alert as it is now. An alert that is not
+    /// pending (delivered or given up, e.g. by another sender) is refused with
+    /// [`StoreError::Conflict`] and nothing is written; an unknown id is `NotFound`.
+    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow>;
+    /// The alerts matching `query`, newest first (highest id first).
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<AlertRow>>;
+    async fn alert(&self, id: i64) -> Result<Option<AlertRow>>;
+    /// The attempts of an alert, first first (empty for an unknown alert).
+    async fn alert_attempts(&self, alert: i64) -> Result<Vec<AttemptRow>>;
 
     // --- API tokens ---
     /// Records a new API token, with a `token_created` event. Refused with

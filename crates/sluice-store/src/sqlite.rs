@@ -42,7 +42,7 @@
 //!
 //! Times are TEXT in UTC, fixed width with microseconds (`2026-03-01T05:00:00.000000Z`), so
 //! they sort and compare as text; sub-microsecond precision is dropped. States are their
-//! snake_case names; `conf`, `external_ids` and output values are JSON text.
+//! snake_case names; `conf`, `external_ids`, output values and alert messages are JSON text.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -62,9 +62,9 @@ use sqlx::{ConnectOptions, Connection, Executor, Row, Transaction};
 use tokio::sync::{broadcast, Mutex};
 
 use crate::{
-    Created, DagRow, DagSync, DbUrl, Event, EventKind, EventQuery, Finish, FinishTry, NewEvent, NewRun, NewToken,
-    Order, Result, Run, RunFilter, RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try,
-    TryOutcome, TryResult,
+    AlertQuery, AlertRow, AlertState, Attempt, AttemptRow, Created, DagRow, DagSync, DbUrl, Event, EventKind,
+    EventQuery, Finish, FinishTry, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run, RunFilter, RunKind,
+    RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try, TryOutcome, TryResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -90,6 +90,10 @@ const TI_COLS_TI: &str =
 /// Columns of an API token, in the order [`token_row`] reads them (never the hash).
 const TOKEN_COLS: &str = "id, name, role, created_at, expires_at, revoked_at, last_used_at";
 const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, data";
+/// Columns of an alert, in the order [`alert_row`] reads them.
+const ALERT_COLS: &str = "id, channel, incident, rule, dag_id, run_id, task_id, event_id, message, state, attempts, \
+     created_at, next_attempt_at, delivered_at, last_error";
+const ATTEMPT_COLS: &str = "alert, number, at, ok, text";
 /// Events a subscriber may fall behind by before it gets `Lagged`: a few batches of the
 /// largest size the engine commits.
 const BROADCAST_CAPACITY: usize = 16_384;
@@ -380,6 +384,38 @@ fn token_row(row: &SqliteRow) -> Result<TokenRow> {
         expires_at: opt_time(row, 4)?,
         revoked_at: opt_time(row, 5)?,
         last_used_at: opt_time(row, 6)?,
+    })
+}
+
+/// An alert from [`ALERT_COLS`].
+fn alert_row(row: &SqliteRow) -> Result<AlertRow> {
+    Ok(AlertRow {
+        id: row.try_get(0)?,
+        channel: text(row, 1)?,
+        incident: text(row, 2)?,
+        rule: text(row, 3)?,
+        dag_id: text(row, 4)?,
+        run_id: opt_text(row, 5)?,
+        task_id: opt_text(row, 6)?,
+        event_id: row.try_get(7)?,
+        message: parse_json_map(&text(row, 8)?, "alert message")?,
+        state: AlertState::from_str(&text(row, 9)?).map_err(StoreError::Corrupt)?,
+        attempts: count(row, 10)?,
+        created_at: time(row, 11)?,
+        next_attempt_at: opt_time(row, 12)?,
+        delivered_at: opt_time(row, 13)?,
+        last_error: opt_text(row, 14)?,
+    })
+}
+
+/// An attempt from [`ATTEMPT_COLS`].
+fn attempt_row(row: &SqliteRow) -> Result<AttemptRow> {
+    Ok(AttemptRow {
+        alert: row.try_get(0)?,
+        number: count(row, 1)?,
+        at: time(row, 2)?,
+        ok: flag(row, 3)?,
+        text: text(row, 4)?,
     })
 }
 
@@ -1354,6 +1390,26 @@ impl Store for SqliteStore {
         rows.into_iter().map(|(dag_id, at)| Ok((dag_id, parse_ts(&at)?))).collect()
     }
 
+    async fn previous_finished_run(&self, dag_id: &str, before: DateTime<Utc>, exclude: i64) -> Result<Option<Run>> {
+        // One step down the (dag_id, state, ended_at) index per finished state.
+        let sql = format!(
+            "SELECT {RUN_COLS} FROM runs r WHERE r.id = (SELECT x.id FROM (\
+             SELECT * FROM (SELECT id, ended_at FROM runs WHERE dag_id = ?1 AND state = 'success' \
+             AND ended_at <= ?2 AND id != ?3 ORDER BY ended_at DESC, id DESC LIMIT 1) \
+             UNION ALL SELECT * FROM (SELECT id, ended_at FROM runs WHERE dag_id = ?1 AND state = 'failed' \
+             AND ended_at <= ?2 AND id != ?3 ORDER BY ended_at DESC, id DESC LIMIT 1)) x \
+             ORDER BY x.ended_at DESC, x.id DESC LIMIT 1)"
+        );
+        sqlx::query(&sql)
+            .bind(dag_id)
+            .bind(ts(before))
+            .bind(exclude)
+            .fetch_optional(&self.readers)
+            .await?
+            .map(|row| run_at(&row, 0))
+            .transpose()
+    }
+
     async fn set_run_state(&self, run: i64, state: RunState, at: DateTime<Utc>) -> Result<()> {
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
@@ -1700,6 +1756,165 @@ impl Store for SqliteStore {
         }
     }
 
+    // --- Alerts ---
+
+    async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT event_id FROM cursors WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?)
+    }
+
+    async fn set_cursor(&self, name: &str, event_id: i64) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        // One statement: autocommit.
+        move_cursor(&mut w.conn, name, event_id).await
+    }
+
+    async fn enqueue_alerts(
+        &self,
+        cursor: &str,
+        up_to: i64,
+        alerts: &[NewAlert],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let created_at = ts(at);
+        let mut ids = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            // An existing (channel, incident) returns no row: skipped.
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO alerts (channel, incident, rule, dag_id, run_id, task_id, event_id, message, state, \
+                 attempts, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
+                 ON CONFLICT (channel, incident) DO NOTHING RETURNING id",
+            )
+            .bind(&a.channel)
+            .bind(&a.incident)
+            .bind(&a.rule)
+            .bind(&a.dag_id)
+            .bind(a.run_id.as_deref())
+            .bind(a.task_id.as_deref())
+            .bind(a.event_id)
+            .bind(json_text(&a.message))
+            .bind(&created_at)
+            .bind(ts(a.due_at))
+            .fetch_optional(&mut *tx)
+            .await?;
+            ids.extend(id);
+        }
+        move_cursor(&mut tx, cursor, up_to).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn due_alerts(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<AlertRow>> {
+        // The literal 'pending' (not a parameter) lets SQLite use the partial index.
+        let sql = format!(
+            "SELECT {ALERT_COLS} FROM alerts WHERE state = 'pending' AND next_attempt_at <= ? \
+             ORDER BY next_attempt_at, id LIMIT ?"
+        );
+        sqlx::query(&sql)
+            .bind(ts(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(alert_row)
+            .collect()
+    }
+
+    async fn next_alert_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<String> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM alerts WHERE state = 'pending'")
+                .fetch_one(&self.readers)
+                .await?;
+        next.as_deref().map(parse_ts).transpose()
+    }
+
+    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow> {
+        let mut w = self.writer.lock().await;
+        let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
+        let current: Option<(String, i64)> = sqlx::query_as("SELECT state, attempts FROM alerts WHERE id = ?")
+            .bind(alert)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (state, attempts) = current.ok_or_else(|| StoreError::NotFound(format!("alert {alert}")))?;
+        let state = AlertState::from_str(&state).map_err(StoreError::Corrupt)?;
+        if state != AlertState::Pending {
+            return Err(StoreError::Conflict(format!(
+                "alert {alert} is {state}, not pending: it takes no more delivery attempts"
+            )));
+        }
+        let at_text = ts(at);
+        let (ok, text) = match attempt {
+            Attempt::Delivered { answer } => (true, answer),
+            Attempt::Failed { error, .. } => (false, error),
+        };
+        sqlx::query("INSERT INTO alert_attempts (alert, number, at, ok, text) VALUES (?, ?, ?, ?, ?)")
+            .bind(alert)
+            .bind(attempts + 1)
+            .bind(&at_text)
+            .bind(i64::from(ok))
+            .bind(text)
+            .execute(&mut *tx)
+            .await?;
+        let update = match attempt {
+            Attempt::Delivered { .. } => sqlx::query(
+                "UPDATE alerts SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, \
+                 next_attempt_at = NULL WHERE id = ?",
+            )
+            .bind(&at_text),
+            Attempt::Failed { error, retry_at: Some(retry_at) } => sqlx::query(
+                "UPDATE alerts SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            )
+            .bind(ts(*retry_at))
+            .bind(error),
+            Attempt::Failed { error, retry_at: None } => sqlx::query(
+                "UPDATE alerts SET state = 'failed', attempts = attempts + 1, next_attempt_at = NULL, \
+                 last_error = ? WHERE id = ?",
+            )
+            .bind(error),
+        };
+        update.bind(alert).execute(&mut *tx).await?;
+        let sql = format!("SELECT {ALERT_COLS} FROM alerts WHERE id = ?");
+        let row = alert_row(&sqlx::query(&sql).bind(alert).fetch_one(&mut *tx).await?)?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<AlertRow>> {
+        // Explicit clauses, so that SQLite picks an index from what is asked.
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args = Vec::new();
+        if let Some(dag_id) = &query.dag_id {
+            clauses.push("dag_id = ?".into());
+            args.push(Arg::Text(dag_id.clone()));
+        }
+        if !query.states.is_empty() {
+            clauses.push(format!("state IN ({})", placeholders(query.states.len())));
+            args.extend(query.states.iter().map(|s| Arg::Text(s.name().into())));
+        }
+        let mut sql = format!("SELECT {ALERT_COLS} FROM alerts");
+        if !clauses.is_empty() {
+            sql.push_str(&format!(" WHERE {}", clauses.join(" AND ")));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        // SQLite's "no limit" is a negative one.
+        args.push(Arg::Int(query.limit.map_or(-1, i64::from)));
+        bind_args(sqlx::query(&sql), args).fetch_all(&self.readers).await?.iter().map(alert_row).collect()
+    }
+
+    async fn alert(&self, id: i64) -> Result<Option<AlertRow>> {
+        let sql = format!("SELECT {ALERT_COLS} FROM alerts WHERE id = ?");
+        sqlx::query(&sql).bind(id).fetch_optional(&self.readers).await?.as_ref().map(alert_row).transpose()
+    }
+
+    async fn alert_attempts(&self, alert: i64) -> Result<Vec<AttemptRow>> {
+        let sql = format!("SELECT {ATTEMPT_COLS} FROM alert_attempts WHERE alert = ? ORDER BY number");
+        sqlx::query(&sql).bind(alert).fetch_all(&self.readers).await?.iter().map(attempt_row).collect()
+    }
+
     // --- API tokens ---
 
     async fn create_token(&self, new: &NewToken, at: DateTime<Utc>) -> Result<TokenRow> {
@@ -1793,6 +2008,19 @@ impl Store for SqliteStore {
         .await?;
         Ok(live != 0)
     }
+}
+
+/// Moves the cursor `name` to `event_id` unless it is further already.
+async fn move_cursor(conn: &mut SqliteConnection, name: &str, event_id: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO cursors (name, event_id) VALUES (?, ?) \
+         ON CONFLICT (name) DO UPDATE SET event_id = MAX(event_id, excluded.event_id)",
+    )
+    .bind(name)
+    .bind(event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Sets the connection's busy timeout (how long a statement waits for another connection's

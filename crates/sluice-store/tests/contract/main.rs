@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use sluice_store::{Created, Event, EventKind, EventQuery, NewRun, RunKind, Start, Store, TaskState};
 use tempfile::TempDir;
 
+mod alerts;
 mod api;
 mod events;
 mod lifecycle;
@@ -132,6 +133,13 @@ macro_rules! backend {
                 api::api_tokens_keep_a_hash_and_are_revoked_by_name,
                 api::an_idempotency_key_gives_one_run_per_dag,
                 api::racing_creators_with_one_idempotency_key_make_one_run,
+                alerts::enqueue_with_the_cursor_never_enqueues_an_incident_twice,
+                alerts::cursors_never_go_back,
+                alerts::due_alerts_come_earliest_due_first,
+                alerts::attempts_deliver_retry_or_give_up,
+                alerts::alert_listings_filter_by_dag_and_state_newest_first,
+                alerts::a_reopened_store_keeps_alerts_attempts_and_cursors,
+                alerts::previous_finished_run_is_the_last_one_that_ended_before,
             );
         }
     };
