@@ -418,3 +418,26 @@ fn serde_errors_say_as_much_as_the_parser() {
         assert!(e.contains(&format!("line {line}")), "{src:?}: expected line {line}: {e}");
     }
 }
+
+#[test]
+fn the_examples_of_the_alerts_section_of_the_format_reference_are_valid() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dag-format.md")).unwrap();
+    let section = doc.split("\n## Alerts\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let mut checked = 0;
+    for block in section.split("```toml\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        if block.contains("[channels.") {
+            // sluice.toml's side: the channels it declares are what the DAG examples use.
+            let declared = ["slack:data-oncall", "slack:data-team", "webhook:pagerduty"];
+            assert!(declared.iter().any(|c| block.contains(&ChannelRef::table(&channel(c)))), "{block}");
+            continue;
+        }
+        let src = if block.contains("[tasks.") { block.to_string() } else { format!("{block}{TASK}") };
+        let dag = valid(&src);
+        let declared: Vec<ChannelRef> =
+            ["slack:data-oncall", "slack:data-team", "email:data-team", "webhook:pagerduty"].map(channel).to_vec();
+        assert!(check_channels(&dag, &declared).is_empty(), "{block}");
+        checked += 1;
+    }
+    assert!(checked >= 4, "{checked} examples checked");
+}
