@@ -15,6 +15,7 @@
 //! The types here read both from a DAG file (through the parser, which reports every problem
 //! with its line) and with serde (as `sluice.toml` is read), with the same messages.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -301,13 +302,15 @@ impl AlertRule {
     /// with serde.)
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (i, e) in self.on.iter().enumerate() {
-            if self.on[..i].contains(e) {
+        let mut events = HashSet::new();
+        for e in &self.on {
+            if !events.insert(e) {
                 out.push(format!("`on` names {} twice", quoted(e.name())));
             }
         }
-        for (i, c) in self.to.iter().enumerate() {
-            if self.to[..i].contains(c) {
+        let mut channels = HashSet::new();
+        for c in &self.to {
+            if !channels.insert(c) {
                 out.push(format!("`to` names {} twice", quoted(&c.to_string())));
             }
         }
@@ -342,11 +345,12 @@ pub fn undeclared_channel(channel: &ChannelRef, declared: &[ChannelRef]) -> Opti
 /// channels of `sluice.toml`), at the line of that `to` entry. At most [`MAX_DIAGNOSTICS`],
 /// then one more counting the rest.
 pub fn check_channels(dag: &Dag, declared: &[ChannelRef]) -> Vec<Diagnostic> {
+    let known: HashSet<&ChannelRef> = declared.iter().collect();
     let mut out = Vec::new();
     let mut more = 0usize;
     for rule in &dag.alerts {
         for (i, channel) in rule.to.iter().enumerate() {
-            if declared.contains(channel) {
+            if known.contains(channel) {
                 continue;
             }
             if out.len() >= MAX_DIAGNOSTICS {

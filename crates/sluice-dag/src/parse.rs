@@ -564,7 +564,7 @@ impl<'s> Parser<'s> {
 
     /// A non-empty list of names read with `FromStr` (`what` they are, for messages), each
     /// with its offset; a name given twice is a warning. `None` when anything is wrong.
-    fn list<T: std::str::FromStr<Err = String> + PartialEq + std::fmt::Display>(
+    fn list<T: std::str::FromStr<Err = String> + Eq + std::hash::Hash + Clone + std::fmt::Display>(
         &mut self,
         key: &str,
         v: &Spanned<DeValue<'_>>,
@@ -580,11 +580,12 @@ impl<'s> Parser<'s> {
             return None;
         }
         let mut out: Vec<(T, usize)> = Vec::new();
+        let mut seen: HashSet<T> = HashSet::new();
         let mut ok = true;
         for item in items.iter() {
             let at = item.span().start;
             match self.read_with(key, item, None, str::parse::<T>) {
-                Some(t) if out.iter().any(|(seen, _)| *seen == t) => {
+                Some(t) if !seen.insert(t.clone()) => {
                     self.sink.warning(
                         Some(at),
                         None,

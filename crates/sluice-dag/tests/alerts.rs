@@ -441,3 +441,23 @@ fn the_examples_of_the_alerts_section_of_the_format_reference_are_valid() {
     }
     assert!(checked >= 4, "{checked} examples checked");
 }
+
+#[test]
+fn a_rule_with_a_great_many_channels_is_read_and_checked() {
+    // Duplicates are found with a set and declared channels looked up in one: a quadratic
+    // search would take minutes here.
+    let n = 60_000;
+    let to: Vec<String> = (0..n).map(|i| format!("\"slack:c{i}\"")).collect();
+    let src = format!("[[alerts]]\non = [\"failure\"]\nto = [{}, \"slack:c0\"]\n{TASK}", to.join(", "));
+    let outcome = parse_dag(Path::new("dags/alerting.toml"), &src);
+    assert_eq!(outcome.diagnostics.len(), 1, "{:?}", outcome.diagnostics.first());
+    assert!(outcome.diagnostics[0].message.contains("`to` names `slack:c0` twice"));
+    let dag = outcome.dag.unwrap();
+    assert_eq!(dag.alerts[0].to.len(), n);
+    let declared: Vec<ChannelRef> = dag.alerts[0].to.clone();
+    assert!(check_channels(&dag, &declared).is_empty());
+    // Every reference undeclared: the first 1000 are reported, then a count of the rest.
+    let found = check_channels(&dag, &declared[..1]);
+    assert_eq!(found.len(), 1001);
+    assert_eq!(found[1000].message, format!("{} more undeclared alert channels not shown", n - 1 - 1000));
+}
