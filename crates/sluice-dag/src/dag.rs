@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::alerts::{AlertRule, Freshness};
 use crate::diagnostic::{one_line, quoted};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
@@ -159,6 +160,9 @@ pub struct Task {
     pub depends_on_past: bool,
     /// The `[connections.NAME]` of `sluice.toml` its AWS calls use (the task's, else the DAG's).
     pub connection: Option<String>,
+    /// A try running longer than this raises an `sla` alert (the try goes on; `timeout` is
+    /// what stops it).
+    pub max_duration: Option<Duration>,
     pub doc: Option<String>,
     /// Line of the task's table in its file.
     pub line: usize,
@@ -208,6 +212,13 @@ pub struct Dag {
     pub params: Map<String, Value>,
     /// Tasks in topological order (file order among independent tasks).
     pub tasks: Vec<Task>,
+    /// The DAG's own `[[alerts]]` rules, in file order.
+    pub alerts: Vec<AlertRule>,
+    /// Whether the `[[alerts]]` of `sluice.toml` apply to it too (`default_alerts = false`
+    /// opts out). Default true.
+    pub default_alerts: bool,
+    /// `[freshness]`: a successful run at least every `max_age`.
+    pub freshness: Option<Freshness>,
     /// The file's text this DAG was read from, so a scheduler can record its last good
     /// version.
     #[serde(skip)]

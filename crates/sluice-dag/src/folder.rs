@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::alerts::{check_channels, ChannelRef};
 use crate::dag::Dag;
 use crate::diagnostic::{one_line, quoted, Diagnostic, Severity};
 use crate::parse::{parse_dag_file, ParseOutcome};
@@ -66,10 +67,26 @@ pub fn dag_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// What loading checks beyond each file itself, against what the scheduler's configuration
+/// declares. The default checks nothing more.
+#[derive(Debug, Clone, Default)]
+pub struct LoadChecks {
+    /// The alert channels `sluice.toml` declares: a DAG sending to any other one fails to
+    /// load ([`check_channels`]). `None` skips the check.
+    pub channels: Option<Vec<ChannelRef>>,
+}
+
 /// Loads the given files as one set: DAG ids must be unique across them (the first file in
 /// path order keeps an id; later files declaring it fail).
 pub fn load_files(paths: &[PathBuf]) -> Folder {
-    let outcomes: Vec<(PathBuf, ParseOutcome)> = paths.iter().map(|p| (p.clone(), parse_dag_file(p))).collect();
+    load_files_checked(paths, &LoadChecks::default())
+}
+
+/// [`load_files`], with `checks`: a DAG that fails one has its errors in its file's report
+/// and is not loaded, like a DAG with an invalid key.
+pub fn load_files_checked(paths: &[PathBuf], checks: &LoadChecks) -> Folder {
+    let outcomes: Vec<(PathBuf, ParseOutcome)> =
+        paths.iter().map(|p| (p.clone(), apply_checks(parse_dag_file(p), checks))).collect();
     let mut owner: HashMap<String, PathBuf> = HashMap::new();
     let mut folder = Folder::default();
     for (path, mut outcome) in outcomes {
@@ -100,4 +117,32 @@ pub fn load_files(paths: &[PathBuf]) -> Folder {
 /// Loads every DAG file beneath `dir`.
 pub fn load_folder(dir: &Path) -> std::io::Result<Folder> {
     Ok(load_files(&dag_files(dir)?))
+}
+
+/// Loads every DAG file beneath `dir`, with `checks` (see [`load_files_checked`]).
+pub fn load_folder_checked(dir: &Path, checks: &LoadChecks) -> std::io::Result<Folder> {
+    Ok(load_files_checked(&dag_files(dir)?, checks))
+}
+
+/// The outcome of one file after `checks`: their errors go among its diagnostics, in line
+/// order, and a DAG with any is dropped.
+pub(crate) fn apply_checks(mut outcome: ParseOutcome, checks: &LoadChecks) -> ParseOutcome {
+    let (Some(dag), Some(declared)) = (&outcome.dag, &checks.channels) else { return outcome };
+    let found = check_channels(dag, declared);
+    if found.is_empty() {
+        return outcome;
+    }
+    for d in found {
+        // After every diagnostic on its line or before it, so the file's report stays in
+        // line order, but before the last one when that counts the problems left out.
+        let line = d.line.unwrap_or(usize::MAX);
+        let diags = &mut outcome.diagnostics;
+        let at = diags.iter().position(|e| e.line.is_some_and(|l| l > line)).unwrap_or_else(|| match diags.last() {
+            Some(last) if last.line.is_none() && last.message.contains("not shown") => diags.len() - 1,
+            _ => diags.len(),
+        });
+        diags.insert(at, d);
+    }
+    outcome.dag = None;
+    outcome
 }

@@ -16,6 +16,9 @@ use serde_json::{Map, Value};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use crate::alerts::{
+    AlertOn, AlertRule, ChannelRef, Freshness, ALERT_RULE_KEYS, EMPTY_ON, EMPTY_TO, FRESHNESS_KEYS, MUST_BE_POSITIVE,
+};
 use crate::dag::{Backoff, Dag, RetryPolicy, Task, TriggerRule};
 use crate::diagnostic::{did_you_mean, quoted, Diagnostic, Sink};
 use crate::duration::Duration;
@@ -42,6 +45,9 @@ pub const DAG_KEYS: &[&str] = &[
     "params",
     "defaults",
     "tasks",
+    "alerts",
+    "default_alerts",
+    "freshness",
 ];
 
 /// Keys every task has, whatever its operator.
@@ -58,6 +64,7 @@ pub const TASK_KEYS: &[&str] = &[
     "priority",
     "depends_on_past",
     "connection",
+    "max_duration",
     "doc",
 ];
 
@@ -72,6 +79,7 @@ pub const DEFAULT_KEYS: &[&str] = &[
     "priority",
     "depends_on_past",
     "connection",
+    "max_duration",
 ];
 
 pub const DEFAULT_MAX_ACTIVE_TASKS: u32 = 16;
@@ -221,6 +229,7 @@ struct Common {
     priority: Option<i64>,
     depends_on_past: Option<bool>,
     connection: Option<String>,
+    max_duration: Option<Duration>,
 }
 
 impl Common {
@@ -235,6 +244,7 @@ impl Common {
             priority: self.priority.or(d.priority),
             depends_on_past: self.depends_on_past.or(d.depends_on_past),
             connection: self.connection.or_else(|| d.connection.clone()),
+            max_duration: self.max_duration.or(d.max_duration),
         }
     }
 }
@@ -421,6 +431,13 @@ impl<'s> Parser<'s> {
             },
             None => Map::new(),
         };
+        let alerts = match top.get("alerts") {
+            Some((_, v)) => self.alerts(v),
+            None => Vec::new(),
+        };
+        let default_alerts =
+            top.get("default_alerts").and_then(|(_, v)| self.read::<bool>("default_alerts", v, None)).unwrap_or(true);
+        let freshness = top.get("freshness").and_then(|(_, v)| self.freshness(v));
         let mut defaults = match top.get("defaults") {
             Some((_, v)) => self.defaults(v),
             None => Common::default(),
@@ -467,10 +484,146 @@ impl<'s> Parser<'s> {
             connection,
             params,
             tasks,
+            alerts,
+            default_alerts,
+            freshness,
             source: String::new(),
             index,
         };
         (Some(id), Some(dag))
+    }
+
+    /// A duration that must not be zero.
+    fn positive_duration(&mut self, key: &str, v: &Spanned<DeValue<'_>>, task: Option<&str>) -> Option<Duration> {
+        let d: Duration = self.read(key, v, task)?;
+        if d.as_std().is_zero() {
+            self.sink.error(Some(v.span().start), task, format!("key {}: {MUST_BE_POSITIVE}", quoted(key)));
+            return None;
+        }
+        Some(d)
+    }
+
+    /// `[[alerts]]`: the DAG's alert rules (the valid ones; every problem is reported).
+    fn alerts(&mut self, v: &Spanned<DeValue<'_>>) -> Vec<AlertRule> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.sink.error(
+                Some(v.span().start),
+                None,
+                "key `alerts`: expected `[[alerts]]` tables, each with `on` and `to`",
+            );
+            return Vec::new();
+        };
+        items.iter().filter_map(|item| self.alert_rule(item)).collect()
+    }
+
+    fn alert_rule(&mut self, v: &Spanned<DeValue<'_>>) -> Option<AlertRule> {
+        let at = v.span().start;
+        let DeValue::Table(t) = v.get_ref() else {
+            self.sink.error(Some(at), None, "key `alerts`: expected `[[alerts]]` tables, each with `on` and `to`");
+            return None;
+        };
+        let line = self.sink.map.line(at);
+        let mut on = None;
+        let mut to = None;
+        let mut digest = None;
+        let mut ok = true;
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "on" => on = self.list::<AlertOn>("on", v, "events", EMPTY_ON),
+                "to" => to = self.list::<ChannelRef>("to", v, "channels", EMPTY_TO),
+                "digest" => {
+                    digest = self.positive_duration("digest", v, None);
+                    ok &= digest.is_some();
+                }
+                _ => {
+                    self.unknown_key(k, None, "an [[alerts]] rule", ALERT_RULE_KEYS);
+                    ok = false;
+                }
+            }
+        }
+        for (key, what, missing) in [
+            ("on", "events it fires on, e.g. on = [\"failure\"]", t.get("on").is_none()),
+            ("to", "channels it sends to, e.g. to = [\"slack:data-oncall\"]", t.get("to").is_none()),
+        ] {
+            if missing {
+                self.sink.error(Some(at), None, format!("an [[alerts]] rule needs `{key}`: the {what}"));
+            }
+        }
+        let (on, to) = (on?, to?);
+        if !ok {
+            return None;
+        }
+        Some(AlertRule {
+            on: on.into_iter().map(|(e, _)| e).collect(),
+            to_lines: to.iter().map(|(_, at)| self.sink.map.line(*at)).collect(),
+            to: to.into_iter().map(|(c, _)| c).collect(),
+            digest,
+            line,
+        })
+    }
+
+    /// A non-empty list of names read with `FromStr` (`what` they are, for messages), each
+    /// with its offset; a name given twice is a warning. `None` when anything is wrong.
+    fn list<T: std::str::FromStr<Err = String> + Eq + std::hash::Hash + Clone + std::fmt::Display>(
+        &mut self,
+        key: &str,
+        v: &Spanned<DeValue<'_>>,
+        what: &str,
+        empty: &str,
+    ) -> Option<Vec<(T, usize)>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.sink.error(Some(v.span().start), None, format!("key {}: expected a list of {what}", quoted(key)));
+            return None;
+        };
+        if items.is_empty() {
+            self.sink.error(Some(v.span().start), None, format!("key {} {empty}", quoted(key)));
+            return None;
+        }
+        let mut out: Vec<(T, usize)> = Vec::new();
+        let mut seen: HashSet<T> = HashSet::new();
+        let mut ok = true;
+        for item in items.iter() {
+            let at = item.span().start;
+            match self.read_with(key, item, None, str::parse::<T>) {
+                Some(t) if !seen.insert(t.clone()) => {
+                    self.sink.warning(
+                        Some(at),
+                        None,
+                        format!("{} names {} twice", quoted(key), quoted(&t.to_string())),
+                    );
+                }
+                Some(t) => out.push((t, at)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `[freshness]`.
+    fn freshness(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Freshness> {
+        let DeValue::Table(t) = v.get_ref() else {
+            self.sink.error(
+                Some(v.span().start),
+                None,
+                "key `freshness`: expected a table `[freshness]` with `max_age`",
+            );
+            return None;
+        };
+        let mut max_age = None;
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "max_age" => max_age = self.positive_duration("max_age", v, None),
+                _ => self.unknown_key(k, None, "[freshness]", FRESHNESS_KEYS),
+            }
+        }
+        if t.get("max_age").is_none() {
+            self.sink.error(
+                Some(v.span().start),
+                None,
+                "[freshness] needs `max_age`: how long the DAG may go without a successful run, e.g. max_age = \"26h\"",
+            );
+        }
+        Some(Freshness { max_age: max_age? })
     }
 
     fn defaults(&mut self, v: &Spanned<DeValue<'_>>) -> Common {
@@ -519,6 +672,7 @@ impl<'s> Parser<'s> {
             "priority" => c.priority = self.read(key, v, task),
             "depends_on_past" => c.depends_on_past = self.read(key, v, task),
             "connection" => c.connection = self.read(key, v, task),
+            "max_duration" => c.max_duration = self.positive_duration(key, v, task),
             _ => return false,
         }
         true
@@ -799,6 +953,7 @@ impl<'s> Parser<'s> {
                     priority: c.priority.unwrap_or(DEFAULT_PRIORITY),
                     depends_on_past: c.depends_on_past.unwrap_or(false),
                     connection: c.connection,
+                    max_duration: c.max_duration,
                     doc: d.doc,
                     line,
                 })

@@ -8,7 +8,8 @@
 //! - every diagnostic displays as exactly one line that starts with the file's path;
 //! - for a mutant that is a valid DAG, the run-date questions (`runs_firing_after`,
 //!   deadlines, `runs_between`, `logical_date_on`, `run_dates`, `first_logical_date`) and
-//!   `render_task` of every task do not panic, and render errors are one line.
+//!   `render_task` of every task and the check of its alert channels do not panic, and
+//!   render errors and channel errors are one line.
 //!
 //! `SLUICE_FUZZ_ITERATIONS` sets the number of mutants (default [`DEFAULT_ITERATIONS`]),
 //! `SLUICE_FUZZ_SEED` the seed (decimal or `0x` hex). Iteration `i` draws from its own ChaCha
@@ -31,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 use sluice_dag::diagnostic::one_line;
 use sluice_dag::operators::{Sensor, SensorKind};
-use sluice_dag::{parse_dag, run_id, Dag, Operator, RunDates};
+use sluice_dag::{check_channels, parse_dag, run_id, ChannelRef, Dag, Operator, RunDates};
 
 /// About 10 to 17 s in a debug build on two (busy) cores.
 const DEFAULT_ITERATIONS: u64 = 6_000;
@@ -141,6 +142,14 @@ const KEYS: &[&str] = &[
     "env",
     "execution_timeout",
     "auto_termination_idle_timeout",
+    "max_duration",
+    "max_age",
+    "digest",
+    "default_alerts",
+    "on",
+    "to",
+    "alerts",
+    "freshness",
 ];
 
 /// Lines that open or name things.
@@ -162,6 +171,13 @@ const HOSTILE_LINES: &[&str] = &[
     "schedule = \"@yearly\"\nstart_date = \"1970-01-01\"\nend_date = \"9999-12-31\"",
     "schedule = \"0 0 29 2 *\"\ntimezone = \"Pacific/Apia\"\nstart_date = \"2011-12-29\"",
     "schedule = \"30 1 * * *\"\ntimezone = \"Europe/London\"\ndeadline = \"01:30\"",
+    "[[alerts]]\non = [\"failure\", \"sla\"]\nto = [\"slack:data-oncall\", \"webhook:pager.duty\"]\ndigest = \"10m\"",
+    "[[alerts]]\non = [\"failur\"]\nto = [\"slak:\\n\", \"sns\", \":\", \"email:a:b\"]",
+    "[[alerts]]",
+    "alerts = [{ on = [], to = [] }, 1, \"x\"]",
+    "[freshness]\nmax_age = \"26h\"",
+    "[freshness]",
+    "default_alerts = false",
 ];
 
 struct Rng(ChaCha8Rng);
@@ -376,6 +392,15 @@ fn exercise(dag: &Dag) -> Result<(), String> {
     }
     samples.push(dag.run_dates(now));
     let _ = dag.adjacency();
+
+    // Its alert channels, against a folder that declares one of them (or none).
+    let declared: Vec<ChannelRef> = dag.alerts.iter().flat_map(|r| r.to.first().cloned()).take(1).collect();
+    for d in check_channels(dag, &declared) {
+        let line = d.to_string();
+        if line.contains(['\n', '\r']) || d.line.is_none_or(|l| l == 0) {
+            return Err(format!("channel diagnostic not one line with a line number: {line:?}"));
+        }
+    }
 
     // Render every task for a couple of runs, with every output an upstream could publish.
     let outputs: Vec<(String, Map<String, Value>)> = dag
