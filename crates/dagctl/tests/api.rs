@@ -290,6 +290,11 @@ async fn every_read_endpoint_answers_and_a_trigger_runs() {
         page["events"].as_array().unwrap().iter().map(|e| e["kind"]["type"].as_str().unwrap_or("?")).collect();
     assert_eq!(kinds.first(), Some(&"run_created"), "{page}");
     assert_eq!(kinds.last(), Some(&"run_finished"), "{page}");
+    // A grid is kept for the DAG's newest event: a change after it shows in the next answer.
+    let (s, _) = post(&c, &format!("{run_url}/mark"), json!({"state": "failed", "task": "c"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, grid) = get(&c, &d.url("/api/v1/dags/gated/grid?runs=5")).await;
+    assert_eq!(grid["states"], json!([["success", "success", "failed"]]));
 
     // The run's end reaches /metrics through the event stream (counted as it arrives).
     let metrics_url = d.url("/metrics");

@@ -50,6 +50,8 @@ pub struct Api {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// The handle the engine commits through: live events come from its broadcast.
+    events: Arc<dyn Store>,
     catalog: watch::Receiver<Arc<Catalog>>,
     engine: Option<Handles>,
     logs: PathBuf,
@@ -57,6 +59,7 @@ struct Inner {
     gate: Gate,
     stall_after: Duration,
     metrics: metrics::Metrics,
+    grids: routes::dags::GridCache,
     /// Turns true when the server stops: every open stream ends then.
     closing: watch::Sender<bool>,
 }
@@ -64,6 +67,7 @@ struct Inner {
 /// How an [`Api`] is put together.
 pub struct ApiBuilder {
     store: Arc<dyn Store>,
+    events: Option<Arc<dyn Store>>,
     catalog: watch::Receiver<Arc<Catalog>>,
     engine: Option<Handles>,
     logs: PathBuf,
@@ -76,6 +80,14 @@ impl ApiBuilder {
     /// In the daemon: actions go through the engine, `/readyz` watches its loop.
     pub fn engine(mut self, handles: Handles) -> ApiBuilder {
         self.engine = Some(handles);
+        self
+    }
+
+    /// The store handle the engine commits through, when the API reads through another one
+    /// (its own, so that its reads never queue behind the engine's): live events are taken
+    /// from this handle's broadcast. Default: the store the API reads.
+    pub fn events_from(mut self, store: Arc<dyn Store>) -> ApiBuilder {
+        self.events = Some(store);
         self
     }
 
@@ -98,10 +110,13 @@ impl ApiBuilder {
     }
 
     pub fn build(self) -> Api {
-        let metrics = metrics::Metrics::new(self.store.clone(), self.engine.as_ref().map(|h| h.stats.clone()));
+        let events = self.events.unwrap_or_else(|| self.store.clone());
+        let live = self.engine.as_ref().map(|_| events.subscribe());
+        let metrics = metrics::Metrics::new(self.store.clone(), self.engine.as_ref().map(|h| h.stats.clone()), live);
         Api {
             inner: Arc::new(Inner {
                 store: self.store,
+                events,
                 catalog: self.catalog,
                 engine: self.engine,
                 logs: self.logs,
@@ -109,6 +124,7 @@ impl ApiBuilder {
                 gate: Gate::new(self.require_tokens),
                 stall_after: self.stall_after,
                 metrics,
+                grids: routes::dags::GridCache::default(),
                 closing: watch::channel(false).0,
             }),
         }
@@ -120,6 +136,7 @@ impl Api {
     pub fn builder(store: Arc<dyn Store>, catalog: watch::Receiver<Arc<Catalog>>, logs: PathBuf) -> ApiBuilder {
         ApiBuilder {
             store,
+            events: None,
             catalog,
             engine: None,
             logs,
@@ -131,6 +148,11 @@ impl Api {
 
     pub(crate) fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    /// The store whose broadcast carries the engine's events (see [`ApiBuilder::events_from`]).
+    pub(crate) fn events_store(&self) -> &dyn Store {
+        self.inner.events.as_ref()
     }
 
     pub(crate) fn catalog(&self) -> Arc<Catalog> {
@@ -170,6 +192,10 @@ impl Api {
 
     pub(crate) fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn grids(&self) -> &routes::dags::GridCache {
+        &self.inner.grids
     }
 
     /// Carries out an action: through the engine when there is one, else on the store.

@@ -169,19 +169,23 @@ impl Drop for Metrics {
 
 impl Metrics {
     /// The exporter over `store`'s events and, in the daemon, the engine's `stats`. Starts the
-    /// task that follows the events (on the current Tokio runtime): the broadcast with an
-    /// engine, the store by id once a second without. Events committed before this call are
-    /// not counted (counters start at zero with the process), except the last success per
-    /// DAG, read from the store.
-    pub fn new(store: Arc<dyn Store>, engine: Option<Arc<EngineStats>>) -> Metrics {
+    /// task that follows the events (on the current Tokio runtime): `live` (the broadcast of
+    /// the engine's store handle) when given, else the store by id once a second. Events
+    /// committed before this call are not counted (counters start at zero with the process),
+    /// except the last success per DAG, read from the store.
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Option<Arc<EngineStats>>,
+        live: Option<tokio::sync::broadcast::Receiver<Arc<sluice_store::Event>>>,
+    ) -> Metrics {
         let families = Families::new();
         let mut registry = Registry::default();
         families.register(&mut registry);
         if let Some(stats) = &engine {
             registry.register_collector(Box::new(EngineCollector { stats: stats.clone() }));
         }
-        // Subscribed here, before anything else can commit: no event after this call is missed.
-        let broadcast = engine.is_some().then(|| store.subscribe());
+        // Subscribed by the caller before anything else can commit: no later event is missed.
+        let broadcast = live;
         let feed = match tokio::runtime::Handle::try_current() {
             Ok(rt) => Some(rt.spawn(Feed::new(store, families).run(broadcast)).abort_handle()),
             Err(_) => {

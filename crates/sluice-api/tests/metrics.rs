@@ -151,7 +151,7 @@ async fn the_daemon_counts_from_the_broadcast_and_starts_from_the_last_successes
     let store = store(&dir).await;
     earlier_success(store.as_ref(), "old", t("2026-02-01T06:30:00Z")).await;
     let stats = Arc::new(EngineStats::default());
-    let metrics = Metrics::new(store.clone(), Some(stats));
+    let metrics = Metrics::new(store.clone(), Some(stats), Some(store.subscribe()));
     let old = t("2026-02-01T06:30:00Z").timestamp() as f64;
     let text = wait_for(&metrics, r#"sluice_last_success_timestamp_seconds{dag="old"}"#, old).await;
     assert_eq!(
@@ -168,7 +168,7 @@ async fn the_server_follows_the_events_by_id() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
     earlier_success(store.as_ref(), "a", t("2026-02-01T06:30:00Z")).await;
-    let metrics = Metrics::new(store.clone(), None);
+    let metrics = Metrics::new(store.clone(), None, None);
     let old = t("2026-02-01T06:30:00Z").timestamp() as f64;
     wait_for(&metrics, r#"sluice_last_success_timestamp_seconds{dag="a"}"#, old).await;
     // Another process's writes: a second handle on the same file (its events are not on this
@@ -199,7 +199,8 @@ async fn the_engine_figures_and_the_aws_counters_render_as_they_read() {
     let stats = Arc::new(EngineStats::new(&pools, vec![telemetry.clone()]));
 
     let dir = tempfile::tempdir().unwrap();
-    let metrics = Metrics::new(store(&dir).await, Some(stats));
+    let store = store(&dir).await;
+    let metrics = Metrics::new(store.clone(), Some(stats), Some(store.subscribe()));
     let text = metrics.render().await;
     let v = |series: &str| value(&text, series);
     assert_eq!(v(r#"sluice_aws_api_calls_total{service="emr"}"#), Some(3.0), "{text}");
@@ -235,7 +236,7 @@ async fn a_real_engine_feeds_its_turns_and_pools() {
     let clock = Arc::new(ManualClock::new(now));
     let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(LocalOperators)];
     let mut engine = Engine::new(store.clone(), config, providers, Mode::Daemon).with_clock(clock);
-    let metrics = Metrics::new(store, Some(engine.stats()));
+    let metrics = Metrics::new(store.clone(), Some(engine.stats()), Some(store.subscribe()));
     engine.step().await.unwrap();
     engine.step().await.unwrap();
     let text = metrics.render().await;
@@ -253,7 +254,7 @@ async fn a_real_engine_feeds_its_turns_and_pools() {
 async fn in_the_daemon_another_processs_events_are_read_from_the_gap_they_leave() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
-    let metrics = Metrics::new(store.clone(), Some(Arc::new(EngineStats::default())));
+    let metrics = Metrics::new(store.clone(), Some(Arc::new(EngineStats::default())), Some(store.subscribe()));
     // The daemon's own handle commits; the feed applied it.
     let end = t("2026-03-01T11:00:00Z");
     let mine = new_run(store.as_ref(), "mine", RunKind::Manual, end).await;

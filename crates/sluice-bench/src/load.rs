@@ -66,7 +66,9 @@ pub async fn generate(spec: &LoadSpec) -> Result<LoadResult, String> {
                 i += step;
                 let t = Instant::now();
                 let answer = match client.get(url).send().await {
-                    Ok(r) if r.status() == reqwest::StatusCode::OK => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                    Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                        r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
+                    }
                     Ok(r) => Err(format!("{url}: {}", r.status())),
                     Err(e) => Err(format!("{url}: {e}")),
                 };

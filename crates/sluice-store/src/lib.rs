@@ -255,6 +255,17 @@ pub struct TokenRow {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+/// A task instance as a DAG's grid shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GridCell {
+    pub run: i64,
+    pub task_id: String,
+    pub state: TaskState,
+    pub try_number: u32,
+    /// Its start to its end, when it has both.
+    pub duration_ms: Option<i64>,
+}
+
 /// One task in one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskInstance {
@@ -393,10 +404,11 @@ pub trait Store: Send + Sync + 'static {
     /// than `cap`: the answer is `min(matching, cap)`, so a count over millions of runs costs
     /// at most `cap` rows (an answer of `cap` reads "`cap` or more").
     async fn count_runs(&self, filter: &RunFilter, cap: u32) -> Result<u64>;
-    /// The grid of a DAG: its `limit` newest runs (newest logical date first) and every task
-    /// instance of those runs, grouped by run in that order and in each run's task order. The
-    /// task instances are read with one statement, and both reads see the same snapshot.
-    async fn grid(&self, dag_id: &str, limit: u32) -> Result<(Vec<Run>, Vec<TaskInstance>)>;
+    /// The grid of a DAG: its `limit` newest runs (newest logical date first) and a cell for
+    /// every task instance of those runs, grouped by run in that order (within a run, in no
+    /// particular order). The cells are read with one statement, and both reads see the same
+    /// snapshot.
+    async fn grid(&self, dag_id: &str, limit: u32) -> Result<(Vec<Run>, Vec<GridCell>)>;
     /// The `per_dag` newest runs of every DAG that has runs, in one statement: ordered by DAG
     /// id, then newest logical date first (then highest id).
     async fn latest_runs(&self, per_dag: u32) -> Result<Vec<Run>>;

@@ -63,8 +63,8 @@ use tokio::sync::{broadcast, Mutex};
 
 use crate::{
     AlertQuery, AlertRow, AlertState, Attempt, AttemptRow, Created, DagRow, DagSync, DbUrl, Event, EventKind,
-    EventQuery, Finish, FinishTry, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run, RunFilter, RunKind,
-    RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try, TryOutcome, TryResult,
+    EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run, RunFilter,
+    RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try, TryOutcome, TryResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -84,9 +84,6 @@ const RUN_NCOLS: usize = 16;
 /// Columns of a try, in the order [`try_at`] reads them; the table is always aliased `t`.
 const TRY_COLS: &str = "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
 const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
-/// [`TI_COLS`] of the table aliased `ti`.
-const TI_COLS_TI: &str =
-    "ti.run, ti.task_id, ti.state, ti.try_number, ti.max_tries, ti.next_try_at, ti.started_at, ti.ended_at";
 /// Columns of an API token, in the order [`token_row`] reads them (never the hash).
 const TOKEN_COLS: &str = "id, name, role, created_at, expires_at, revoked_at, last_used_at";
 const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, data";
@@ -230,10 +227,9 @@ async fn data_version(conn: &mut SqliteConnection) -> Result<i64> {
 
 // --- Encoding ---
 
-/// `2026-03-01T05:00:00.000000Z`: fixed width, so text order is time order.
-/// A time as stored: `2026-03-01T05:00:00.000000Z`. Written by hand rather than through a
-/// `strftime` pattern, which chrono parses again on every call: a busy batch formats one per
-/// row and event.
+/// A time as stored: `2026-03-01T05:00:00.000000Z`, fixed width, so text order is time order.
+/// Written by hand rather than through a `strftime` pattern, which chrono parses again on
+/// every call: a busy batch formats one per row and event.
 fn ts(t: DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
     use std::fmt::Write;
@@ -1325,7 +1321,7 @@ impl Store for SqliteStore {
         u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n} out of range")))
     }
 
-    async fn grid(&self, dag_id: &str, limit: u32) -> Result<(Vec<Run>, Vec<TaskInstance>)> {
+    async fn grid(&self, dag_id: &str, limit: u32) -> Result<(Vec<Run>, Vec<GridCell>)> {
         // One read transaction: both statements see the same snapshot, so a run created in
         // between cannot bring task instances without their run.
         let mut tx = self.readers.begin().await?;
@@ -1339,22 +1335,34 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| run_at(row, 0))
             .collect::<Result<Vec<_>>>()?;
-        // Every task instance of those runs in one statement (rowid: each run's task order).
-        let sql = format!(
-            "WITH g AS (SELECT id, logical_date FROM runs WHERE dag_id = ? ORDER BY logical_date DESC, id DESC LIMIT ?) \
-             SELECT {TI_COLS_TI} FROM g JOIN task_instances ti ON ti.run = g.id \
-             ORDER BY g.logical_date DESC, g.id DESC, ti.rowid"
-        );
-        let tis = sqlx::query(&sql)
-            .bind(dag_id)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(task_instance)
-            .collect::<Result<Vec<_>>>()?;
+        // Every task instance of those runs in one statement, as one row per run holding its
+        // cells as a JSON array of [task, state, try, start, end]: a row per cell would cost
+        // more in the driver (one message per row) than the query itself.
+        let sql = "SELECT ti.run, json_group_array(json_array(ti.task_id, ti.state, ti.try_number, ti.started_at, ti.ended_at)) \
+             FROM (SELECT id FROM runs WHERE dag_id = ? ORDER BY logical_date DESC, id DESC LIMIT ?) g \
+             JOIN task_instances ti ON ti.run = g.id GROUP BY ti.run";
+        let rows = sqlx::query(sql).bind(dag_id).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        Ok((runs, tis))
+        let mut by_run: HashMap<i64, Vec<GridCell>> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let run: i64 = row.try_get(0)?;
+            let text = text(row, 1)?;
+            let cells: Vec<(String, String, i64, Option<String>, Option<String>)> = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("grid cells of run {run}: {e}")))?;
+            let mut out = Vec::with_capacity(cells.len());
+            for (task_id, state, try_number, started, ended) in cells {
+                let duration_ms = match (started.as_deref(), ended.as_deref()) {
+                    (Some(s), Some(e)) => Some((parse_ts(e)? - parse_ts(s)?).num_milliseconds().max(0)),
+                    _ => None,
+                };
+                let try_number = u32::try_from(try_number)
+                    .map_err(|_| StoreError::Corrupt(format!("count {try_number} out of range")))?;
+                out.push(GridCell { run, task_id, state: parse_task_state(&state)?, try_number, duration_ms });
+            }
+            by_run.insert(run, out);
+        }
+        let cells = runs.iter().flat_map(|r| by_run.remove(&r.id).unwrap_or_default()).collect();
+        Ok((runs, cells))
     }
 
     async fn latest_runs(&self, per_dag: u32) -> Result<Vec<Run>> {

@@ -70,15 +70,20 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let api_config = config.clone();
     let stop = rx.clone();
     let on_start = move |handles: sluice_scheduler::daemon::Handles| {
-        if let Some(listening) = listening {
-            let api = sluice_api::Api::builder(api_store, handles.catalog.clone(), api_config.logs.clone())
+        let Some(listening) = listening else { return };
+        let require_tokens = listening.require_tokens();
+        let build = move |reads: Arc<dyn sluice_store::Store>| {
+            sluice_api::Api::builder(reads, handles.catalog.clone(), api_config.logs.clone())
+                .events_from(api_store)
                 .engine(handles)
-                .require_tokens(listening.require_tokens())
+                .require_tokens(require_tokens)
                 .stall_after(api_config.api.stall_after.as_std())
-                .build();
-            crate::api::spawn(listening, api, stop);
+                .build()
+        };
+        if let Err(e) = crate::api::spawn_apart(listening, api_config.db.clone(), build, stop) {
+            tracing::error!(error = %format!("{e:#}"), "the API did not start");
         }
     };
-    sluice_scheduler::daemon::run_with(config, store, providers.into(), rx, on_start).await?;
+    sluice_scheduler::daemon::run_with(config, store, providers.into(), None, rx, on_start).await?;
     Ok(exit::OK)
 }

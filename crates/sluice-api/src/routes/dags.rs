@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +14,7 @@ use sluice_dag::{Dag, RunState, TaskState};
 use sluice_scheduler::actions::Paused;
 use sluice_scheduler::views::{DagView, FailedFileView};
 use sluice_scheduler::{Command, Reply};
-use sluice_store::{Run, RunKind};
+use sluice_store::{EventQuery, Order, Run, RunKind};
 
 use super::{limit, Path, Query};
 use crate::error::{ApiResult, Problem};
@@ -223,16 +226,38 @@ pub(crate) async fn grid(
     State(api): State<Api>,
     Path(dag_id): Path<String>,
     Query(q): Query<GridQuery>,
-) -> ApiResult<Json<Grid>> {
+) -> ApiResult<Response> {
     let n = limit(q.runs, 25, 365, "runs")?;
     let dag = loaded_dag(&api, &dag_id)?;
-    let (runs, tis) = api.store().grid(&dag.id, n).await?;
+    // Every change a grid shows (a run created, a task's state, a try) commits an event of
+    // its DAG in the same transaction: a grid computed at the DAG's newest event is still the
+    // grid while that event is the newest. Read before the grid, so a change committed in
+    // between only costs a recomputation.
+    let q = EventQuery { dag_id: Some(dag.id.clone()), limit: 1, order: Order::Newest, ..EventQuery::default() };
+    let version = api.store().events(&q).await?.first().map_or(0, |e| e.id);
+    let body = match api.grids().get(&dag, n, version) {
+        Some(body) => body,
+        None => {
+            let grid = compute_grid(&api, &dag, n).await?;
+            let body = Bytes::from(
+                serde_json::to_vec(&grid)
+                    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+            );
+            api.grids().put(&dag, n, version, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn compute_grid(api: &Api, dag: &Dag, n: u32) -> ApiResult<Grid> {
+    let (runs, cells) = api.store().grid(&dag.id, n).await?;
     let mut tasks: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
-    let mut column: HashMap<String, usize> = tasks.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect();
-    for ti in &tis {
-        if !column.contains_key(&ti.task_id) {
-            column.insert(ti.task_id.clone(), tasks.len());
-            tasks.push(ti.task_id.clone());
+    let mut column: HashMap<&str, usize> = dag.tasks.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+    for c in &cells {
+        if !column.contains_key(c.task_id.as_str()) {
+            column.insert(&c.task_id, tasks.len());
+            tasks.push(c.task_id.clone());
         }
     }
     let row_of: HashMap<i64, usize> = runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
@@ -240,21 +265,54 @@ pub(crate) async fn grid(
     let mut states = vec![vec![None; w]; h];
     let mut tries = vec![vec![None; w]; h];
     let mut durations_ms = vec![vec![None; w]; h];
-    for ti in &tis {
-        let (Some(&r), Some(&t)) = (row_of.get(&ti.run), column.get(&ti.task_id)) else { continue };
-        states[r][t] = Some(ti.state);
-        tries[r][t] = Some(ti.try_number);
-        durations_ms[r][t] = match (ti.started_at, ti.ended_at) {
-            (Some(s), Some(e)) => Some((e - s).num_milliseconds().max(0)),
-            _ => None,
-        };
+    for c in &cells {
+        let (Some(&r), Some(&t)) = (row_of.get(&c.run), column.get(c.task_id.as_str())) else { continue };
+        states[r][t] = Some(c.state);
+        tries[r][t] = Some(c.try_number);
+        durations_ms[r][t] = c.duration_ms;
     }
-    Ok(Json(Grid {
+    Ok(Grid {
         dag_id: dag.id.clone(),
         tasks,
         runs: runs.iter().map(RunBrief::from).collect(),
         states,
         tries,
         durations_ms,
-    }))
+    })
+}
+
+/// The last grids answered, each with the DAG version and newest event it was computed at.
+#[derive(Default)]
+pub(crate) struct GridCache {
+    entries: std::sync::Mutex<Vec<GridEntry>>,
+}
+
+struct GridEntry {
+    /// Held, so a reloaded DAG (another `Arc`) never matches an old entry.
+    dag: Arc<Dag>,
+    runs: u32,
+    version: i64,
+    body: Bytes,
+}
+
+/// Grids kept: a few DAGs' grids, each at most a few hundred KB (365 runs by 50 tasks: 0.3 MB).
+const GRIDS_KEPT: usize = 8;
+
+impl GridCache {
+    fn get(&self, dag: &Arc<Dag>, runs: u32, version: i64) -> Option<Bytes> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|e| Arc::ptr_eq(&e.dag, dag) && e.runs == runs && e.version == version)
+            .map(|e| e.body.clone())
+    }
+
+    fn put(&self, dag: &Arc<Dag>, runs: u32, version: i64, body: Bytes) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|e| !(e.dag.id == dag.id && e.runs == runs));
+        if entries.len() >= GRIDS_KEPT {
+            entries.remove(0);
+        }
+        entries.push(GridEntry { dag: dag.clone(), runs, version, body });
+    }
 }

@@ -39,7 +39,7 @@ impl Feed {
     ) -> Result<Feed, Problem> {
         // Subscribe before reading the store: nothing committed in between is missed (an
         // event seen twice is dropped by its id).
-        let live = api.engine().map(|_| api.store().subscribe());
+        let live = api.engine().map(|_| api.events_store().subscribe());
         let after = match after {
             Some(id) => id,
             None => {

@@ -10,7 +10,9 @@
 //! the grid (all its runs by all its tasks) and `/metrics`. All the while, and once before any
 //! load for comparison, a chain of 20 `true` command tasks is triggered through the API again
 //! and again, and its tasks' latency (a task's start minus its upstream's end) is the
-//! scheduler's answer to "what does the API cost me".
+//! scheduler's answer to "what does the API cost me". The load generator runs at the priority
+//! of the daemon's API threads (nice 10), as clients on other hosts would not compete with the
+//! engine at all.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -43,7 +45,9 @@ struct Phase {
 
 pub(crate) async fn api(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result<ScenarioResult, BenchError> {
     let DaemonKind::Binary(exe) = &o.daemon else {
-        return Err(BenchError::Check("the api scenario needs the dagctl binary (its API and its load generator)".into()));
+        return Err(BenchError::Check(
+            "the api scenario needs the dagctl binary (its API and its load generator)".into(),
+        ));
     };
     let z = &o.sizes;
     let api_dag = gen::noop_tree(API_DAG, 20).never_due();
@@ -114,7 +118,13 @@ pub(crate) async fn api(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Resul
         }
         let idle_lat = chain_latencies(&store, &chain, &idle_runs).await?;
         let loaded_lat = chain_latencies(&store, &chain, &loaded_runs).await?;
-        metrics.push(Metric::single("task latency p99, no load", "ms", quantile(&idle_lat, 0.99), idle_lat.len(), None));
+        metrics.push(Metric::single(
+            "task latency p99, no load",
+            "ms",
+            quantile(&idle_lat, 0.99),
+            idle_lat.len(),
+            None,
+        ));
         metrics.push(Metric::single(
             "task latency p99, API under load",
             "ms",
@@ -170,8 +180,10 @@ async fn fill(store: &SqliteStore, spec: &DagSpec, count: usize) -> Result<(), B
             runs.push((run, day + chrono::Duration::days(1)));
         }
         let Some(&(_, at)) = runs.first() else { continue };
-        let queued: Vec<(i64, Vec<(String, TaskState)>)> =
-            runs.iter().map(|(r, _)| (*r, tasks.iter().map(|(t, _)| (t.clone(), TaskState::Queued)).collect())).collect();
+        let queued: Vec<(i64, Vec<(String, TaskState)>)> = runs
+            .iter()
+            .map(|(r, _)| (*r, tasks.iter().map(|(t, _)| (t.clone(), TaskState::Queued)).collect()))
+            .collect();
         let starts: Vec<(i64, String)> =
             runs.iter().flat_map(|(r, _)| tasks.iter().map(move |(t, _)| (*r, t.clone()))).collect();
         store.set_states_and_start(&queued, &starts, at).await?;
@@ -228,7 +240,8 @@ async fn phases(
     let one: Vec<String> = runs.iter().map(|r| format!("{base}/api/v1/dags/{API_DAG}/runs/{}", r.run_id)).collect();
     let grid = format!("{base}/api/v1/dags/{GRID_DAG}/grid?runs={}", grid_runs.min(365));
     let answered: serde_json::Value = get_json(http, &grid).await?;
-    let cells = answered["states"].as_array().map_or(0, |rows| rows.iter().filter_map(|r| r.as_array()).map(Vec::len).sum());
+    let cells =
+        answered["states"].as_array().map_or(0, |rows| rows.iter().filter_map(|r| r.as_array()).map(Vec::len).sum());
     if cells != grid_runs.min(365) * 50 {
         return Err(BenchError::Check(format!("the grid has {cells} cells, {} expected", grid_runs.min(365) * 50)));
     }
@@ -285,7 +298,10 @@ async fn chains_while(
                 break;
             }
             if began.elapsed() > o.timeout {
-                return Err(BenchError::Check(format!("{CHAIN_DAG}: run {run_id} did not finish within {:?}", o.timeout)));
+                return Err(BenchError::Check(format!(
+                    "{CHAIN_DAG}: run {run_id} did not finish within {:?}",
+                    o.timeout
+                )));
             }
             tokio::select! {
                 r = &mut until, if !done => { r?; done = true; }
@@ -306,9 +322,19 @@ async fn chain_latencies(store: &SqliteStore, chain: &DagSpec, runs: &[i64]) -> 
     Ok(lat)
 }
 
-/// `dagctl bench-load` in its own process; its JSON answer.
+/// `dagctl bench-load` in its own process, at the priority of the daemon's API threads (nice
+/// 10): clients are not on the scheduler's host, and must not take its CPU from the engine
+/// more than the API itself may; its JSON answer.
 async fn load_process(exe: &Path, urls: &Path, seconds: Duration) -> Result<LoadResult, BenchError> {
-    let out = tokio::process::Command::new(exe)
+    let mut command = tokio::process::Command::new(exe);
+    // SAFETY: between fork and exec, only an async-signal-safe system call.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            Ok(())
+        });
+    }
+    let out = command
         .arg("bench-load")
         .arg("--urls")
         .arg(urls)

@@ -121,24 +121,64 @@ pub async fn the_grid_is_the_newest_runs_with_all_their_tasks(db: &Db) {
     }
     create(&store, &new_run("other", "x", "2026-03-06T00:00:00Z")).await;
     store
-        .set_task_states(made[2], &[("t1".into(), sluice_store::TaskState::Scheduled)], t("2026-03-06T00:00:00Z"))
+        .set_task_states(
+            made[2],
+            &[("t0".into(), sluice_store::TaskState::Queued), ("t1".into(), sluice_store::TaskState::Scheduled)],
+            t("2026-03-06T00:00:00Z"),
+        )
         .await
         .unwrap();
 
-    let (runs, tis) = store.grid("d", 3).await.unwrap();
+    // One try of t0 in the newest run, to give it a duration.
+    assert_eq!(
+        store.start_try(made[2], "t0", t("2026-03-06T00:00:00Z")).await.unwrap(),
+        sluice_store::Start::Started(1)
+    );
+    let finish = sluice_store::FinishTry {
+        run: made[2],
+        task_id: "t0".into(),
+        try_number: 1,
+        outcome: sluice_store::TryOutcome::Success { outputs: Default::default() },
+        at: t("2026-03-06T00:01:30.250Z"),
+    };
+    store.finish_tries(&[finish]).await.unwrap();
+
+    let (runs, cells) = store.grid("d", 3).await.unwrap();
     // Newest first: the 5th, the 4th, the 3rd of March.
     assert_eq!(ids(&runs), [made[2], made[4], made[0]]);
-    let mut expected = Vec::new();
+    // Grouped by run in the runs' order; every task instance of each, as it is.
+    let mut at = 0;
     for run in &runs {
-        expected.extend(store.task_instances(run.id).await.unwrap());
+        let tis = store.task_instances(run.id).await.unwrap();
+        let mut got: Vec<_> = cells[at..at + tis.len()].to_vec();
+        got.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        let mut expected: Vec<_> = tis
+            .iter()
+            .map(|ti| sluice_store::GridCell {
+                run: ti.run,
+                task_id: ti.task_id.clone(),
+                state: ti.state,
+                try_number: ti.try_number,
+                duration_ms: match (ti.started_at, ti.ended_at) {
+                    (Some(s), Some(e)) => Some((e - s).num_milliseconds()),
+                    _ => None,
+                },
+            })
+            .collect();
+        expected.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        assert_eq!(got, expected, "run {}", run.run_id);
+        at += tis.len();
     }
-    assert_eq!(tis, expected, "grouped by run in the runs' order, each in its task order");
-    assert_eq!(tis.len(), 3 + 5 + 1);
-    assert_eq!(tis[1].state, sluice_store::TaskState::Scheduled);
+    assert_eq!(cells.len(), 3 + 5 + 1);
+    let cell = |task: &str| cells.iter().find(|c| c.run == made[2] && c.task_id == task).unwrap();
+    assert_eq!(cell("t0").duration_ms, Some(90_250));
+    assert_eq!(cell("t0").try_number, 1);
+    assert_eq!(cell("t1").state, sluice_store::TaskState::Scheduled);
+    assert_eq!(cell("t1").duration_ms, None);
 
-    let (all, tis) = store.grid("d", 100).await.unwrap();
+    let (all, cells) = store.grid("d", 100).await.unwrap();
     assert_eq!(all.len(), 5);
-    assert_eq!(tis.len(), 1 + 2 + 3 + 4 + 5);
+    assert_eq!(cells.len(), 1 + 2 + 3 + 4 + 5);
     assert_eq!(store.grid("d", 0).await.unwrap(), (vec![], vec![]));
     assert_eq!(store.grid("missing", 10).await.unwrap(), (vec![], vec![]));
 }
