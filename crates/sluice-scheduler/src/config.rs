@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sluice_dag::Duration;
+use sluice_dag::{AlertRule, ChannelKind, ChannelRef, Duration};
 pub use sluice_operator::Connection;
 
 /// The scheduler's settings.
@@ -34,6 +34,31 @@ pub struct Config {
     pub max_poke_interval: Option<Duration>,
     /// The HTTP API the daemon (and `dagctl server`) serves: `[api]`.
     pub api: ApiSettings,
+    /// `[[alerts]]`: the rules of every DAG that does not set `default_alerts = false`.
+    pub alerts: Vec<AlertRule>,
+    /// `[alerting]`: how alerts go out.
+    pub alerting: AlertingSettings,
+    /// `[channels.<kind>.<name>]`: where alerts can go. The binary's channels read each
+    /// table's keys (see `sluice-alert`); here only the names count, for the rules' checks.
+    pub channels: BTreeMap<String, BTreeMap<String, toml::Table>>,
+}
+
+/// `[alerting]` of `sluice.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingSettings {
+    /// Where the API is reached by the people alerted (`https://sluice.example.com`): alerts
+    /// link to the run under it. Default: no link.
+    pub base_url: Option<String>,
+    /// The longest one delivery may take before it counts as failed (and is tried again).
+    /// Default 10s.
+    pub send_timeout: Duration,
+}
+
+impl Default for AlertingSettings {
+    fn default() -> Self {
+        AlertingSettings { base_url: None, send_timeout: Duration::from_secs(10) }
+    }
 }
 
 /// `[api]` of `sluice.toml`.
@@ -77,6 +102,9 @@ impl Default for Config {
             connections: BTreeMap::new(),
             max_poke_interval: None,
             api: ApiSettings::default(),
+            alerts: Vec::new(),
+            alerting: AlertingSettings::default(),
+            channels: BTreeMap::new(),
         }
     }
 }
@@ -91,6 +119,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The channels `[channels]` declares, as alert rules name them (`slack:data-oncall`).
+    pub fn declared_channels(&self) -> Vec<ChannelRef> {
+        let mut out = Vec::new();
+        for (kind, names) in &self.channels {
+            let Ok(kind) = kind.parse::<ChannelKind>() else { continue };
+            out.extend(names.keys().map(|n| ChannelRef::new(kind, n.clone())));
+        }
+        out
+    }
+
     /// Reads a config file; relative paths in it are taken from the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let src =
@@ -115,6 +153,22 @@ impl Config {
                 path: path.to_path_buf(),
                 message: format!("pool `{name}` must have at least 1 slot"),
             });
+        }
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        for (kind, names) in &c.channels {
+            kind.parse::<ChannelKind>().map_err(|e| invalid(format!("[channels.{kind}]: {e}")))?;
+            for name in names.keys() {
+                sluice_dag::alerts::check_channel_name(name).map_err(|e| invalid(format!("[channels.{kind}.{name}]: {e}")))?;
+            }
+        }
+        let declared = c.declared_channels();
+        for (k, rule) in c.alerts.iter().enumerate() {
+            if let Some(e) = rule.to.iter().find_map(|ch| sluice_dag::alerts::undeclared_channel(ch, &declared)) {
+                return Err(invalid(format!("[[alerts]] number {}: {e}", k + 1)));
+            }
+        }
+        if c.alerting.send_timeout.as_std().is_zero() {
+            return Err(invalid("[alerting] send_timeout must be longer than zero".into()));
         }
         if c.api.tls_cert.is_some() != c.api.tls_key.is_some() {
             return Err(ConfigError::Invalid {
@@ -198,6 +252,26 @@ regoin = \"eu-west-1\"\n",
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown field `regoin`"), "{e}");
+    }
+
+    #[test]
+    fn alert_defaults_name_declared_channels() {
+        let text = "[[alerts]]\non = [\"failure\"]\nto = [\"slack:oncall\"]\n\n[alerting]\nbase_url = \"https://sluice.example.com\"\n\n[channels.slack.oncall]\nwebhook_url_env = \"SLACK_URL\"\n";
+        let c = Config::parse(Path::new("s.toml"), text).unwrap();
+        assert_eq!(c.alerts.len(), 1);
+        assert_eq!(c.alerts[0].to[0].to_string(), "slack:oncall");
+        assert_eq!(c.declared_channels(), [ChannelRef::new(ChannelKind::Slack, "oncall")]);
+        assert_eq!(c.alerting.base_url.as_deref(), Some("https://sluice.example.com"));
+        assert_eq!(c.alerting.send_timeout, Duration::from_secs(10));
+
+        let e = Config::parse(Path::new("s.toml"), "[[alerts]]\non = [\"failure\"]\nto = [\"slack:oncal\"]\n[channels.slack.oncall]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[[alerts]] number 1") && e.contains("slack:oncal") && e.contains("did you mean `slack:oncall`"), "{e}");
+        let e = Config::parse(Path::new("s.toml"), "[channels.teams.x]\n").unwrap_err().to_string();
+        assert!(e.contains("[channels.teams]"), "{e}");
+        let e = Config::parse(Path::new("s.toml"), "[[alerts]]\non = [\"failur\"]\nto = [\"slack:x\"]\n").unwrap_err().to_string();
+        assert!(e.contains("line") && e.contains("failure"), "{e}");
     }
 
     #[test]

@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_dag::LoadChecks;
 use sluice_store::{EventKind, NewEvent, Store};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::alerts::{self, Alerting, Notifier};
 use crate::catalog::Catalog;
+use crate::clock::{Clock, SystemClock};
 use crate::commands::Commands;
 use crate::config::Config;
 use crate::engine::{Engine, LoadedDags, Mode, Reload};
@@ -38,24 +41,32 @@ pub async fn run(
     providers: Vec<Arc<dyn OperatorProvider>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SchedulerError> {
-    run_with(config, store, providers, shutdown, |_| {}).await
+    run_with(config, store, providers, None, shutdown, |_| {}).await
 }
 
 /// [`run`], handing `on_start` the engine's [`Handles`] once the folder is loaded and recovery
-/// is done, just before the loop starts: where the daemon starts its API.
+/// is done, just before the loop starts: where the daemon starts its API. With a `notifier`,
+/// the DAGs' alert rules are followed (see [`crate::alerts`]).
 pub async fn run_with(
     config: Config,
     store: Arc<dyn Store>,
     providers: Vec<Arc<dyn OperatorProvider>>,
+    notifier: Option<Arc<dyn Notifier>>,
     shutdown: watch::Receiver<bool>,
     on_start: impl FnOnce(Handles),
 ) -> Result<(), SchedulerError> {
     limit_malloc_arenas();
-    let (folder, counts) = load(config.dags.clone()).await?;
+    let checks = LoadChecks { channels: Some(config.declared_channels()) };
+    let (folder, counts) = load(config.dags.clone(), checks.clone()).await?;
     info!(dags = counts.0, failed_files = counts.1, folder = %config.dags.display(), "DAG folder loaded");
     // First in the event stream, so that what this daemon finds and does follows it.
     let started = EventKind::DaemonStarted { pid: std::process::id(), version: env!("CARGO_PKG_VERSION").to_string() };
     store.add_event(&NewEvent { dag_id: None, run_id: None, task_id: None, kind: started }).await?;
+    if notifier.is_some() {
+        // Before the engine commits anything: every event from here on is looked at.
+        alerts::ensure_cursor(store.as_ref()).await?;
+    }
+    let alert_store = store.clone();
     let mut engine = Engine::new(store, config.clone(), providers, Mode::Daemon);
     let catalog = engine.catalog();
     engine.set_dags(folder).await?;
@@ -64,9 +75,9 @@ pub async fn run_with(
     let (tx, rx) = mpsc::channel(4);
     let dir = config.dags.clone();
     let _watcher = watch_folder(config.dags.clone(), move || {
-        let (dir, tx) = (dir.clone(), tx.clone());
+        let (dir, tx, checks) = (dir.clone(), tx.clone(), checks.clone());
         async move {
-            match load(dir).await {
+            match load(dir, checks).await {
                 Ok((folder, (dags, failed_files))) => {
                     info!(dags, failed_files, "DAG folder changed; reloaded");
                     tx.send(Reload::Folder(folder)).await.is_ok()
@@ -78,9 +89,25 @@ pub async fn run_with(
             }
         }
     })?;
+    let alerting = notifier.map(|notifier| {
+        let alerting = Alerting {
+            defaults: config.alerts.clone(),
+            base_url: config.alerting.base_url.clone(),
+            notifier,
+            send_timeout: config.alerting.send_timeout.as_std(),
+            logs: config.logs.clone(),
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        tokio::spawn(alerts::run(alert_store, catalog.clone(), clock, Arc::new(alerting), shutdown.clone()))
+    });
     on_start(Handles { commands: engine.commands(), catalog, stats: engine.stats() });
     info!("scheduler running");
     engine.run(shutdown, rx).await?;
+    if let Some(task) = alerting {
+        // It saves its place and stops; a delivery under way is not waited for long (its
+        // alert stays pending and goes out after the next start).
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
     info!("scheduler stopped");
     Ok(())
 }
@@ -100,9 +127,9 @@ fn limit_malloc_arenas() {
 
 /// Loads and prepares the folder on a blocking thread, never on the engine's: a huge file is
 /// parsed and made ready while the loop goes on. Also returns (DAGs, files that failed).
-async fn load(dir: PathBuf) -> Result<(LoadedDags, (usize, usize)), SchedulerError> {
+async fn load(dir: PathBuf, checks: LoadChecks) -> Result<(LoadedDags, (usize, usize)), SchedulerError> {
     tokio::task::spawn_blocking(move || {
-        let folder = sluice_dag::load_folder(&dir)?;
+        let folder = sluice_dag::load_folder_checked(&dir, &checks)?;
         let counts = (folder.dags.len(), folder.files.iter().filter(|f| f.has_errors()).count());
         Ok((LoadedDags::prepare(folder), counts))
     })

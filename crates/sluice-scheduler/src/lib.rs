@@ -17,17 +17,22 @@
 //! - [`catalog`]; the loaded DAGs as a shared value, published after each folder load.
 //! - [`stats`]; the engine's own figures (its last turn, what is in flight), for `/readyz`.
 //! - [`config`]; `sluice.toml`.
+//! - [`alerts`]; rules turned into alerts in the store from the event stream, and their
+//!   delivery (the channels behind the [`alerts::Notifier`] trait).
+//! - [`follow`]; a reader of the event stream from an id on (catch-up, then the broadcast).
 //!
 //! State lives in a [`sluice_store::Store`]; the engine writes every change there before
 //! acting on it, so a crash at any point leaves a state the next start resumes from.
 
 pub mod actions;
+pub mod alerts;
 pub mod catalog;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod follow;
 mod job;
 pub mod lookup;
 pub mod operators;

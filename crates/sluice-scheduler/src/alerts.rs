@@ -1,0 +1,678 @@
+//! Alerts: what the DAGs' rules ask to be told about becomes alerts in the store, and a sender
+//! delivers them.
+//!
+//! The **alerter** follows the event stream from a durable cursor (`alerts` in the store's
+//! cursors). The alerts an event causes and the cursor past that event are written in one
+//! transaction ([`Store::enqueue_alerts`]), and an alert is unique per channel and incident:
+//! an event is turned into alerts once, whatever happens to the daemon (killed before that
+//! transaction, the event is read again after the restart; after it, the alerts wait in the
+//! store). Alerts therefore come from persisted state, whatever caused it: a try the daemon
+//! lost, a state set by hand, a deadline passed while nobody watched. Freshness (no success
+//! for `max_age`) and `sla` (a try running longer than its task's `max_duration`) are checked
+//! from the store on timers set to the moment each would fire, so downtime hides neither.
+//!
+//! The **sender** delivers the pending alerts that are due, records every attempt, and tries a
+//! failed delivery again with backoff (10 s doubling up to 10 min) for a day. It runs apart
+//! from the engine's loop, each send bounded by a timeout: a channel that hangs slows nothing
+//! else. An alert of a rule with `digest` waits that long, and the alerts of that rule, DAG
+//! and channel due by then go out as one message.
+//!
+//! The channels themselves (Slack, webhooks, SNS, email) are behind [`Notifier`], which the
+//! binary provides (`sluice-alert`), so the engine's crate knows no HTTP, SMTP or AWS.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sluice_dag::{AlertOn, AlertRule, ChannelRef, Dag};
+use sluice_store::{AlertRow, Attempt, Event, EventKind, NewAlert, RunState, Store, StoreError, TaskState, TryResult};
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::follow::{latest_event_id, EventFollower, Live};
+
+/// The alerter's cursor in the store.
+pub const CURSOR: &str = "alerts";
+/// The longest a delivery is tried for.
+pub const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
+/// Lines of a failed try's log an alert carries.
+const LOG_LINES: usize = 20;
+/// The longest a timer sleeps before the alerter looks again (new runs, new rules).
+const TIMER_CAP: chrono::Duration = chrono::Duration::seconds(60);
+/// Alerts one pass of the sender takes.
+const SEND_BATCH: u32 = 100;
+
+/// What an alert says: kept in the store as the alert's message, rendered by each channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertMessage {
+    /// The event the rule fired on.
+    pub rule: AlertOn,
+    /// One line: what happened, where.
+    pub title: String,
+    pub dag_id: String,
+    pub run_id: Option<String>,
+    pub task_id: Option<String>,
+    /// The run's or task's state, when there is one.
+    pub state: Option<String>,
+    pub error: Option<String>,
+    /// The last lines of the failed try's log.
+    pub log_tail: Option<String>,
+    /// The run's logical date (RFC 3339, in the DAG's zone).
+    pub logical_date: Option<String>,
+    pub at: DateTime<Utc>,
+    /// Where to look: the run in the API (`[alerting] base_url`).
+    pub link: Option<String>,
+    /// Set on alerts of a rule with `digest`: grouped with others when they go out.
+    #[serde(default)]
+    pub digest: bool,
+    /// For a digest: the titles of the alerts it groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grouped: Vec<String>,
+}
+
+impl AlertMessage {
+    fn to_map(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+
+    /// One message for several alerts of one rule, DAG and channel.
+    pub fn digest(messages: &[AlertMessage]) -> Option<AlertMessage> {
+        let first = messages.first()?;
+        if messages.len() == 1 {
+            return Some(first.clone());
+        }
+        let mut m = first.clone();
+        m.title = format!("{}: {} alerts ({})", first.dag_id, messages.len(), first.rule);
+        m.run_id = None;
+        m.task_id = None;
+        m.state = None;
+        m.error = None;
+        m.log_tail = None;
+        m.logical_date = None;
+        m.at = messages.iter().map(|x| x.at).max().unwrap_or(first.at);
+        m.grouped = messages.iter().map(|x| x.title.clone()).collect();
+        Some(m)
+    }
+}
+
+/// Why a send failed, and whether trying again may help.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendFailure {
+    /// What went wrong, with no secret in it.
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// Delivers messages to the channels `sluice.toml` declares.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync {
+    /// The declared channels.
+    fn channels(&self) -> Vec<ChannelRef>;
+    /// Sends one message; answers what the channel said (short, no secret).
+    async fn send(&self, channel: &ChannelRef, message: &AlertMessage) -> Result<String, SendFailure>;
+}
+
+/// What the daemon's alerting needs besides the store.
+pub struct Alerting {
+    /// `[[alerts]]` of `sluice.toml`: every DAG's rules unless it sets `default_alerts = false`.
+    pub defaults: Vec<AlertRule>,
+    /// Links in messages point under it.
+    pub base_url: Option<String>,
+    pub notifier: Arc<dyn Notifier>,
+    /// The longest one send may take.
+    pub send_timeout: StdDuration,
+    pub logs: PathBuf,
+}
+
+/// Delay before attempt `n + 1` after `n` failed ones: 10 s doubling, at most 10 min.
+pub fn backoff(failed: u32) -> chrono::Duration {
+    let secs = 10u64.saturating_mul(1u64 << failed.saturating_sub(1).min(10));
+    chrono::Duration::seconds(secs.min(600) as i64)
+}
+
+/// Sets the alerter's cursor to the newest event if it has none yet: alerts start with what
+/// happens from now on, not with the history of a database that had no alerting. Called before
+/// the engine starts, so nothing it commits is skipped.
+pub async fn ensure_cursor(store: &dyn Store) -> Result<(), StoreError> {
+    if store.cursor(CURSOR).await?.is_none() {
+        let newest = latest_event_id(store).await?;
+        store.set_cursor(CURSOR, newest).await?;
+    }
+    Ok(())
+}
+
+/// Runs the alerter and the sender until `shutdown` turns true.
+pub async fn run(
+    store: Arc<dyn Store>,
+    catalog: watch::Receiver<Arc<Catalog>>,
+    clock: Arc<dyn Clock>,
+    alerting: Arc<Alerting>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let wake = Arc::new(Notify::new());
+    let alerter =
+        Alerter { store: store.clone(), catalog, clock: clock.clone(), alerting: alerting.clone(), wake: wake.clone() };
+    let sender = Sender { store, clock, alerting, wake };
+    tokio::join!(alerter.run(shutdown.clone()), sender.run(shutdown));
+}
+
+struct Alerter {
+    store: Arc<dyn Store>,
+    catalog: watch::Receiver<Arc<Catalog>>,
+    clock: Arc<dyn Clock>,
+    alerting: Arc<Alerting>,
+    wake: Arc<Notify>,
+}
+
+impl Alerter {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            match self.follow(&mut shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(error = %e, "alerts: cannot read or write the store; trying again in 5 s");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(StdDuration::from_secs(5)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn follow(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), StoreError> {
+        let from = self.store.cursor(CURSOR).await?;
+        let mut events =
+            EventFollower::new(self.store.clone(), Live::Broadcast, Some(from.unwrap_or(0)), None, None).await?;
+        // An event that caused no alert moves the cursor with the next write (or the next timer).
+        let mut unsaved: Option<i64> = None;
+        let mut next_check = self.clock.now();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if let Some(id) = unsaved.take() {
+                        self.store.set_cursor(CURSOR, id).await?;
+                    }
+                    return Ok(());
+                }
+                e = events.next() => {
+                    let e = e?;
+                    let alerts = self.alerts_for(&e).await?;
+                    if alerts.is_empty() {
+                        unsaved = Some(e.id);
+                    } else {
+                        self.enqueue(e.id, &alerts).await?;
+                        unsaved = None;
+                    }
+                }
+                _ = self.clock.sleep_until(next_check) => {
+                    if self.clock.now() < next_check {
+                        continue;
+                    }
+                    let (alerts, next) = self.timers().await?;
+                    let up_to = unsaved.take().unwrap_or(events.position());
+                    if alerts.is_empty() {
+                        self.store.set_cursor(CURSOR, up_to).await?;
+                    } else {
+                        self.enqueue(up_to, &alerts).await?;
+                    }
+                    next_check = next;
+                }
+            }
+        }
+    }
+
+    async fn enqueue(&self, up_to: i64, alerts: &[NewAlert]) -> Result<(), StoreError> {
+        let ids = self.store.enqueue_alerts(CURSOR, up_to, alerts, self.clock.now()).await?;
+        if !ids.is_empty() {
+            info!(alerts = ids.len(), "alerts queued");
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A DAG's rules: its own, then the defaults unless it opted out.
+    fn rules<'a>(&'a self, dag: &'a Dag, on: AlertOn) -> Vec<&'a AlertRule> {
+        let defaults = self.alerting.defaults.iter().filter(|_| dag.default_alerts);
+        dag.alerts.iter().chain(defaults).filter(|r| r.fires_on(on)).collect()
+    }
+
+    /// The alerts one event causes.
+    async fn alerts_for(&self, e: &Event) -> Result<Vec<NewAlert>, StoreError> {
+        let Some(dag_id) = &e.dag_id else { return Ok(Vec::new()) };
+        let Some(dag) = self.catalog.borrow().dag(dag_id).cloned() else { return Ok(Vec::new()) };
+        let on = match &e.kind {
+            EventKind::RunFinished { state: RunState::Failed } => AlertOn::Failure,
+            EventKind::RunFinished { state: RunState::Success } => AlertOn::Recovered,
+            EventKind::TryFinished { outcome: TryResult::Failed, task_state: TaskState::Failed, .. } => {
+                AlertOn::TaskFailed
+            }
+            EventKind::RetryScheduled { .. } => AlertOn::Retry,
+            EventKind::DeadlineMissed { .. } => AlertOn::DeadlineMissed,
+            // A try never sets these: a person marked the task.
+            EventKind::TaskStateChanged { state: TaskState::Success | TaskState::Failed } => AlertOn::Marked,
+            _ => return Ok(Vec::new()),
+        };
+        let rules = self.rules(&dag, on);
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let run = match &e.run_id {
+            Some(r) => self.store.run_by_run_id(dag_id, r).await?,
+            None => None,
+        };
+        if on == AlertOn::Recovered {
+            let Some(run) = &run else { return Ok(Vec::new()) };
+            let ended = run.ended_at.unwrap_or(e.at);
+            let previous = self.store.previous_finished_run(dag_id, ended, run.id).await?;
+            if !previous.is_some_and(|p| p.state == RunState::Failed || p.deadline_missed) {
+                return Ok(Vec::new());
+            }
+        }
+        let mut m = self.message(&dag, on, e.at, e.run_id.clone(), e.task_id.clone());
+        m.logical_date =
+            run.as_ref().map(|r| sluice_dag::schedule::rfc3339(r.logical_date.with_timezone(&dag.timezone)));
+        let run_text = e.run_id.as_deref().unwrap_or("?");
+        let task_text = e.task_id.as_deref().unwrap_or("?");
+        match &e.kind {
+            EventKind::RunFinished { state } => {
+                m.state = Some(state.to_string());
+                m.title = match on {
+                    AlertOn::Recovered => format!("{dag_id}: run {run_text} succeeded after a failure"),
+                    _ => format!("{dag_id}: run {run_text} failed"),
+                };
+                if on == AlertOn::Failure {
+                    if let Some(run) = &run {
+                        self.describe_failure(&dag, run.id, &mut m).await?;
+                    }
+                }
+            }
+            EventKind::TryFinished { try_number, error, task_state, .. } => {
+                m.state = Some(task_state.to_string());
+                m.error = error.clone();
+                m.title = format!("{dag_id}: task {task_text} failed in run {run_text} (try {try_number})");
+                m.log_tail = self.log_tail(dag_id, run_text, task_text, *try_number);
+            }
+            EventKind::RetryScheduled { try_number, at } => {
+                m.title = format!("{dag_id}: task {task_text} failed in run {run_text}; try {try_number} at {at}");
+                if let Some(run) = &run {
+                    let tries = self.store.tries(run.id, e.task_id.as_deref()).await?;
+                    if let Some(t) = tries.iter().rev().find(|t| t.state == TaskState::Failed) {
+                        m.error = t.error.clone();
+                        m.log_tail = self.log_tail(dag_id, run_text, task_text, t.try_number);
+                    }
+                }
+            }
+            EventKind::DeadlineMissed { deadline } => {
+                let when = deadline.map(|d| d.with_timezone(&dag.timezone).to_string()).unwrap_or_default();
+                let started = run.as_ref().is_some_and(|r| r.started_at.is_some());
+                m.state = run.as_ref().map(|r| r.state.to_string());
+                m.title = if started {
+                    format!("{dag_id}: run {run_text} is not finished by its deadline {when}")
+                } else {
+                    format!("{dag_id}: run {run_text} has not even started by its deadline {when}")
+                };
+            }
+            EventKind::TaskStateChanged { state } => {
+                m.state = Some(state.to_string());
+                m.title = format!("{dag_id}: task {task_text} of run {run_text} was marked {state}");
+            }
+            _ => {}
+        }
+        Ok(expand(&rules, &format!("{}:{}", on.name(), e.id), Some(e.id), &m, self.clock.now()))
+    }
+
+    fn message(
+        &self,
+        dag: &Dag,
+        on: AlertOn,
+        at: DateTime<Utc>,
+        run_id: Option<String>,
+        task_id: Option<String>,
+    ) -> AlertMessage {
+        let link = self.alerting.base_url.as_ref().map(|base| {
+            let base = base.trim_end_matches('/');
+            match &run_id {
+                Some(r) => format!("{base}/api/v1/dags/{}/runs/{}", dag.id, encode(r)),
+                None => format!("{base}/api/v1/dags/{}", dag.id),
+            }
+        });
+        AlertMessage {
+            rule: on,
+            title: String::new(),
+            dag_id: dag.id.clone(),
+            run_id,
+            task_id,
+            state: None,
+            error: None,
+            log_tail: None,
+            logical_date: None,
+            at,
+            link,
+            digest: false,
+            grouped: Vec::new(),
+        }
+    }
+
+    /// The first task that failed in a run: its id, error and log tail on the message.
+    async fn describe_failure(&self, dag: &Dag, run: i64, m: &mut AlertMessage) -> Result<(), StoreError> {
+        let tries = self.store.tries(run, None).await?;
+        if let Some(t) = tries.iter().find(|t| t.state == TaskState::Failed) {
+            m.task_id = Some(t.task_id.clone());
+            m.error = t.error.clone();
+            let run_id = m.run_id.clone().unwrap_or_default();
+            m.log_tail = self.log_tail(&dag.id, &run_id, &t.task_id, t.try_number);
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self, dag: &str, run_id: &str, task: &str, try_number: u32) -> Option<String> {
+        let path = crate::job::log_path(&self.alerting.logs, dag, run_id, task, try_number);
+        let text = std::fs::read(&path).ok()?;
+        // The end of the file only: a log may be gigabytes.
+        let from = text.len().saturating_sub(64 * 1024);
+        let text = String::from_utf8_lossy(&text[from..]);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
+        (!tail.trim().is_empty()).then_some(tail)
+    }
+
+    /// Freshness and `sla`: the alerts due now, and when to look again.
+    async fn timers(&self) -> Result<(Vec<NewAlert>, DateTime<Utc>), StoreError> {
+        let now = self.clock.now();
+        let mut next = now + TIMER_CAP;
+        let mut alerts = Vec::new();
+        let catalog = self.catalog.borrow().clone();
+        let fresh: Vec<&Arc<Dag>> = catalog.dags.values().filter(|d| d.freshness.is_some()).collect();
+        if !fresh.is_empty() {
+            let last: BTreeMap<String, DateTime<Utc>> = self.store.last_successes().await?.into_iter().collect();
+            for dag in fresh {
+                let Some(f) = &dag.freshness else { continue };
+                let max_age = chrono::Duration::from_std(f.max_age.as_std()).unwrap_or(chrono::Duration::MAX);
+                // Never succeeded: counted from the start date (a DAG with none has no baseline).
+                let (since, key) = match last.get(&dag.id) {
+                    Some(t) => (*t, t.timestamp_micros().to_string()),
+                    None => match dag.start_date {
+                        Some(s) => (s.with_timezone(&Utc), "never".to_string()),
+                        None => continue,
+                    },
+                };
+                let due = since.checked_add_signed(max_age).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                if due > now {
+                    next = next.min(due);
+                    continue;
+                }
+                let rules = self.rules(dag, AlertOn::Freshness);
+                if rules.is_empty() {
+                    continue;
+                }
+                let mut m = self.message(dag, AlertOn::Freshness, now, None, None);
+                m.title = match key.as_str() {
+                    "never" => format!("{}: no run has succeeded since {} (max_age {})", dag.id, since, f.max_age),
+                    _ => format!(
+                        "{}: no run has succeeded for {} (since {since}; max_age {})",
+                        dag.id,
+                        human(now - since),
+                        f.max_age
+                    ),
+                };
+                alerts.extend(expand(&rules, &format!("freshness:{key}"), None, &m, now));
+            }
+        }
+        let sla_dags: Vec<&Arc<Dag>> =
+            catalog.dags.values().filter(|d| d.tasks.iter().any(|t| t.max_duration.is_some())).collect();
+        if !sla_dags.is_empty() {
+            for (run, t) in self.store.running_tries().await? {
+                let Some(dag) = catalog.dag(&run.dag_id) else { continue };
+                let Some(max) = dag.task(&t.task_id).and_then(|task| task.max_duration) else { continue };
+                let max_d = chrono::Duration::from_std(max.as_std()).unwrap_or(chrono::Duration::MAX);
+                let due = t.started_at.checked_add_signed(max_d).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                if due > now {
+                    next = next.min(due);
+                    continue;
+                }
+                let rules = self.rules(dag, AlertOn::Sla);
+                if rules.is_empty() {
+                    continue;
+                }
+                let mut m = self.message(dag, AlertOn::Sla, now, Some(run.run_id.clone()), Some(t.task_id.clone()));
+                m.state = Some(TaskState::Running.to_string());
+                m.title = format!(
+                    "{}: task {} of run {} has run for {} (max_duration {max})",
+                    dag.id,
+                    t.task_id,
+                    run.run_id,
+                    human(now - t.started_at)
+                );
+                let key = format!("sla:{}:{}:{}", run.id, t.task_id, t.try_number);
+                alerts.extend(expand(&rules, &key, None, &m, now));
+            }
+        }
+        Ok((alerts, next))
+    }
+}
+
+/// One alert per channel of the rules (a channel named by two rules gets one).
+fn expand(
+    rules: &[&AlertRule],
+    incident: &str,
+    event_id: Option<i64>,
+    m: &AlertMessage,
+    now: DateTime<Utc>,
+) -> Vec<NewAlert> {
+    let mut out: Vec<NewAlert> = Vec::new();
+    for rule in rules {
+        let digest = rule.digest.map(|d| chrono::Duration::from_std(d.as_std()).unwrap_or(chrono::Duration::zero()));
+        let mut message = m.clone();
+        message.digest = digest.is_some();
+        for channel in &rule.to {
+            let channel = channel.to_string();
+            if out.iter().any(|a| a.channel == channel) {
+                continue;
+            }
+            out.push(NewAlert {
+                channel,
+                incident: incident.to_string(),
+                rule: m.rule.name().to_string(),
+                dag_id: m.dag_id.clone(),
+                run_id: m.run_id.clone(),
+                task_id: m.task_id.clone(),
+                event_id,
+                message: message.to_map(),
+                due_at: digest.map_or(now, |d| now + d),
+            });
+        }
+    }
+    out
+}
+
+fn human(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A run id in a URL path: `+` and `:` as they are (RFC 3986 allows them), the rest encoded.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'+' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+struct Sender {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    alerting: Arc<Alerting>,
+    wake: Arc<Notify>,
+}
+
+impl Sender {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            let next = match self.deliver_due().await {
+                Ok(next) => next,
+                Err(e) => {
+                    warn!(error = %e, "alerts: cannot read or write the store; trying again in 5 s");
+                    Some(self.clock.now() + chrono::Duration::seconds(5))
+                }
+            };
+            let until = next.unwrap_or_else(|| self.clock.now() + chrono::Duration::hours(1));
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = self.wake.notified() => {}
+                _ = self.clock.sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// Delivers what is due; answers when the next pending alert is due.
+    async fn deliver_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        loop {
+            let now = self.clock.now();
+            let due = self.store.due_alerts(now, SEND_BATCH).await?;
+            if due.is_empty() {
+                return self.store.next_alert_due().await;
+            }
+            let groups = group(due);
+            let sends = groups.into_iter().map(|g| self.deliver(g));
+            for r in futures_util::future::join_all(sends).await {
+                r?;
+            }
+        }
+    }
+
+    /// Sends one message for `alerts` (several: a digest) and records the attempt on each.
+    async fn deliver(&self, alerts: Vec<AlertRow>) -> Result<(), StoreError> {
+        let Some(first) = alerts.first() else { return Ok(()) };
+        let channel = ChannelRef::from_str(&first.channel);
+        let messages: Result<Vec<AlertMessage>, _> =
+            alerts.iter().map(|a| serde_json::from_value::<AlertMessage>(Value::Object(a.message.clone()))).collect();
+        let outcome = match (channel, messages) {
+            (Err(e), _) => {
+                Err(SendFailure { message: format!("bad channel `{}`: {e}", first.channel), retryable: false })
+            }
+            (_, Err(e)) => Err(SendFailure { message: format!("unreadable alert message: {e}"), retryable: false }),
+            (Ok(channel), Ok(messages)) => match AlertMessage::digest(&messages) {
+                None => return Ok(()),
+                Some(m) => {
+                    let send = self.alerting.notifier.send(&channel, &m);
+                    match tokio::time::timeout(self.alerting.send_timeout, send).await {
+                        Ok(r) => r,
+                        Err(_) => Err(SendFailure {
+                            message: format!("no answer within {:?}", self.alerting.send_timeout),
+                            retryable: true,
+                        }),
+                    }
+                }
+            },
+        };
+        let now = self.clock.now();
+        for a in &alerts {
+            let attempt = match &outcome {
+                Ok(answer) => Attempt::Delivered { answer: answer.clone() },
+                Err(f) => {
+                    let retry = now + backoff(a.attempts + 1);
+                    let retry_at = (f.retryable && retry - a.created_at < GIVE_UP_AFTER).then_some(retry);
+                    Attempt::Failed { error: f.message.clone(), retry_at }
+                }
+            };
+            match (&outcome, &attempt) {
+                (Ok(_), _) => {
+                    info!(alert = a.id, channel = %a.channel, dag = %a.dag_id, rule = %a.rule, "alert delivered")
+                }
+                (Err(f), Attempt::Failed { retry_at: Some(at), .. }) => {
+                    warn!(alert = a.id, channel = %a.channel, error = %f.message, retry_at = %at, "alert not delivered; will try again")
+                }
+                (Err(f), _) => {
+                    warn!(alert = a.id, channel = %a.channel, error = %f.message, "alert not delivered; giving up")
+                }
+            }
+            match self.store.record_attempt(a.id, now, &attempt).await {
+                // Another sender (a second daemon) recorded it first.
+                Err(StoreError::Conflict(_)) => {}
+                r => {
+                    r?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Due alerts as sends: a digest alert goes with the other digest alerts of its rule, DAG and
+/// channel; every other alert alone.
+fn group(due: Vec<AlertRow>) -> Vec<Vec<AlertRow>> {
+    let mut singles = Vec::new();
+    let mut digests: BTreeMap<(String, String, String), Vec<AlertRow>> = BTreeMap::new();
+    for a in due {
+        if a.message.get("digest").and_then(Value::as_bool) == Some(true) {
+            digests.entry((a.channel.clone(), a.dag_id.clone(), a.rule.clone())).or_default().push(a);
+        } else {
+            singles.push(vec![a]);
+        }
+    }
+    singles.extend(digests.into_values());
+    singles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_ten_minutes() {
+        let s: Vec<i64> = (1..=9).map(|n| backoff(n).num_seconds()).collect();
+        assert_eq!(s, [10, 20, 40, 80, 160, 320, 600, 600, 600]);
+        assert_eq!(backoff(0).num_seconds(), 10);
+        assert_eq!(backoff(u32::MAX).num_seconds(), 600);
+    }
+
+    #[test]
+    fn run_ids_in_links() {
+        assert_eq!(encode("manual__2026-03-01T05:00:00+00:00"), "manual__2026-03-01T05:00:00+00:00");
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn a_digest_lists_what_it_groups() {
+        let m = |t: &str| AlertMessage {
+            rule: AlertOn::Failure,
+            title: t.into(),
+            dag_id: "d".into(),
+            run_id: Some(t.into()),
+            task_id: None,
+            state: None,
+            error: Some("boom".into()),
+            log_tail: None,
+            logical_date: None,
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            link: None,
+            digest: true,
+            grouped: Vec::new(),
+        };
+        assert_eq!(AlertMessage::digest(&[m("a")]), Some(m("a")));
+        let d = AlertMessage::digest(&[m("a"), m("b")]).unwrap();
+        assert_eq!(d.grouped, ["a", "b"]);
+        assert_eq!(d.title, "d: 2 alerts (failure)");
+        assert!(d.run_id.is_none() && d.error.is_none());
+        assert_eq!(AlertMessage::digest(&[]), None);
+    }
+}
