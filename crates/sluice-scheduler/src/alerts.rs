@@ -46,6 +46,9 @@ pub const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
 const LOG_LINES: usize = 20;
 /// The longest a timer sleeps before the alerter looks again (new runs, new rules).
 const TIMER_CAP: chrono::Duration = chrono::Duration::seconds(60);
+/// The longest the sender waits for one send: a bound over the channels' own timeouts, in
+/// case one does not keep to it.
+pub const SEND_LIMIT: StdDuration = StdDuration::from_secs(120);
 /// Alerts one pass of the sender takes.
 const SEND_BATCH: u32 = 100;
 

@@ -44,21 +44,12 @@ pub struct Config {
 }
 
 /// `[alerting]` of `sluice.toml`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingSettings {
     /// Where the API is reached by the people alerted (`https://sluice.example.com`): alerts
     /// link to the run under it. Default: no link.
     pub base_url: Option<String>,
-    /// The longest one delivery may take before it counts as failed (and is tried again).
-    /// Default 10s.
-    pub send_timeout: Duration,
-}
-
-impl Default for AlertingSettings {
-    fn default() -> Self {
-        AlertingSettings { base_url: None, send_timeout: Duration::from_secs(10) }
-    }
 }
 
 /// `[api]` of `sluice.toml`.
@@ -167,9 +158,6 @@ impl Config {
                 return Err(invalid(format!("[[alerts]] number {}: {e}", k + 1)));
             }
         }
-        if c.alerting.send_timeout.as_std().is_zero() {
-            return Err(invalid("[alerting] send_timeout must be longer than zero".into()));
-        }
         if c.api.tls_cert.is_some() != c.api.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -262,7 +250,6 @@ regoin = \"eu-west-1\"\n",
         assert_eq!(c.alerts[0].to[0].to_string(), "slack:oncall");
         assert_eq!(c.declared_channels(), [ChannelRef::new(ChannelKind::Slack, "oncall")]);
         assert_eq!(c.alerting.base_url.as_deref(), Some("https://sluice.example.com"));
-        assert_eq!(c.alerting.send_timeout, Duration::from_secs(10));
 
         let e = Config::parse(Path::new("s.toml"), "[[alerts]]\non = [\"failure\"]\nto = [\"slack:oncal\"]\n[channels.slack.oncall]\n")
             .unwrap_err()

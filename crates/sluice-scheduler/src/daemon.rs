@@ -94,7 +94,7 @@ pub async fn run_with(
             defaults: config.alerts.clone(),
             base_url: config.alerting.base_url.clone(),
             notifier,
-            send_timeout: config.alerting.send_timeout.as_std(),
+            send_timeout: alerts::SEND_LIMIT,
             logs: config.logs.clone(),
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
