@@ -43,7 +43,11 @@ impl FromStr for ChannelKind {
             let hint = sluice_dag::diagnostic::suggest(s, names.iter().copied())
                 .map(|n| format!("; did you mean `{n}`?"))
                 .unwrap_or_default();
-            format!("unknown channel kind {}: the kinds are {}{hint}", sluice_dag::diagnostic::quoted(s), names.join(", "))
+            format!(
+                "unknown channel kind {}: the kinds are {}{hint}",
+                sluice_dag::diagnostic::quoted(s),
+                names.join(", ")
+            )
         })
     }
 }

@@ -194,7 +194,9 @@ impl ChannelsConfig {
         let doc: toml::Table = toml::from_str(text).map_err(|e| format!("sluice.toml: {}", e.message()))?;
         match doc.get("channels") {
             None => Ok(ChannelsConfig::default()),
-            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| format!("sluice.toml [channels]: {}", e.message())),
+            Some(v) => {
+                v.clone().try_into().map_err(|e: toml::de::Error| format!("sluice.toml [channels]: {}", e.message()))
+            }
         }
     }
 
@@ -336,11 +338,7 @@ impl ChannelsConfig {
 }
 
 /// A function recording problems of one channel (and first its name's).
-fn problem<'a>(
-    errors: &'a mut Vec<ConfigError>,
-    kind: ChannelKind,
-    name: &str,
-) -> impl FnMut(&str, String) + use<'a> {
+fn problem<'a>(errors: &'a mut Vec<ConfigError>, kind: ChannelKind, name: &str) -> impl FnMut(&str, String) + use<'a> {
     let channel = format!("{}:{name}", kind.name());
     if !valid_name(name) {
         errors.push(ConfigError {
@@ -349,7 +347,9 @@ fn problem<'a>(
             message: "a channel name may only hold letters, digits, `_`, `.` and `-`".to_string(),
         });
     }
-    move |key: &str, message: String| errors.push(ConfigError { channel: channel.clone(), key: key.to_string(), message })
+    move |key: &str, message: String| {
+        errors.push(ConfigError { channel: channel.clone(), key: key.to_string(), message })
+    }
 }
 
 /// The key a secret's problem is reported on: `x_file` when only that form is at fault, else

@@ -33,8 +33,10 @@ pub(crate) async fn send(
         EmailTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host),
         EmailTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)),
     };
-    let mut transport =
-        transport.map_err(|e| fatal(format!("cannot set up TLS for {}: {e}", c.host)))?.port(c.port()).timeout(Some(timeout));
+    let mut transport = transport
+        .map_err(|e| fatal(format!("cannot set up TLS for {}: {e}", c.host)))?
+        .port(c.port())
+        .timeout(Some(timeout));
     let mut secrets = Vec::new();
     if let Some(user) = &c.username {
         let source = c.password().ok_or_else(|| fatal("`username` is set without a password source".into()))?;

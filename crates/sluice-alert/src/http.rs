@@ -1,9 +1,9 @@
-//! One HTTP request to a channel (Slack, a webhook): TLS by rustls (aws-lc-rs, the system's
-//! roots), no redirects followed (a secret header is not sent on to another place), the answer
+//! One HTTP request to a channel (Slack, a webhook): TLS by rustls with the system's roots, no
+//! redirects followed (a secret header is not sent on to another place), the answer
 //! read up to [`ANSWER_MAX_BYTES`], every error classified (retry or not) and shown with the
 //! URL's host only.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use crate::secret::{scrub, Secret};
 use crate::{ChannelRef, SendError};
@@ -25,19 +25,7 @@ impl Http {
 }
 
 fn build() -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A certificate the store cannot use is skipped, as every client does.
-        let _ = roots.add(cert);
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {}", e.without_url()))
@@ -98,7 +86,10 @@ pub(crate) async fn send(http: &Http, channel: &ChannelRef, req: Request<'_>) ->
     } else if status.as_u16() == 429 || status.is_server_error() {
         Err(SendError::retryable(channel, format!("{host} answered {said}")))
     } else if status.is_redirection() {
-        Err(SendError::fatal(channel, format!("{host} answered {said} (redirects are not followed: give the final URL)")))
+        Err(SendError::fatal(
+            channel,
+            format!("{host} answered {said} (redirects are not followed: give the final URL)"),
+        ))
     } else {
         Err(SendError::fatal(channel, format!("{host} answered {said}")))
     }

@@ -61,7 +61,12 @@ pub const FIELDS: &[&str] = &[
 
 impl AlertMessage {
     /// A message with only what every alert has.
-    pub fn new(rule: impl Into<String>, title: impl Into<String>, dag_id: impl Into<String>, at: DateTime<Utc>) -> Self {
+    pub fn new(
+        rule: impl Into<String>,
+        title: impl Into<String>,
+        dag_id: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
         AlertMessage {
             rule: rule.into(),
             title: title.into(),
@@ -129,6 +134,7 @@ impl AlertMessage {
         let n = messages.len();
         let what = rule.clone().unwrap_or_else(|| "alert".to_string());
         let title = match &dag {
+            _ if n == 0 => "No alerts".to_string(),
             Some(d) => format!("{n} {what} alerts for `{d}`"),
             None => format!("{n} {what} alerts"),
         };

@@ -32,7 +32,11 @@ impl Notifier {
 
     /// The same over given AWS clients (e.g. [`Clients::with_credentials`]); `connections` are
     /// the names those clients know.
-    pub fn with_clients(config: ChannelsConfig, connections: &[&str], clients: Arc<Clients>) -> Result<Notifier, ConfigErrors> {
+    pub fn with_clients(
+        config: ChannelsConfig,
+        connections: &[&str],
+        clients: Arc<Clients>,
+    ) -> Result<Notifier, ConfigErrors> {
         config.validate(connections)?;
         Ok(Notifier::unchecked(config, clients))
     }
@@ -65,7 +69,9 @@ impl Notifier {
         });
         match &result {
             Ok(answer) => tracing::debug!(channel = %channel, answer = %answer, "alert sent"),
-            Err(e) => tracing::debug!(channel = %channel, error = %e.message, retryable = e.retryable, "alert not sent"),
+            Err(e) => {
+                tracing::debug!(channel = %channel, error = %e.message, retryable = e.retryable, "alert not sent")
+            }
         }
         result
     }
@@ -89,9 +95,15 @@ impl Notifier {
             ChannelKind::Sns => {
                 let sns = &c.sns[&channel.name];
                 let text = msg.text();
-                let id = sluice_aws::sns::publish(&self.clients, sns.connection.as_deref(), &sns.topic_arn, &msg.title, &text)
-                    .await
-                    .map_err(|e| SendError { message: format!("{channel}: {}", e.message), retryable: e.retryable })?;
+                let id = sluice_aws::sns::publish(
+                    &self.clients,
+                    sns.connection.as_deref(),
+                    &sns.topic_arn,
+                    &msg.title,
+                    &text,
+                )
+                .await
+                .map_err(|e| SendError { message: format!("{channel}: {}", e.message), retryable: e.retryable })?;
                 Ok(format!("message id {id}"))
             }
             ChannelKind::Email => {

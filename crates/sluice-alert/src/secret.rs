@@ -30,7 +30,9 @@ impl SecretSource {
                 "set `{key}_env` (an environment variable) or `{key}_file` (a file) to give the {key}: it is a \
                  secret and is never written in sluice.toml"
             )),
-            (Some(v), None) if v.trim().is_empty() => Err(format!("`{key}_env` is empty: name an environment variable")),
+            (Some(v), None) if v.trim().is_empty() => {
+                Err(format!("`{key}_env` is empty: name an environment variable"))
+            }
             (None, Some(p)) if p.as_os_str().is_empty() => Err(format!("`{key}_file` is empty: give a file's path")),
             (Some(v), None) => Ok(SecretSource::Env(v.to_string())),
             (None, Some(p)) => Ok(SecretSource::File(p.to_path_buf())),
@@ -57,7 +59,8 @@ impl SecretSource {
                 }
             },
             SecretSource::File(p) => {
-                let file = std::fs::File::open(p).map_err(|e| format!("cannot read {}: {}", self.describe(), e.kind()))?;
+                let file =
+                    std::fs::File::open(p).map_err(|e| format!("cannot read {}: {}", self.describe(), e.kind()))?;
                 let mut text = String::new();
                 file.take(SECRET_FILE_MAX_BYTES + 1)
                     .read_to_string(&mut text)

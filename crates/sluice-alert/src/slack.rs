@@ -33,12 +33,9 @@ pub fn payload(msg: &AlertMessage, link: Option<&str>) -> Value {
         "text": { "type": "plain_text", "text": cut_chars(&msg.title, HEADER_TEXT), "emoji": false },
     })];
     let mut fields = vec![field("DAG", &msg.dag_id)];
-    for (name, v) in [
-        ("Run", &msg.run_id),
-        ("Task", &msg.task_id),
-        ("State", &msg.state),
-        ("Logical date", &msg.logical_date),
-    ] {
+    for (name, v) in
+        [("Run", &msg.run_id), ("Task", &msg.task_id), ("State", &msg.state), ("Logical date", &msg.logical_date)]
+    {
         if let Some(v) = v {
             fields.push(field(name, v));
         }
@@ -53,7 +50,8 @@ pub fn payload(msg: &AlertMessage, link: Option<&str>) -> Value {
     }
     let items = msg.digested();
     if !items.is_empty() {
-        let mut list: Vec<String> = items.iter().rev().take(DIGEST_ITEMS).map(|m| format!("• {}", escape(&m.summary()))).collect();
+        let mut list: Vec<String> =
+            items.iter().rev().take(DIGEST_ITEMS).map(|m| format!("• {}", escape(&m.summary()))).collect();
         let count = msg.details.get("count").and_then(Value::as_u64).unwrap_or(items.len() as u64);
         if count > list.len() as u64 {
             list.push(format!("• and {} more", count - list.len() as u64));

@@ -47,7 +47,8 @@ fn describe(e: &minijinja::Error) -> String {
 /// Whether a body template compiles and uses only the message's fields (and `secret`).
 pub fn check(source: &str) -> Result<(), String> {
     let env = environment();
-    let template = env.template_from_str(source).map_err(|e| format!("the template does not compile: {}", describe(&e)))?;
+    let template =
+        env.template_from_str(source).map_err(|e| format!("the template does not compile: {}", describe(&e)))?;
     let mut unknown: Vec<String> = template
         .undeclared_variables(false)
         .into_iter()

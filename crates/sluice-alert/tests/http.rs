@@ -37,7 +37,13 @@ struct Seen {
 /// A receiver on a loopback port: `/ok*` answers 200 `ok`, `/500` 500, `/400` 400, `/echo` 400
 /// with the request's body, `/hang` never answers. Every request is handed to the test.
 async fn receiver() -> (String, mpsc::UnboundedReceiver<Seen>) {
-    async fn handle(State(tx): State<mpsc::UnboundedSender<Seen>>, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
+    async fn handle(
+        State(tx): State<mpsc::UnboundedSender<Seen>>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: String,
+    ) -> Response {
         let path = uri.path().to_string();
         let _ = tx.send(Seen { method, path: path.clone(), headers, body: body.clone() });
         match path.as_str() {
@@ -109,7 +115,8 @@ async fn slack_gets_a_readable_message_with_the_log_tail_and_a_link() {
     let blocks = body["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
     assert_eq!(blocks[0]["text"]["text"], "Run 2026-01-01 of `sales` failed");
-    let fields: Vec<&str> = blocks[1]["fields"].as_array().unwrap().iter().map(|f| f["text"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        blocks[1]["fields"].as_array().unwrap().iter().map(|f| f["text"].as_str().unwrap()).collect();
     assert_eq!(
         fields,
         [
@@ -266,13 +273,19 @@ headers_env = {{ "Authorization" = "SLUICE_TEST_NEVER_SET_AUTH" }}
     ));
     let cases = [
         ("slack:unset", "slack:unset: the webhook URL: environment variable `SLUICE_TEST_NEVER_SET_URL` is not set"),
-        ("slack:nofile", "slack:nofile: the webhook URL: cannot read file `/nonexistent/sluice/slack-url`: entity not found"),
+        (
+            "slack:nofile",
+            "slack:nofile: the webhook URL: cannot read file `/nonexistent/sluice/slack-url`: entity not found",
+        ),
         (
             "webhook:key",
             "webhook:key: the body template failed: invalid operation: secret(): environment variable \
              `SLUICE_TEST_NEVER_SET_KEY` is not set (line 1 of the template)",
         ),
-        ("webhook:header", "webhook:header: header `Authorization`: environment variable `SLUICE_TEST_NEVER_SET_AUTH` is not set"),
+        (
+            "webhook:header",
+            "webhook:header: header `Authorization`: environment variable `SLUICE_TEST_NEVER_SET_AUTH` is not set",
+        ),
     ];
     for (c, want) in cases {
         let e = n.send(&channel(c), &message()).await.unwrap_err();
@@ -299,7 +312,10 @@ body = "key={{{{ secret('SLUICE_TEST_PD_ROUTING_KEY') }}}} auth=SLUICE_TEST_PD_A
     ));
     let e = n.send(&channel("webhook:echo"), &message()).await.unwrap_err();
     assert_eq!(seen.recv().await.unwrap().body, format!("key={ROUTING_KEY} auth=SLUICE_TEST_PD_AUTH"));
-    assert_eq!(e.message, "webhook:echo: 127.0.0.1 answered 400 Bad Request: bad request: key=*** auth=SLUICE_TEST_PD_AUTH");
+    assert_eq!(
+        e.message,
+        "webhook:echo: 127.0.0.1 answered 400 Bad Request: bad request: key=*** auth=SLUICE_TEST_PD_AUTH"
+    );
     for shown in [e.message.clone(), format!("{e:?}"), format!("{:?}", n.config())] {
         assert!(!shown.contains(ROUTING_KEY) && !shown.contains(AUTH), "{shown}");
     }
@@ -324,7 +340,11 @@ async fn a_digest_lists_its_alerts() {
     n.send(&channel("slack:d"), &digest).await.unwrap();
     let body: Value = serde_json::from_str(&seen.recv().await.unwrap().body).unwrap();
     assert_eq!(body["text"], "3 failure alerts for `sales`");
-    let list = body["blocks"].as_array().unwrap().iter().find_map(|b| b["text"]["text"].as_str().filter(|t| t.starts_with("• ")));
+    let list = body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|b| b["text"]["text"].as_str().filter(|t| t.starts_with("• ")));
     assert_eq!(
         list.unwrap(),
         "• Run 2026-01-03 of `sales` failed (2026-01-02T07:03:00Z): exit status 1\n\

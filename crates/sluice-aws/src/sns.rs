@@ -54,13 +54,8 @@ fn publish_error(e: SdkError<aws_sdk_sns::operation::publish::PublishError>) -> 
 /// A subject SNS accepts: printable characters on one line (SNS refuses control characters and
 /// line breaks), at most [`SUBJECT_MAX_CHARS`] characters, cut with `...`.
 pub fn subject_line(subject: &str) -> String {
-    let flat: String = subject
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    let flat: String =
+        subject.split_whitespace().collect::<Vec<_>>().join(" ").chars().filter(|c| !c.is_control()).collect();
     if flat.chars().count() <= SUBJECT_MAX_CHARS {
         return flat;
     }
