@@ -53,12 +53,20 @@ pub(crate) async fn send(
         Err(e) => {
             let what = scrub(&error_text(&e), &secrets);
             let message = format!("SMTP {}:{}: {what}", c.host, c.port());
-            // 4xx answers are transient by SMTP's definition; 5xx are refusals; a connection
-            // that failed or timed out may work later; TLS that the server does not offer will not.
-            let retryable = !e.is_permanent() && (e.is_transient() || e.is_timeout() || is_io(&e)) && !no_tls(&what);
-            Err(SendError { message: format!("{channel}: {message}"), retryable })
+            Err(SendError { message: format!("{channel}: {message}"), retryable: retryable(&e) })
         }
     }
+}
+
+/// 4xx answers are transient by SMTP's definition, 5xx refusals; a connection that failed or
+/// timed out may work later; a TLS failure (a certificate refused), an unexpected answer or a
+/// server that lacks what is asked of it (STARTTLS, an authentication mechanism) will not.
+fn retryable(e: &lettre::transport::smtp::Error) -> bool {
+    if e.is_transient() || e.is_timeout() {
+        return true;
+    }
+    // What is left is a network or connection error.
+    !(e.is_permanent() || e.is_tls() || e.is_client() || e.is_response() || e.is_transport_shutdown())
 }
 
 fn one_line(text: &str) -> String {
@@ -77,20 +85,4 @@ fn error_text(e: &lettre::transport::smtp::Error) -> String {
         cur = s.source();
     }
     crate::message::cut_chars(&one_line(&text), 300)
-}
-
-fn is_io(e: &lettre::transport::smtp::Error) -> bool {
-    let mut cur = std::error::Error::source(e);
-    while let Some(s) = cur {
-        if s.downcast_ref::<std::io::Error>().is_some() {
-            return true;
-        }
-        cur = s.source();
-    }
-    // lettre's connection errors carry their cause under `is_client` / network kinds.
-    e.to_string().contains("network error") || e.to_string().contains("Connection")
-}
-
-fn no_tls(text: &str) -> bool {
-    text.contains("STARTTLS") || text.to_ascii_lowercase().contains("tls is not")
 }

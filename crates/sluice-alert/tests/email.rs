@@ -142,3 +142,18 @@ async fn a_missing_password_is_named_and_not_retried() {
         "email:auth: the SMTP password: cannot read file `/nonexistent/sluice/smtp-password`: entity not found"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_is_not_there_may_be_tried_again() {
+    // A port that was free a moment ago: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = ChannelsConfig::from_sluice_toml(&format!(
+        "[channels.email.down]\nto = [\"a@example.com\"]\nfrom = \"sluice@example.com\"\nhost = \"127.0.0.1\"\n\
+         port = {port}\ntls = \"none\"\n"
+    ))
+    .unwrap();
+    let notifier = Notifier::new(config, Default::default()).unwrap();
+    let e = notifier.send(&"email:down".parse().unwrap(), &message()).await.unwrap_err();
+    assert!(e.retryable, "{e:?}");
+    assert!(e.message.starts_with(&format!("email:down: SMTP 127.0.0.1:{port}: ")), "{}", e.message);
+}
