@@ -9,6 +9,7 @@
 //! - [`glue`]; the `crawler` operator (create or update, start, wait) and its sensor.
 //! - [`athena`]; the `athena` operator (idempotency token per try) and its sensor.
 //! - [`serverless`]; the `emr_serverless` operator (client token per try) and its sensor.
+//! - [`sns`]; publishing to a topic, for the SNS alert channels.
 //! - [`telemetry`]; requests, throttles and errors per service, Athena bytes scanned and EMR
 //!   instance hours per DAG, for `/metrics` (through `OperatorProvider::telemetry`).
 //!
@@ -37,6 +38,7 @@ pub mod emr;
 pub mod glue;
 pub mod s3;
 pub mod serverless;
+pub mod sns;
 pub mod telemetry;
 pub mod wait;
 
