@@ -114,3 +114,18 @@ pub fn providers(config: &sluice_scheduler::Config) -> sluice_scheduler::operato
         .with(sluice_scheduler::operators::LocalOperators)
         .with(sluice_aws::AwsOperators::new(config.connections.clone()))
 }
+
+/// The channels of `[channels]`, ready to send to; `None` when none is declared (then no
+/// alert can be sent, and the daemon runs no alerting at all). A problem of `[channels]` names
+/// the channel and the key, and stops the command.
+pub fn notifier(config: &sluice_scheduler::Config) -> Result<Option<Arc<sluice_alert::Notifier>>> {
+    if config.channels.values().all(|names| names.is_empty()) {
+        return Ok(None);
+    }
+    let table = toml::Value::try_from(&config.channels).context("cannot read [channels]")?;
+    let channels: sluice_alert::ChannelsConfig =
+        table.try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("sluice.toml [channels]: {}", e.message()))?;
+    let notifier =
+        sluice_alert::Notifier::new(channels, config.connections.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(Arc::new(notifier)))
+}

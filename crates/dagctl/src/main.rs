@@ -57,6 +57,7 @@ enum Command {
     Scheduler(cmd::scheduler::Args),
     Server(cmd::server::Args),
     Tokens(cmd::tokens::Args),
+    Alerts(cmd::alerts::Args),
     Trigger(cmd::trigger::Args),
     Test(cmd::test::Args),
     Runs(cmd::runs::Args),
@@ -86,7 +87,7 @@ fn main() -> ExitCode {
     let result = context::Ctx::new(&cli.global).and_then(|ctx| {
         let dags = ctx.config.dags.clone();
         match cli.command {
-            Command::Validate(a) => cmd::validate::run(&dags, a),
+            Command::Validate(a) => cmd::validate::run(&dags, &ctx.config, a),
             Command::List(a) => cmd::list::run(&ctx, a),
             Command::Show(a) => cmd::show::run(&dags, a),
             Command::Next(a) => cmd::next::run(&dags, a),
@@ -94,6 +95,7 @@ fn main() -> ExitCode {
             Command::Scheduler(a) => ctx.block_on(cmd::scheduler::run(&ctx, a)),
             Command::Server(a) => ctx.block_on(cmd::server::run(&ctx, a)),
             Command::Tokens(a) => ctx.block_on(cmd::tokens::run(&ctx, a)),
+            Command::Alerts(a) => ctx.block_on(cmd::alerts::run(&ctx, a)),
             Command::Trigger(a) => ctx.block_on(cmd::trigger::run(&ctx, a)),
             Command::Test(a) => ctx.block_on(cmd::test::run(&ctx, a)),
             Command::Runs(a) => ctx.block_on(cmd::runs::run(&ctx, a)),

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use sluice_dag::Duration;
 
-use crate::channel::{valid_name, ChannelKind, ChannelRef};
+use crate::channel::{ChannelKind, ChannelRef};
 use crate::secret::SecretSource;
 
 /// How long one send may take when the channel sets no `timeout`.
@@ -340,7 +340,7 @@ impl ChannelsConfig {
 /// A function recording problems of one channel (and first its name's).
 fn problem<'a>(errors: &'a mut Vec<ConfigError>, kind: ChannelKind, name: &str) -> impl FnMut(&str, String) + use<'a> {
     let channel = format!("{}:{name}", kind.name());
-    if !valid_name(name) {
+    if sluice_dag::alerts::check_channel_name(name).is_err() {
         errors.push(ConfigError {
             channel: channel.clone(),
             key: String::new(),

@@ -171,24 +171,3 @@ fn every_problem_names_the_channel_and_the_key() {
     );
     assert_eq!(errors("[channels.slack.a]\n[channels.slack.b]\n[channels.sns.c]\ntopic_arn = \"x\"\n").len(), 3);
 }
-
-#[test]
-fn channel_references_parse_with_clear_errors() {
-    let r: ChannelRef = "webhook:pagerduty".parse().unwrap();
-    assert_eq!(
-        (r.kind, r.name.as_str(), r.to_string().as_str()),
-        (ChannelKind::Webhook, "pagerduty", "webhook:pagerduty")
-    );
-    assert_eq!(
-        "slak:x".parse::<ChannelRef>().unwrap_err(),
-        "unknown channel kind `slak`: the kinds are slack, sns, email, webhook; did you mean `slack`?"
-    );
-    assert_eq!(
-        "data-oncall".parse::<ChannelRef>().unwrap_err(),
-        "channel `data-oncall` is not of the form `kind:name` (e.g. `slack:data-oncall`)"
-    );
-    assert_eq!(
-        "slack:on call".parse::<ChannelRef>().unwrap_err(),
-        "channel name `on call` may only hold letters, digits, `_`, `.` and `-`"
-    );
-}

@@ -17,8 +17,9 @@
 //! else. An alert of a rule with `digest` waits that long, and the alerts of that rule, DAG
 //! and channel due by then go out as one message.
 //!
-//! The channels themselves (Slack, webhooks, SNS, email) are behind [`Notifier`], which the
-//! binary provides (`sluice-alert`), so the engine's crate knows no HTTP, SMTP or AWS.
+//! The channels themselves (Slack, webhooks, SNS, email) are behind `sluice_alert::Notify`,
+//! which the binary provides (`sluice-alert` with its `send` feature), so the engine's crate
+//! knows no HTTP, SMTP or AWS.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,17 +28,19 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use sluice_alert::{AlertMessage, Notify, SendError};
 use sluice_dag::{AlertOn, AlertRule, ChannelRef, Dag};
 use sluice_store::{AlertRow, Attempt, Event, EventKind, NewAlert, RunState, Store, StoreError, TaskState, TryResult};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify as Wake};
 use tracing::{info, warn};
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::follow::{latest_event_id, EventFollower, Live};
 
+/// Set in a message's details when its rule has a `digest`: it goes out with the others.
+const DIGEST: &str = "digest_rule";
 /// The alerter's cursor in the store.
 pub const CURSOR: &str = "alerts";
 /// The longest a delivery is tried for.
@@ -52,86 +55,13 @@ pub const SEND_LIMIT: StdDuration = StdDuration::from_secs(120);
 /// Alerts one pass of the sender takes.
 const SEND_BATCH: u32 = 100;
 
-/// What an alert says: kept in the store as the alert's message, rendered by each channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertMessage {
-    /// The event the rule fired on.
-    pub rule: AlertOn,
-    /// One line: what happened, where.
-    pub title: String,
-    pub dag_id: String,
-    pub run_id: Option<String>,
-    pub task_id: Option<String>,
-    /// The run's or task's state, when there is one.
-    pub state: Option<String>,
-    pub error: Option<String>,
-    /// The last lines of the failed try's log.
-    pub log_tail: Option<String>,
-    /// The run's logical date (RFC 3339, in the DAG's zone).
-    pub logical_date: Option<String>,
-    pub at: DateTime<Utc>,
-    /// Where to look: the run in the API (`[alerting] base_url`).
-    pub link: Option<String>,
-    /// Set on alerts of a rule with `digest`: grouped with others when they go out.
-    #[serde(default)]
-    pub digest: bool,
-    /// For a digest: the titles of the alerts it groups.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub grouped: Vec<String>,
-}
-
-impl AlertMessage {
-    fn to_map(&self) -> Map<String, Value> {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        }
-    }
-
-    /// One message for several alerts of one rule, DAG and channel.
-    pub fn digest(messages: &[AlertMessage]) -> Option<AlertMessage> {
-        let first = messages.first()?;
-        if messages.len() == 1 {
-            return Some(first.clone());
-        }
-        let mut m = first.clone();
-        m.title = format!("{}: {} alerts ({})", first.dag_id, messages.len(), first.rule);
-        m.run_id = None;
-        m.task_id = None;
-        m.state = None;
-        m.error = None;
-        m.log_tail = None;
-        m.logical_date = None;
-        m.at = messages.iter().map(|x| x.at).max().unwrap_or(first.at);
-        m.grouped = messages.iter().map(|x| x.title.clone()).collect();
-        Some(m)
-    }
-}
-
-/// Why a send failed, and whether trying again may help.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SendFailure {
-    /// What went wrong, with no secret in it.
-    pub message: String,
-    pub retryable: bool,
-}
-
-/// Delivers messages to the channels `sluice.toml` declares.
-#[async_trait::async_trait]
-pub trait Notifier: Send + Sync {
-    /// The declared channels.
-    fn channels(&self) -> Vec<ChannelRef>;
-    /// Sends one message; answers what the channel said (short, no secret).
-    async fn send(&self, channel: &ChannelRef, message: &AlertMessage) -> Result<String, SendFailure>;
-}
-
 /// What the daemon's alerting needs besides the store.
 pub struct Alerting {
     /// `[[alerts]]` of `sluice.toml`: every DAG's rules unless it sets `default_alerts = false`.
     pub defaults: Vec<AlertRule>,
     /// Links in messages point under it.
     pub base_url: Option<String>,
-    pub notifier: Arc<dyn Notifier>,
+    pub notifier: Arc<dyn Notify>,
     /// The longest one send may take.
     pub send_timeout: StdDuration,
     pub logs: PathBuf,
@@ -162,7 +92,7 @@ pub async fn run(
     alerting: Arc<Alerting>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(Wake::new());
     let alerter =
         Alerter { store: store.clone(), catalog, clock: clock.clone(), alerting: alerting.clone(), wake: wake.clone() };
     let sender = Sender { store, clock, alerting, wake };
@@ -174,7 +104,7 @@ struct Alerter {
     catalog: watch::Receiver<Arc<Catalog>>,
     clock: Arc<dyn Clock>,
     alerting: Arc<Alerting>,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
 }
 
 impl Alerter {
@@ -350,21 +280,11 @@ impl Alerter {
                 None => format!("{base}/api/v1/dags/{}", dag.id),
             }
         });
-        AlertMessage {
-            rule: on,
-            title: String::new(),
-            dag_id: dag.id.clone(),
-            run_id,
-            task_id,
-            state: None,
-            error: None,
-            log_tail: None,
-            logical_date: None,
-            at,
-            link,
-            digest: false,
-            grouped: Vec::new(),
-        }
+        let mut m = AlertMessage::new(on.name(), String::new(), dag.id.clone(), at);
+        m.run_id = run_id;
+        m.task_id = task_id;
+        m.link = link;
+        m
     }
 
     /// The first task that failed in a run: its id, error and log tail on the message.
@@ -477,7 +397,13 @@ fn expand(
     for rule in rules {
         let digest = rule.digest.map(|d| chrono::Duration::from_std(d.as_std()).unwrap_or(chrono::Duration::zero()));
         let mut message = m.clone();
-        message.digest = digest.is_some();
+        if digest.is_some() {
+            message.details.insert(DIGEST.into(), Value::Bool(true));
+        }
+        let map = match serde_json::to_value(&message) {
+            Ok(Value::Object(map)) => map,
+            _ => Default::default(),
+        };
         for channel in &rule.to {
             let channel = channel.to_string();
             if out.iter().any(|a| a.channel == channel) {
@@ -486,12 +412,12 @@ fn expand(
             out.push(NewAlert {
                 channel,
                 incident: incident.to_string(),
-                rule: m.rule.name().to_string(),
+                rule: m.rule.clone(),
                 dag_id: m.dag_id.clone(),
                 run_id: m.run_id.clone(),
                 task_id: m.task_id.clone(),
                 event_id,
-                message: message.to_map(),
+                message: map.clone(),
                 due_at: digest.map_or(now, |d| now + d),
             });
         }
@@ -524,7 +450,7 @@ struct Sender {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     alerting: Arc<Alerting>,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
 }
 
 impl Sender {
@@ -570,22 +496,20 @@ impl Sender {
             alerts.iter().map(|a| serde_json::from_value::<AlertMessage>(Value::Object(a.message.clone()))).collect();
         let outcome = match (channel, messages) {
             (Err(e), _) => {
-                Err(SendFailure { message: format!("bad channel `{}`: {e}", first.channel), retryable: false })
+                Err(SendError { message: format!("bad channel `{}`: {e}", first.channel), retryable: false })
             }
-            (_, Err(e)) => Err(SendFailure { message: format!("unreadable alert message: {e}"), retryable: false }),
-            (Ok(channel), Ok(messages)) => match AlertMessage::digest(&messages) {
-                None => return Ok(()),
-                Some(m) => {
-                    let send = self.alerting.notifier.send(&channel, &m);
-                    match tokio::time::timeout(self.alerting.send_timeout, send).await {
-                        Ok(r) => r,
-                        Err(_) => Err(SendFailure {
-                            message: format!("no answer within {:?}", self.alerting.send_timeout),
-                            retryable: true,
-                        }),
-                    }
+            (_, Err(e)) => Err(SendError { message: format!("unreadable alert message: {e}"), retryable: false }),
+            (Ok(channel), Ok(messages)) => {
+                let m = AlertMessage::digest(&messages);
+                let send = self.alerting.notifier.send(&channel, &m);
+                match tokio::time::timeout(self.alerting.send_timeout, send).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SendError::retryable(
+                        &channel,
+                        format!("no answer within {:?}", self.alerting.send_timeout),
+                    )),
                 }
-            },
+            }
         };
         let now = self.clock.now();
         for a in &alerts {
@@ -626,7 +550,7 @@ fn group(due: Vec<AlertRow>) -> Vec<Vec<AlertRow>> {
     let mut singles = Vec::new();
     let mut digests: BTreeMap<(String, String, String), Vec<AlertRow>> = BTreeMap::new();
     for a in due {
-        if a.message.get("digest").and_then(Value::as_bool) == Some(true) {
+        if a.message.get("details").and_then(|d| d.get(DIGEST)).and_then(Value::as_bool) == Some(true) {
             digests.entry((a.channel.clone(), a.dag_id.clone(), a.rule.clone())).or_default().push(a);
         } else {
             singles.push(vec![a]);
@@ -652,30 +576,5 @@ mod tests {
     fn run_ids_in_links() {
         assert_eq!(encode("manual__2026-03-01T05:00:00+00:00"), "manual__2026-03-01T05:00:00+00:00");
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
-    }
-
-    #[test]
-    fn a_digest_lists_what_it_groups() {
-        let m = |t: &str| AlertMessage {
-            rule: AlertOn::Failure,
-            title: t.into(),
-            dag_id: "d".into(),
-            run_id: Some(t.into()),
-            task_id: None,
-            state: None,
-            error: Some("boom".into()),
-            log_tail: None,
-            logical_date: None,
-            at: DateTime::<Utc>::UNIX_EPOCH,
-            link: None,
-            digest: true,
-            grouped: Vec::new(),
-        };
-        assert_eq!(AlertMessage::digest(&[m("a")]), Some(m("a")));
-        let d = AlertMessage::digest(&[m("a"), m("b")]).unwrap();
-        assert_eq!(d.grouped, ["a", "b"]);
-        assert_eq!(d.title, "d: 2 alerts (failure)");
-        assert!(d.run_id.is_none() && d.error.is_none());
-        assert_eq!(AlertMessage::digest(&[]), None);
     }
 }

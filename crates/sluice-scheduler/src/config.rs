@@ -149,7 +149,8 @@ impl Config {
         for (kind, names) in &c.channels {
             kind.parse::<ChannelKind>().map_err(|e| invalid(format!("[channels.{kind}]: {e}")))?;
             for name in names.keys() {
-                sluice_dag::alerts::check_channel_name(name).map_err(|e| invalid(format!("[channels.{kind}.{name}]: {e}")))?;
+                sluice_dag::alerts::check_channel_name(name)
+                    .map_err(|e| invalid(format!("[channels.{kind}.{name}]: {e}")))?;
             }
         }
         let declared = c.declared_channels();
@@ -251,13 +252,21 @@ regoin = \"eu-west-1\"\n",
         assert_eq!(c.declared_channels(), [ChannelRef::new(ChannelKind::Slack, "oncall")]);
         assert_eq!(c.alerting.base_url.as_deref(), Some("https://sluice.example.com"));
 
-        let e = Config::parse(Path::new("s.toml"), "[[alerts]]\non = [\"failure\"]\nto = [\"slack:oncal\"]\n[channels.slack.oncall]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("[[alerts]] number 1") && e.contains("slack:oncal") && e.contains("did you mean `slack:oncall`"), "{e}");
+        let e = Config::parse(
+            Path::new("s.toml"),
+            "[[alerts]]\non = [\"failure\"]\nto = [\"slack:oncal\"]\n[channels.slack.oncall]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[[alerts]] number 1") && e.contains("slack:oncal") && e.contains("did you mean `slack:oncall`"),
+            "{e}"
+        );
         let e = Config::parse(Path::new("s.toml"), "[channels.teams.x]\n").unwrap_err().to_string();
         assert!(e.contains("[channels.teams]"), "{e}");
-        let e = Config::parse(Path::new("s.toml"), "[[alerts]]\non = [\"failur\"]\nto = [\"slack:x\"]\n").unwrap_err().to_string();
+        let e = Config::parse(Path::new("s.toml"), "[[alerts]]\non = [\"failur\"]\nto = [\"slack:x\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line") && e.contains("failure"), "{e}");
     }
 

@@ -10,7 +10,7 @@ use sluice_store::{EventKind, NewEvent, Store};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::alerts::{self, Alerting, Notifier};
+use crate::alerts::{self, Alerting};
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::commands::Commands;
@@ -19,6 +19,7 @@ use crate::engine::{Engine, LoadedDags, Mode, Reload};
 use crate::operators::OperatorProvider;
 use crate::stats::EngineStats;
 use crate::SchedulerError;
+use sluice_alert::Notify;
 
 /// How long the folder must be quiet after a change before it is reloaded.
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
@@ -51,7 +52,7 @@ pub async fn run_with(
     config: Config,
     store: Arc<dyn Store>,
     providers: Vec<Arc<dyn OperatorProvider>>,
-    notifier: Option<Arc<dyn Notifier>>,
+    notifier: Option<Arc<dyn Notify>>,
     shutdown: watch::Receiver<bool>,
     on_start: impl FnOnce(Handles),
 ) -> Result<(), SchedulerError> {

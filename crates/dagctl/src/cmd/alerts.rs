@@ -2,6 +2,7 @@
 //! to a channel.
 
 use anyhow::{bail, Context, Result};
+use sluice_alert::Notify;
 use sluice_store::{AlertQuery, AlertState};
 
 use crate::context::Ctx;
@@ -64,10 +65,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             for a in &alerts {
                 let title = a.message.get("title").and_then(|t| t.as_str()).unwrap_or("").to_string();
                 let note = match a.state {
-                    AlertState::Pending => a
-                        .next_attempt_at
-                        .map(|t| format!("next attempt {}", when(t)))
-                        .unwrap_or_default(),
+                    AlertState::Pending => {
+                        a.next_attempt_at.map(|t| format!("next attempt {}", when(t))).unwrap_or_default()
+                    }
                     AlertState::Delivered => a.delivered_at.map(|t| format!("at {}", when(t))).unwrap_or_default(),
                     AlertState::Failed => a.last_error.clone().unwrap_or_default(),
                 };
@@ -113,7 +113,10 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
                 }
                 Err(e) => {
                     eprintln!("{e}");
-                    eprintln!("{}", if e.retryable { "(it may work later)" } else { "(it will not work as configured)" });
+                    eprintln!(
+                        "{}",
+                        if e.retryable { "(it may work later)" } else { "(it will not work as configured)" }
+                    );
                     Ok(exit::FAILURE)
                 }
             }

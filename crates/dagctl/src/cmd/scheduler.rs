@@ -66,6 +66,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         let _ = tx.send(true);
     });
     let providers = crate::context::providers(&config);
+    let notifier = crate::context::notifier(&config)?.map(|n| n as Arc<dyn sluice_alert::Notify>);
     let api_store: Arc<dyn sluice_store::Store> = store.clone();
     let api_config = config.clone();
     let stop = rx.clone();
@@ -84,6 +85,6 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             tracing::error!(error = %format!("{e:#}"), "the API did not start");
         }
     };
-    sluice_scheduler::daemon::run_with(config, store, providers.into(), None, rx, on_start).await?;
+    sluice_scheduler::daemon::run_with(config, store, providers.into(), notifier, rx, on_start).await?;
     Ok(exit::OK)
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sluice_dag::{dag_files, load_files};
+use sluice_dag::{dag_files, load_files_checked, LoadChecks};
 use sluice_scheduler::views::ValidationView;
 
 use crate::exit;
@@ -18,7 +18,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(dags: &Path, args: Args) -> Result<u8> {
+pub fn run(dags: &Path, config: &sluice_scheduler::Config, args: Args) -> Result<u8> {
     let roots = if args.paths.is_empty() { vec![dags.to_path_buf()] } else { args.paths };
     let mut files = Vec::new();
     for root in &roots {
@@ -30,7 +30,9 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
             anyhow::bail!("{} does not exist", root.display());
         }
     }
-    let folder = load_files(&files);
+    // Alert rules are checked against the channels sluice.toml declares.
+    let checks = LoadChecks { channels: Some(config.declared_channels()) };
+    let folder = load_files_checked(&files, &checks);
     let errors = folder.diagnostics().filter(|d| d.is_error()).count();
     let warnings = folder.diagnostics().count() - errors;
     let invalid = folder.files.iter().filter(|f| f.has_errors()).count();
