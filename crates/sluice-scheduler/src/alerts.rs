@@ -248,7 +248,11 @@ impl Alerter {
             }
             EventKind::DeadlineMissed { deadline } => {
                 let when = deadline.map(|d| d.with_timezone(&dag.timezone).to_string()).unwrap_or_default();
-                let started = run.as_ref().is_some_and(|r| r.started_at.is_some());
+                // Started: a try of it has begun (a run waiting for slots is not under way).
+                let started = match &run {
+                    Some(r) => !self.store.tries(r.id, None).await?.is_empty(),
+                    None => false,
+                };
                 m.state = run.as_ref().map(|r| r.state.to_string());
                 m.title = if started {
                     format!("{dag_id}: run {run_text} is not finished by its deadline {when}")

@@ -1,0 +1,171 @@
+//! Deadline alerts on the simulated clock: the engine turned by the test, the alerter and its
+//! sender on the same clock, the channels of `sluice-alert` sending to a real HTTP server in
+//! this test. An alert for a run still going at its deadline arrives while it still goes, and
+//! one for a scheduled run that has not even started arrives too.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sluice_dag::{parse_dag, Dag};
+use sluice_scheduler::alerts::{self, Alerting};
+use sluice_scheduler::engine::{Engine, Flow, Mode};
+use sluice_scheduler::operators::{LocalOperators, OperatorProvider, Outcome, TaskError, TaskOperator, TryContext};
+use sluice_scheduler::{runs, Clock, Config, ManualClock};
+use sluice_store::{RunKind, RunState, SqliteStore, Store};
+use tokio::sync::watch;
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn dag(id: &str, src: &str) -> Dag {
+    let outcome = parse_dag(Path::new(&format!("{id}.toml")), src);
+    outcome.dag.unwrap_or_else(|| panic!("{:#?}", outcome.diagnostics))
+}
+
+/// A `command = "gate"` task that runs until the test opens the gate.
+struct Gate(watch::Receiver<bool>);
+
+#[async_trait::async_trait]
+impl TaskOperator for Gate {
+    async fn run(&self, _ctx: &TryContext) -> Result<Outcome, TaskError> {
+        let mut open = self.0.clone();
+        let _ = open.wait_for(|o| *o).await;
+        Ok(Outcome::Success(Default::default()))
+    }
+}
+
+struct GateProvider(watch::Receiver<bool>);
+
+#[async_trait::async_trait]
+impl OperatorProvider for GateProvider {
+    fn build(&self, op: &sluice_dag::Operator, _dag: &Dag, _task: &sluice_dag::Task) -> Option<Box<dyn TaskOperator>> {
+        match op {
+            sluice_dag::Operator::Command(c) if c.command == "gate" => Some(Box::new(Gate(self.0.clone()))),
+            _ => None,
+        }
+    }
+}
+
+type Inbox = Arc<Mutex<Vec<Value>>>;
+
+async fn receiver() -> (String, Inbox) {
+    let inbox: Inbox = Arc::default();
+    let keep = inbox.clone();
+    let app = axum::Router::new().fallback(move |body: String| {
+        let inbox = keep.clone();
+        async move {
+            inbox.lock().unwrap().push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, inbox)
+}
+
+/// Waits for the receiver to hold `n` posts (the safety limit only turns a hang into a failure).
+async fn posts(inbox: &Inbox, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = inbox.lock().unwrap().clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{} of {n} alerts arrived: {got:?}", got.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_alerts_go_out_at_the_deadline_for_a_late_run_and_for_one_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let config = Config { logs: dir.path().join("logs"), dags: dir.path().join("dags"), ..Config::default() };
+    let clock = Arc::new(ManualClock::new(at("2026-03-01T12:00:05Z")));
+    let (url, inbox) = receiver().await;
+    std::fs::write(dir.path().join("hook-url"), &url).unwrap();
+    let channels = sluice_alert::ChannelsConfig::from_sluice_toml(&format!(
+        "[channels.webhook.hook]\nurl_file = \"{}\"\n",
+        dir.path().join("hook-url").display()
+    ))
+    .unwrap();
+    let notifier = sluice_alert::Notifier::new(channels, Default::default()).unwrap();
+
+    let rules = "[[alerts]]\non = [\"deadline_missed\"]\nto = [\"webhook:hook\"]\n";
+    let late = dag(
+        "late",
+        &format!("schedule = \"@hourly\"\nstart_date = \"2026-01-01\"\ndeadline = \"30m\"\n{rules}[tasks.t]\noperator = \"command\"\ncommand = \"gate\"\n"),
+    );
+    // With one slot for the whole scheduler, held by `late`'s try: its run cannot start.
+    let stuck = dag(
+        "stuck",
+        &format!("schedule = \"@hourly\"\nstart_date = \"2026-01-01\"\ndeadline = \"30m\"\n{rules}[tasks.t]\noperator = \"command\"\ncommand = \"gate\"\n"),
+    );
+
+    alerts::ensure_cursor(store.as_ref()).await.unwrap();
+    let mut created = Vec::new();
+    let dates = runs::due_runs(store.as_ref(), &late, clock.now()).await.unwrap().pop().unwrap();
+    created
+        .push(runs::create_run(store.as_ref(), &late, &dates, RunKind::Scheduled, None).await.unwrap().run().clone());
+    let (open, gate) = watch::channel(false);
+    let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(GateProvider(gate)), Arc::new(LocalOperators)];
+    let config = Config { parallelism: 1, ..config };
+    let mut e = Engine::new(store.clone(), config, providers, Mode::Daemon).with_clock(clock.clone());
+    e.add_dag(late.clone());
+    e.load_active_runs().await.unwrap();
+    assert_eq!(e.step().await.unwrap(), Flow::Continue);
+    // `stuck` comes after `late`'s try took the one slot; the daemon-mode engine creates its
+    // due run itself.
+    e.add_dag(stuck.clone());
+
+    let (stop, shutdown) = watch::channel(false);
+    let alerting = Alerting {
+        defaults: Vec::new(),
+        base_url: None,
+        notifier: Arc::new(notifier),
+        send_timeout: Duration::from_secs(30),
+        logs: dir.path().join("logs"),
+    };
+    let task = tokio::spawn(alerts::run(store.clone(), e.catalog(), clock.clone(), Arc::new(alerting), shutdown));
+
+    assert_eq!(e.step().await.unwrap(), Flow::Continue);
+    let filter = sluice_store::RunFilter { dag_id: Some("stuck".into()), ..Default::default() };
+    created.push(store.runs(&filter).await.unwrap().pop().expect("the engine created `stuck`'s run"));
+    assert!(store.tries(created[1].id, None).await.unwrap().is_empty(), "`stuck` waits for the slot");
+    let deadline = created[0].deadline.unwrap();
+    assert_eq!(deadline, at("2026-03-01T12:30:00Z"));
+    assert!(inbox.lock().unwrap().is_empty(), "nothing before the deadline");
+
+    clock.set(deadline);
+    assert_eq!(e.step().await.unwrap(), Flow::Continue);
+    let got = posts(&inbox, 2).await;
+    let late_run = store.run(created[0].id).await.unwrap().unwrap();
+    assert_eq!(late_run.state, RunState::Running, "the alert came while the run still runs");
+    let title = |dag: &str| {
+        got.iter().find(|p| p["dag_id"] == dag).and_then(|p| p["title"].as_str()).map(String::from).unwrap_or_default()
+    };
+    assert!(title("late").contains("is not finished by its deadline"), "{got:?}");
+    assert!(title("stuck").contains("has not even started"), "{got:?}");
+    assert!(got.iter().all(|p| p["rule"] == "deadline_missed"), "{got:?}");
+
+    // The run ends late: no second alert for the same incident.
+    open.send(true).unwrap();
+    for _ in 0..50 {
+        if e.is_idle() {
+            break;
+        }
+        e.step().await.unwrap();
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(inbox.lock().unwrap().len(), 2);
+    let alerts = store.alerts(&Default::default()).await.unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert!(alerts.iter().all(|a| a.state == sluice_store::AlertState::Delivered), "{alerts:?}");
+}
