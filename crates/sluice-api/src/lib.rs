@@ -150,6 +150,10 @@ impl Api {
         self.inner.store.as_ref()
     }
 
+    pub(crate) fn store_handle(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
     /// The store whose broadcast carries the engine's events (see [`ApiBuilder::events_from`]).
     pub(crate) fn events_store(&self) -> &dyn Store {
         self.inner.events.as_ref()

@@ -76,6 +76,12 @@ struct DagState {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelResult {
+    channel: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DagOutcome {
     dag: String,
     outcome: String,
@@ -102,6 +108,7 @@ struct Families {
     schedule_delay: Family<DagLabel, Histogram, fn() -> Histogram>,
     deadline_misses: Family<DagLabel, Counter>,
     last_success: Family<DagLabel, LastSuccess>,
+    alert_deliveries: Family<ChannelResult, Counter>,
 }
 
 impl Families {
@@ -114,11 +121,17 @@ impl Families {
             schedule_delay: Family::new_with_constructor(delay_histogram),
             deadline_misses: Family::default(),
             last_success: Family::default(),
+            alert_deliveries: Family::default(),
         }
     }
 
     fn register(&self, r: &mut Registry) {
         r.register("sluice_runs_finished", "Runs that finished, by DAG and final state", self.runs_finished.clone());
+        r.register(
+            "sluice_alert_deliveries",
+            "Alert delivery attempts, by channel and result (delivered, retry, gave_up)",
+            self.alert_deliveries.clone(),
+        );
         r.register(
             "sluice_tries_finished",
             "Task tries that ended, by DAG and outcome (success, failed, skipped)",
@@ -397,6 +410,10 @@ impl Feed {
                         .get_or_insert_with(|| families.try_duration.get_or_create(&dag_label(dag)).clone());
                     h.observe(seconds(event.at - started));
                 }
+            }
+            EventKind::AlertAttempted { channel, result, .. } => {
+                let label = ChannelResult { channel: channel.clone(), result: result.name().to_string() };
+                self.families.alert_deliveries.get_or_create(&label).inc();
             }
             EventKind::DeadlineMissed { .. } => {
                 let families = self.families.clone();

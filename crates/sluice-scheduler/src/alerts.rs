@@ -125,8 +125,8 @@ impl Alerter {
 
     async fn follow(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), StoreError> {
         let from = self.store.cursor(CURSOR).await?;
-        let mut events =
-            EventFollower::new(self.store.clone(), Live::Broadcast, Some(from.unwrap_or(0)), None, None).await?;
+        let live = Live::Broadcast(self.store.subscribe());
+        let mut events = EventFollower::new(self.store.clone(), live, Some(from.unwrap_or(0)), None, None).await?;
         // An event that caused no alert moves the cursor with the next write (or the next timer).
         let mut unsaved: Option<i64> = None;
         let mut next_check = self.clock.now();

@@ -17,8 +17,9 @@ const PAGE: u32 = 500;
 
 /// Where a follower takes new events from once it has caught up.
 pub enum Live {
-    /// The broadcast of the store handle the engine commits through.
-    Broadcast,
+    /// The broadcast of the store handle the engine commits through (subscribed by the
+    /// caller before anything it should see can commit).
+    Broadcast(broadcast::Receiver<Arc<Event>>),
     /// Reads of the store by id, this often.
     Poll(Duration),
 }
@@ -43,10 +44,10 @@ impl EventFollower {
         dag_id: Option<String>,
         run_id: Option<String>,
     ) -> Result<EventFollower, StoreError> {
-        // Subscribe before reading the store: nothing committed in between is missed (an
+        // Subscribed before the store is read: nothing committed in between is missed (an
         // event seen twice is dropped by its id).
         let (live, poll) = match live {
-            Live::Broadcast => (Some(store.subscribe()), Duration::from_secs(1)),
+            Live::Broadcast(rx) => (Some(rx), Duration::from_secs(1)),
             Live::Poll(every) => (None, every),
         };
         let after = match after {

@@ -49,6 +49,30 @@ impl TryResult {
     }
 }
 
+/// How one delivery attempt of an alert ended, as events tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptResult {
+    Delivered,
+    /// It failed and will be tried again.
+    Retry,
+    /// It failed for good (an error a retry cannot fix, or a day of failures).
+    GaveUp,
+}
+
+impl AttemptResult {
+    pub const ALL: [AttemptResult; 3] = [AttemptResult::Delivered, AttemptResult::Retry, AttemptResult::GaveUp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttemptResult::Delivered => "delivered",
+            AttemptResult::Retry => "retry",
+            AttemptResult::GaveUp => "gave_up",
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -137,6 +161,13 @@ pub enum EventKind {
     TokenRevoked {
         name: String,
     },
+    /// A delivery attempt of an alert ([`crate::Store::record_attempt`]): to `channel`
+    /// (`slack:data-oncall`), for the rule's event `rule`.
+    AlertAttempted {
+        channel: String,
+        rule: String,
+        result: AttemptResult,
+    },
     /// An event recorded before events were typed: its old kind and text.
     Legacy {
         kind: String,
@@ -168,6 +199,7 @@ impl EventKind {
             EventKind::ClusterTerminated { .. } => "cluster_terminated",
             EventKind::TokenCreated { .. } => "token_created",
             EventKind::TokenRevoked { .. } => "token_revoked",
+            EventKind::AlertAttempted { .. } => "alert_attempted",
             EventKind::Legacy { .. } => "legacy",
         }
     }
@@ -219,6 +251,14 @@ impl fmt::Display for EventKind {
                 write!(f, "API token {} created with role {}", quoted(name), quoted(role))
             }
             EventKind::TokenRevoked { name } => write!(f, "API token {} revoked", quoted(name)),
+            EventKind::AlertAttempted { channel, rule, result } => {
+                let what = match result {
+                    AttemptResult::Delivered => "delivered",
+                    AttemptResult::Retry => "not delivered; it will be tried again",
+                    AttemptResult::GaveUp => "not delivered; given up",
+                };
+                write!(f, "{rule} alert to {channel}: {what}")
+            }
             EventKind::Legacy { kind, detail } => write!(f, "{kind}: {}", one_line(detail)),
         }
     }

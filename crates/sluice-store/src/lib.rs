@@ -29,7 +29,7 @@ pub mod lock;
 mod sqlite;
 mod url;
 pub use alert::{AlertQuery, AlertRow, AlertState, Attempt, AttemptRow, NewAlert};
-pub use event::{Event, EventKind, EventQuery, NewEvent, Order, TryResult};
+pub use event::{AttemptResult, Event, EventKind, EventQuery, NewEvent, Order, TryResult};
 pub use lock::{LockError, SchedulerLock};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -567,7 +567,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records an attempt to deliver a pending alert, in one transaction: the attempt is
     /// appended (numbered from 1) and the alert updated: delivered (`delivered_at`, nothing
     /// due), failed with `retry_at` (still pending, due then, `last_error`), or failed without
-    /// (state `failed`, `last_error`). Returns the alert as it is now. An alert that is not
+    /// (state `failed`, `last_error`), with an `alert_attempted` event. Returns the alert as
+    /// it is now. An alert that is not
     /// pending (delivered or given up, e.g. by another sender) is refused with
     /// [`StoreError::Conflict`] and nothing is written; an unknown id is `NotFound`.
     async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow>;

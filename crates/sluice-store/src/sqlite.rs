@@ -62,9 +62,10 @@ use sqlx::{ConnectOptions, Connection, Executor, Row, Transaction};
 use tokio::sync::{broadcast, Mutex};
 
 use crate::{
-    AlertQuery, AlertRow, AlertState, Attempt, AttemptRow, Created, DagRow, DagSync, DbUrl, Event, EventKind,
-    EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run, RunFilter,
-    RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try, TryOutcome, TryResult,
+    AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Created, DagRow, DagSync, DbUrl, Event,
+    EventKind, EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run,
+    RunFilter, RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try, TryOutcome,
+    TryResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -1887,7 +1888,32 @@ impl Store for SqliteStore {
         update.bind(alert).execute(&mut *tx).await?;
         let sql = format!("SELECT {ALERT_COLS} FROM alerts WHERE id = ?");
         let row = alert_row(&sqlx::query(&sql).bind(alert).fetch_one(&mut *tx).await?)?;
-        tx.commit().await?;
+        let result = match attempt {
+            Attempt::Delivered { .. } => AttemptResult::Delivered,
+            Attempt::Failed { retry_at: Some(_), .. } => AttemptResult::Retry,
+            Attempt::Failed { retry_at: None, .. } => AttemptResult::GaveUp,
+        };
+        let kind = EventKind::AlertAttempted { channel: row.channel.clone(), rule: row.rule.clone(), result };
+        // The run's key, so the event is found with the run's others.
+        let run: Option<i64> = match &row.run_id {
+            Some(r) => {
+                sqlx::query_scalar("SELECT id FROM runs WHERE dag_id = ? AND run_id = ?")
+                    .bind(&row.dag_id)
+                    .bind(r)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            None => None,
+        };
+        let event = Pending {
+            at,
+            dag_id: Some(row.dag_id.clone()),
+            run_id: row.run_id.clone(),
+            run,
+            task_id: row.task_id.clone(),
+            kind,
+        };
+        self.commit(tx, vec![event]).await?;
         Ok(row)
     }
 
