@@ -101,6 +101,14 @@ impl Daemon {
         }
     }
 
+    /// What the daemon logged so far (empty for one in this process).
+    pub(crate) fn log_text(&self) -> String {
+        match self {
+            Daemon::Process { log, .. } => std::fs::read_to_string(log).unwrap_or_default(),
+            Daemon::Thread { .. } => String::new(),
+        }
+    }
+
     /// The process to measure.
     pub(crate) fn pid(&self) -> u32 {
         match self {

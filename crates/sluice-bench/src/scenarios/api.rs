@@ -63,11 +63,10 @@ pub(crate) async fn api(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Resul
         fill(&store, &grid_dag, z.grid_runs).await?;
         store.close().await?;
     }
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let (store, mut daemon) = scratch.start_with_api(o, &format!("127.0.0.1:{port}")).await?;
+    // Any free port: the daemon says which in its log.
+    let (store, mut daemon) = scratch.start_with_api(o, "127.0.0.1:0").await?;
     let http = reqwest::Client::new();
-    wait_ready(o, &http, &base, &mut daemon).await?;
+    let base = wait_ready(o, &http, &mut daemon).await?;
 
     let result = async {
         let phases = phases(&http, &base, &store, z.api_runs, z.grid_runs).await?;
@@ -357,34 +356,32 @@ async fn load_process(exe: &Path, urls: &Path, seconds: Duration) -> Result<Load
     serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Check(format!("bench-load's answer: {e}")))
 }
 
-/// Waits until `/readyz` answers 200 and the daemon has stored the scenario's DAGs.
+/// Waits until the daemon has said where its API listens, `/readyz` answers 200 and the
+/// scenario's DAGs are loaded; the API's base URL.
 async fn wait_ready(
     o: &Options,
     http: &reqwest::Client,
-    base: &str,
     daemon: &mut crate::daemon::Daemon,
-) -> Result<(), BenchError> {
+) -> Result<String, BenchError> {
     let began = Instant::now();
     loop {
         daemon.check_alive()?;
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status().is_success() {
-                if let Ok(v) = get_json(http, &format!("{base}/api/v1/dags")).await {
-                    if v["dags"].as_array().is_some_and(|d| d.len() >= 3) {
-                        return Ok(());
+        let log = daemon.log_text();
+        if let Some(at) = log.find("address=http://") {
+            let base = log[at + "address=".len()..].split_whitespace().next().unwrap_or("").to_string();
+            if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+                if r.status().is_success() {
+                    if let Ok(v) = get_json(http, &format!("{base}/api/v1/dags")).await {
+                        if v["dags"].as_array().is_some_and(|d| d.len() >= 3) {
+                            return Ok(base);
+                        }
                     }
                 }
             }
         }
         if began.elapsed() > o.timeout {
-            return Err(BenchError::Check(format!("the API at {base} was not ready within {:?}", o.timeout)));
+            return Err(BenchError::Check(format!("the daemon's API was not ready within {:?}", o.timeout)));
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// A loopback port nobody listens on now (bound, then let go, for the daemon to take).
-fn free_port() -> Result<u16, BenchError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
 }

@@ -1,0 +1,67 @@
+//! `dagctl bench --small --scenario api`: the API scenario end to end at a small size (a few
+//! hundred runs stored, one second per endpoint), through this binary's daemon and its hidden
+//! `bench-load` generator in a second process. For correctness (every request answered, every
+//! chain run checked), not for time: nothing here compares a figure with a bound.
+
+use serde_json::Value;
+
+const DAGCTL: &str = env!("CARGO_BIN_EXE_dagctl");
+
+#[test]
+fn the_api_scenario_loads_every_endpoint_and_checks_the_chain_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(DAGCTL);
+    c.args(["bench", "--small", "--scenario", "api", "--json"]).current_dir(dir.path());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SLUICE_") {
+            c.env_remove(k);
+        }
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let api = &report["results"][0];
+    assert_eq!(api["scenario"], "api");
+    let metric = |name: &str| {
+        api["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {api}"))
+            .clone()
+    };
+    for endpoint in ["run list", "one run", "grid", "/metrics"] {
+        let p99 = metric(&format!("{endpoint} p99"));
+        assert!(p99["samples"].as_u64().unwrap() > 0, "{endpoint} answered nothing: {p99}");
+        assert!(metric(&format!("{endpoint} throughput"))["median"].as_f64().unwrap() > 0.0);
+        assert!(p99.get("target").is_none(), "no targets at the small size");
+    }
+    // Every chain task measured, before and under load (20 tasks a run, at least one run each).
+    for name in ["task latency p99, no load", "task latency p99, API under load"] {
+        let n = metric(name)["samples"].as_u64().unwrap();
+        assert!(n >= 20 && n % 20 == 0, "{name}: {n} samples");
+    }
+}
+
+#[test]
+fn bench_load_refuses_what_it_cannot_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let urls = dir.path().join("urls.txt");
+    std::fs::write(&urls, "\n").unwrap();
+    let o = std::process::Command::new(DAGCTL)
+        .args(["bench-load", "--urls"])
+        .arg(&urls)
+        .args(["--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to load"));
+    let o = std::process::Command::new(DAGCTL)
+        .args(["bench-load", "--urls"])
+        .arg(&urls)
+        .args(["--seconds", "0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--seconds must be a positive number"));
+}
