@@ -169,3 +169,170 @@ async fn deadline_alerts_go_out_at_the_deadline_for_a_late_run_and_for_one_not_s
     assert_eq!(alerts.len(), 2);
     assert!(alerts.iter().all(|a| a.state == sluice_store::AlertState::Delivered), "{alerts:?}");
 }
+
+/// The alerter and its sender on `clock`, sending to `inbox`'s webhook, for the DAGs given.
+struct Alerts {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    _catalog: watch::Sender<Arc<sluice_scheduler::Catalog>>,
+}
+
+async fn start_alerts(
+    dir: &Path,
+    store: &Arc<dyn Store>,
+    clock: &Arc<ManualClock>,
+    url: &str,
+    dags: &[&Dag],
+) -> Alerts {
+    std::fs::write(dir.join("hook-url"), url).unwrap();
+    let channels = sluice_alert::ChannelsConfig::from_sluice_toml(&format!(
+        "[channels.webhook.hook]\nurl_file = \"{}\"\n",
+        dir.join("hook-url").display()
+    ))
+    .unwrap();
+    let notifier = sluice_alert::Notifier::new(channels, Default::default()).unwrap();
+    let alerting = Alerting {
+        defaults: Vec::new(),
+        base_url: None,
+        notifier: Arc::new(notifier),
+        send_timeout: Duration::from_secs(30),
+        logs: dir.join("logs"),
+    };
+    let catalog = sluice_scheduler::Catalog {
+        dags: dags.iter().map(|d| (d.id.clone(), Arc::new((*d).clone()))).collect(),
+        ..Default::default()
+    };
+    let (catalog_tx, catalog) = watch::channel(Arc::new(catalog));
+    let (stop, shutdown) = watch::channel(false);
+    alerts::ensure_cursor(store.as_ref()).await.unwrap();
+    let task = tokio::spawn(alerts::run(store.clone(), catalog, clock.clone(), Arc::new(alerting), shutdown));
+    Alerts { stop, task, _catalog: catalog_tx }
+}
+
+/// A manual run of `dag` on `logical`, turned to its end; whenever the engine is idle the
+/// clock jumps to its next timer (a retry's).
+async fn run_once(store: &Arc<dyn Store>, clock: &Arc<ManualClock>, dir: &Path, d: &Dag, logical: &str) {
+    let logical = sluice_dag::schedule::parse_instant(logical, d.timezone).unwrap();
+    let dates = runs::manual_dates(d, Some(logical), clock.now());
+    let run = runs::create_run(store.as_ref(), d, &dates, RunKind::Manual, None).await.unwrap().run().clone();
+    let config = Config { logs: dir.join("logs"), dags: dir.join("dags"), ..Config::default() };
+    let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(LocalOperators)];
+    let mut e = Engine::new(store.clone(), config, providers, Mode::SingleRun(run.id)).with_clock(clock.clone());
+    e.add_dag(d.clone());
+    e.load_active_runs().await.unwrap();
+    loop {
+        if e.is_idle() {
+            if let Some(t) = e.next_timer() {
+                clock.set(t);
+            }
+        }
+        if e.step().await.unwrap() == Flow::Done {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_failures_in_a_digest_and_the_recovery_each_alert_as_their_rules_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
+    let (url, inbox) = receiver().await;
+    let ok = dir.path().join("ok");
+    let flaky = dag(
+        "flaky",
+        &format!(
+            "[[alerts]]\non = [\"retry\", \"task_failed\", \"recovered\"]\nto = [\"webhook:hook\"]\n\n\
+             [[alerts]]\non = [\"failure\"]\nto = [\"webhook:hook\"]\ndigest = \"5m\"\n\n\
+             [tasks.t]\noperator = \"command\"\ncommand = \"test -f {}\"\nretries = 1\nretry_delay = \"1m\"\n",
+            ok.display()
+        ),
+    );
+    let alerts = start_alerts(dir.path(), &store, &clock, &url, &[&flaky]).await;
+
+    // Two days fail, each after one retry: a `retry` and a `task_failed` alert each, at once.
+    run_once(&store, &clock, dir.path(), &flaky, "2026-03-01").await;
+    run_once(&store, &clock, dir.path(), &flaky, "2026-03-02").await;
+    let got = posts(&inbox, 4).await;
+    let rules = |got: &[Value]| {
+        let mut r: Vec<String> = got.iter().map(|p| p["rule"].as_str().unwrap_or("?").to_string()).collect();
+        r.sort();
+        r
+    };
+    assert_eq!(rules(&got), ["retry", "retry", "task_failed", "task_failed"], "{got:?}");
+    let retry = got.iter().find(|p| p["rule"] == "retry").unwrap();
+    assert!(retry["title"].as_str().unwrap().contains("try 2 at"), "{retry}");
+    // The failures wait for their digest: five minutes after the second, one message for both.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored = store.alerts(&Default::default()).await.unwrap();
+        if stored.iter().filter(|a| a.rule == "failure" && a.state == sluice_store::AlertState::Pending).count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the two failures were not queued: {stored:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(inbox.lock().unwrap().len(), 4, "nothing of the digest before its time");
+    clock.advance(chrono::Duration::minutes(5));
+    let got = posts(&inbox, 5).await;
+    let digest = &got[4];
+    assert_eq!(digest["rule"], "digest", "{got:?}");
+    assert_eq!(digest["details"]["count"], 2);
+    assert_eq!(digest["details"]["rule"], "failure");
+    // Then a day succeeds: the incident is over.
+    std::fs::write(&ok, "").unwrap();
+    run_once(&store, &clock, dir.path(), &flaky, "2026-03-03").await;
+    let got = posts(&inbox, 6).await;
+    assert_eq!(got[5]["rule"], "recovered", "{got:?}");
+    assert!(got[5]["title"].as_str().unwrap().contains("succeeded after a failure"));
+    // A second success recovers nothing.
+    run_once(&store, &clock, dir.path(), &flaky, "2026-03-04").await;
+    alerts.stop.send(true).unwrap();
+    alerts.task.await.unwrap();
+    assert_eq!(inbox.lock().unwrap().len(), 6);
+    let stored = store.alerts(&Default::default()).await.unwrap();
+    assert_eq!(stored.len(), 7, "retry x2, task_failed x2, failure x2 (one message), recovered");
+    assert!(stored.iter().all(|a| a.state == sluice_store::AlertState::Delivered), "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_try_running_past_max_duration_alerts_once_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
+    let (url, inbox) = receiver().await;
+    let slow = dag(
+        "slow",
+        "[[alerts]]\non = [\"sla\"]\nto = [\"webhook:hook\"]\n[tasks.t]\noperator = \"command\"\ncommand = \"gate\"\nmax_duration = \"10m\"\n",
+    );
+    let alerts = start_alerts(dir.path(), &store, &clock, &url, &[&slow]).await;
+    let dates = runs::manual_dates(&slow, None, clock.now());
+    let run = runs::create_run(store.as_ref(), &slow, &dates, RunKind::Manual, None).await.unwrap().run().clone();
+    let (open, gate) = watch::channel(false);
+    let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(GateProvider(gate)), Arc::new(LocalOperators)];
+    let config = Config { logs: dir.path().join("logs"), dags: dir.path().join("dags"), ..Config::default() };
+    let mut e = Engine::new(store.clone(), config, providers, Mode::SingleRun(run.id)).with_clock(clock.clone());
+    e.add_dag(slow.clone());
+    e.load_active_runs().await.unwrap();
+    assert_eq!(e.step().await.unwrap(), Flow::Continue);
+    assert_eq!(store.tries(run.id, None).await.unwrap().len(), 1, "the try runs");
+
+    // Eleven minutes in (the alerter looks at least every minute of the clock, and at the
+    // moment the limit passes): the alert, while the try still runs.
+    clock.advance(chrono::Duration::minutes(9));
+    clock.advance(chrono::Duration::minutes(2));
+    let got = posts(&inbox, 1).await;
+    assert_eq!(got[0]["rule"], "sla");
+    assert!(got[0]["title"].as_str().unwrap().contains("has run for 11m"), "{got:?}");
+    assert_eq!(store.tries(run.id, None).await.unwrap()[0].state, sluice_store::TaskState::Running);
+    // Later looks find the same incident.
+    clock.advance(chrono::Duration::minutes(5));
+    open.send(true).unwrap();
+    while e.step().await.unwrap() != Flow::Done {}
+    alerts.stop.send(true).unwrap();
+    alerts.task.await.unwrap();
+    assert_eq!(inbox.lock().unwrap().len(), 1);
+    assert_eq!(store.alerts(&Default::default()).await.unwrap().len(), 1);
+}
