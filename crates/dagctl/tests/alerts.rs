@@ -325,3 +325,27 @@ fn alerts_test_reports_what_the_channel_answered() {
     let o = env.command().args(["alerts", "test", "webhook:other"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("not declared"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dagctl_server_shows_a_dag_with_an_undeclared_channel_as_a_broken_file() {
+    let env = Env::new("http://127.0.0.1:9", &FAILING.replace("slack:team", "slack:teem"));
+    let log = env.root().join("server.log");
+    let child = env
+        .command()
+        .args(["server", "--api-bind", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Daemon { child, log };
+    let base = until("the server's address", &server, || {
+        let text = std::fs::read_to_string(&server.log).unwrap_or_default();
+        let at = text.find("address=http://")?;
+        Some(text[at + "address=".len()..].split_whitespace().next()?.to_string())
+    })
+    .await;
+    let list: Value = reqwest::get(format!("{base}/api/v1/dags")).await.unwrap().json().await.unwrap();
+    assert_eq!(list["dags"], serde_json::json!([]), "{list}");
+    let text = list["failed_files"].to_string();
+    assert!(text.contains("boom.toml") && text.contains("slack:teem") && text.contains("slack:team"), "{list}");
+}

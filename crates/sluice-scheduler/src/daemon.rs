@@ -139,19 +139,20 @@ async fn load(dir: PathBuf, checks: LoadChecks) -> Result<(LoadedDags, (usize, u
     .map_err(|e: std::io::Error| SchedulerError::Io(format!("cannot read the DAG folder: {e}")))
 }
 
-/// The DAG folder as a [`Catalog`], loaded now and again after each change, for a process that
-/// serves the DAGs without scheduling them (`dagctl server`). Keep the watcher: dropping it
-/// stops the reloads.
+/// The DAG folder as a [`Catalog`], loaded now and again after each change (with `checks`, as
+/// the daemon loads it), for a process that serves the DAGs without scheduling them
+/// (`dagctl server`). Keep the watcher: dropping it stops the reloads.
 pub async fn watch_catalog(
     dir: PathBuf,
+    checks: LoadChecks,
 ) -> Result<(watch::Receiver<Arc<Catalog>>, notify::RecommendedWatcher), SchedulerError> {
-    let first = load_catalog(dir.clone()).await?;
+    let first = load_catalog(dir.clone(), checks.clone()).await?;
     let (tx, rx) = watch::channel(Arc::new(first));
     let folder = dir.clone();
     let watcher = watch_folder(dir, move || {
-        let (dir, tx) = (folder.clone(), tx.clone());
+        let (dir, tx, checks) = (folder.clone(), tx.clone(), checks.clone());
         async move {
-            match load_catalog(dir).await {
+            match load_catalog(dir, checks).await {
                 Ok(catalog) => {
                     tx.send_replace(Arc::new(catalog));
                     !tx.is_closed()
@@ -166,9 +167,9 @@ pub async fn watch_catalog(
     Ok((rx, watcher))
 }
 
-async fn load_catalog(dir: PathBuf) -> Result<Catalog, SchedulerError> {
+async fn load_catalog(dir: PathBuf, checks: LoadChecks) -> Result<Catalog, SchedulerError> {
     tokio::task::spawn_blocking(move || {
-        sluice_dag::load_folder(&dir).map(|f| Catalog::from_folder(f, chrono::Utc::now()))
+        sluice_dag::load_folder_checked(&dir, &checks).map(|f| Catalog::from_folder(f, chrono::Utc::now()))
     })
     .await
     .map_err(|e| SchedulerError::Internal(e.to_string()))?

@@ -336,3 +336,27 @@ async fn a_try_running_past_max_duration_alerts_once_while_it_runs() {
     assert_eq!(inbox.lock().unwrap().len(), 1);
     assert_eq!(store.alerts(&Default::default()).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_marked_by_hand_alerts_the_rules_that_ask_for_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
+    let (url, inbox) = receiver().await;
+    let d = dag(
+        "hand",
+        "[[alerts]]\non = [\"marked\"]\nto = [\"webhook:hook\"]\n[tasks.a]\noperator = \"noop\"\n[tasks.b]\noperator = \"noop\"\n",
+    );
+    let alerts = start_alerts(dir.path(), &store, &clock, &url, &[&d]).await;
+    let dates = runs::manual_dates(&d, None, clock.now());
+    let run = runs::create_run(store.as_ref(), &d, &dates, RunKind::Manual, None).await.unwrap().run().clone();
+    runs::mark(store.as_ref(), &run, Some("b"), sluice_store::TaskState::Failed, clock.now()).await.unwrap();
+    let got = posts(&inbox, 1).await;
+    assert_eq!(got[0]["rule"], "marked");
+    assert_eq!(got[0]["task_id"], "b");
+    assert!(got[0]["title"].as_str().unwrap().contains("was marked failed"), "{got:?}");
+    alerts.stop.send(true).unwrap();
+    alerts.task.await.unwrap();
+    assert_eq!(inbox.lock().unwrap().len(), 1, "only the marked task");
+}

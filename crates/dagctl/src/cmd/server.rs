@@ -27,7 +27,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     }
     let store = ctx.store().await?;
     let listening = crate::api::listen(&config, store.as_ref()).await?;
-    let (catalog, _watcher) = sluice_scheduler::daemon::watch_catalog(config.dags.clone()).await?;
+    // The folder as the daemon loads it: alert rules checked against `[channels]`.
+    let checks = sluice_dag::LoadChecks { channels: Some(config.declared_channels()) };
+    let (catalog, _watcher) = sluice_scheduler::daemon::watch_catalog(config.dags.clone(), checks).await?;
     let api = sluice_api::Api::builder(store, catalog, config.logs.clone())
         .require_tokens(listening.require_tokens())
         .build();
