@@ -345,6 +345,12 @@ impl Feed {
             return;
         }
         self.last_id = Some(event.id);
+        // An alert may be of no run (freshness).
+        if let EventKind::AlertAttempted { channel, result, .. } = &event.kind {
+            let label = ChannelResult { channel: channel.clone(), result: result.name().to_string() };
+            self.families.alert_deliveries.get_or_create(&label).inc();
+            return;
+        }
         let (Some(dag), Some(run)) = (event.dag_id.as_deref(), event.run_id.as_deref()) else { return };
         match &event.kind {
             EventKind::RunStarted => {
@@ -410,10 +416,6 @@ impl Feed {
                         .get_or_insert_with(|| families.try_duration.get_or_create(&dag_label(dag)).clone());
                     h.observe(seconds(event.at - started));
                 }
-            }
-            EventKind::AlertAttempted { channel, result, .. } => {
-                let label = ChannelResult { channel: channel.clone(), result: result.name().to_string() };
-                self.families.alert_deliveries.get_or_create(&label).inc();
             }
             EventKind::DeadlineMissed { .. } => {
                 let families = self.families.clone();

@@ -272,3 +272,35 @@ async fn in_the_daemon_another_processs_events_are_read_from_the_gap_they_leave(
     assert_eq!(value(&text, r#"sluice_run_duration_seconds_sum{dag="theirs"}"#), Some(7.0), "{text}");
     assert_eq!(value(&text, r#"sluice_runs_finished_total{dag="mine",state="failed"}"#), Some(1.0), "once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_deliveries_are_counted_by_channel_and_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let metrics = Metrics::new(store.clone(), Some(Arc::new(EngineStats::default())), Some(store.subscribe()));
+    let alert = |incident: &str| sluice_store::NewAlert {
+        channel: "slack:oncall".into(),
+        incident: incident.into(),
+        rule: "failure".into(),
+        dag_id: "d".into(),
+        run_id: None,
+        task_id: None,
+        event_id: None,
+        message: Default::default(),
+        due_at: t("2026-03-01T00:00:00Z"),
+    };
+    let at = t("2026-03-01T00:00:00Z");
+    let ids = store.enqueue_alerts("test", 1, &[alert("a"), alert("b")], at).await.unwrap();
+    let retry =
+        sluice_store::Attempt::Failed { error: "500".into(), retry_at: Some(at + chrono::Duration::seconds(10)) };
+    store.record_attempt(ids[0], at, &retry).await.unwrap();
+    store.record_attempt(ids[0], at, &sluice_store::Attempt::Delivered { answer: "200".into() }).await.unwrap();
+    store
+        .record_attempt(ids[1], at, &sluice_store::Attempt::Failed { error: "404".into(), retry_at: None })
+        .await
+        .unwrap();
+    let series = |result: &str| format!(r#"sluice_alert_deliveries_total{{channel="slack:oncall",result="{result}"}}"#);
+    let text = wait_for(&metrics, &series("gave_up"), 1.0).await;
+    assert_eq!(value(&text, &series("delivered")), Some(1.0), "{text}");
+    assert_eq!(value(&text, &series("retry")), Some(1.0), "{text}");
+}
