@@ -153,11 +153,13 @@ impl Alerter {
                         continue;
                     }
                     let (alerts, next) = self.timers().await?;
-                    let up_to = unsaved.take().unwrap_or(events.position());
-                    if alerts.is_empty() {
-                        self.store.set_cursor(CURSOR, up_to).await?;
-                    } else {
-                        self.enqueue(up_to, &alerts).await?;
+                    // Written only when it moved or there is something to queue: an idle
+                    // daemon writes nothing.
+                    let moved = unsaved.take();
+                    if !alerts.is_empty() {
+                        self.enqueue(moved.unwrap_or(events.position()), &alerts).await?;
+                    } else if let Some(id) = moved {
+                        self.store.set_cursor(CURSOR, id).await?;
                     }
                     next_check = next;
                 }

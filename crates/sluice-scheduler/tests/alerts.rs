@@ -12,10 +12,13 @@ use serde_json::Value;
 use sluice_dag::{parse_dag, Dag};
 use sluice_scheduler::alerts::{self, Alerting};
 use sluice_scheduler::engine::{Engine, Flow, Mode};
-use sluice_scheduler::operators::{LocalOperators, OperatorProvider, Outcome, TaskError, TaskOperator, TryContext};
+use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Clock, Config, ManualClock};
 use sluice_store::{RunKind, RunState, SqliteStore, Store};
 use tokio::sync::watch;
+
+mod support;
+use support::GateProvider;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -24,30 +27,6 @@ fn at(s: &str) -> DateTime<Utc> {
 fn dag(id: &str, src: &str) -> Dag {
     let outcome = parse_dag(Path::new(&format!("{id}.toml")), src);
     outcome.dag.unwrap_or_else(|| panic!("{:#?}", outcome.diagnostics))
-}
-
-/// A `command = "gate"` task that runs until the test opens the gate.
-struct Gate(watch::Receiver<bool>);
-
-#[async_trait::async_trait]
-impl TaskOperator for Gate {
-    async fn run(&self, _ctx: &TryContext) -> Result<Outcome, TaskError> {
-        let mut open = self.0.clone();
-        let _ = open.wait_for(|o| *o).await;
-        Ok(Outcome::Success(Default::default()))
-    }
-}
-
-struct GateProvider(watch::Receiver<bool>);
-
-#[async_trait::async_trait]
-impl OperatorProvider for GateProvider {
-    fn build(&self, op: &sluice_dag::Operator, _dag: &Dag, _task: &sluice_dag::Task) -> Option<Box<dyn TaskOperator>> {
-        match op {
-            sluice_dag::Operator::Command(c) if c.command == "gate" => Some(Box::new(Gate(self.0.clone()))),
-            _ => None,
-        }
-    }
 }
 
 type Inbox = Arc<Mutex<Vec<Value>>>;

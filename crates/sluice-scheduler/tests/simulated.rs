@@ -10,10 +10,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sluice_dag::{parse_dag, retry_time, Dag, EndedTry, TaskState};
 use sluice_scheduler::engine::{Engine, Flow, LoadedDags, Mode};
-use sluice_scheduler::operators::{LocalOperators, OperatorProvider, Outcome, TaskError, TaskOperator, TryContext};
+use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Clock, Config, ManualClock};
 use sluice_store::{EventKind, EventQuery, Run, RunFilter, RunKind, RunState, SqliteStore, Store, Try};
 use tokio::sync::watch;
+
+mod support;
+use support::GateProvider;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -176,31 +179,6 @@ async fn a_retry_that_succeeds_makes_the_task_succeed() {
     assert!(t[1].started_at - t[0].ended_at.unwrap() >= chrono::Duration::minutes(48), "{t:#?}");
     let out = env.store.outputs(run.id).await.unwrap();
     assert_eq!(out["after"]["output"], "upstream said fine");
-}
-
-/// An operator that runs until the test opens its gate.
-struct Gate(watch::Receiver<bool>);
-
-#[async_trait::async_trait]
-impl TaskOperator for Gate {
-    async fn run(&self, _ctx: &TryContext) -> Result<Outcome, TaskError> {
-        let mut open = self.0.clone();
-        let _ = open.wait_for(|o| *o).await;
-        Ok(Outcome::Success(Default::default()))
-    }
-}
-
-/// Builds a [`Gate`] for the command `gate`.
-struct GateProvider(watch::Receiver<bool>);
-
-#[async_trait::async_trait]
-impl OperatorProvider for GateProvider {
-    fn build(&self, op: &sluice_dag::Operator, _dag: &Dag, _task: &sluice_dag::Task) -> Option<Box<dyn TaskOperator>> {
-        match op {
-            sluice_dag::Operator::Command(c) if c.command == "gate" => Some(Box::new(Gate(self.0.clone()))),
-            _ => None,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

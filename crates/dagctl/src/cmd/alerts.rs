@@ -85,10 +85,18 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
                 if attempts {
                     for t in store.alert_attempts(a.id).await? {
                         let verdict = if t.ok { "ok" } else { "failed" };
-                        let cells = [String::new(), when(t.at), String::new(), String::new(), String::new()];
-                        let mut row: Vec<String> = cells.into();
-                        row.extend([format!("try {}", t.number), verdict.into(), String::new(), t.text]);
-                        rows.push(row);
+                        let blank = String::new;
+                        rows.push(vec![
+                            blank(),
+                            when(t.at),
+                            blank(),
+                            blank(),
+                            blank(),
+                            format!("try {}", t.number),
+                            verdict.into(),
+                            blank(),
+                            t.text,
+                        ]);
                     }
                 }
             }
