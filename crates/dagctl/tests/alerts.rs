@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../../sluice-aws/tests/support/mod.rs"]
+mod support;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::Value;
@@ -75,6 +78,11 @@ impl Drop for Daemon {
 
 impl Env {
     fn new(base: &str, dag: &str) -> Env {
+        Env::with_config(base, dag, "")
+    }
+
+    /// As [`Env::new`], with `extra` added to sluice.toml.
+    fn with_config(base: &str, dag: &str, extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("dags")).unwrap();
         std::fs::write(dir.path().join("dags").join("boom.toml"), dag).unwrap();
@@ -90,7 +98,7 @@ body = '{"summary": {{ title | tojson }}, "dag": {{ dag_id | tojson }}, "rule": 
 [channels.slack.team]
 webhook_url_env = "TEST_SLACK_URL"
 "#;
-        std::fs::write(dir.path().join("sluice.toml"), config).unwrap();
+        std::fs::write(dir.path().join("sluice.toml"), format!("{config}{extra}")).unwrap();
         Env { dir, hook: format!("{base}/hook"), slack: format!("{base}/slack") }
     }
 
@@ -109,6 +117,11 @@ webhook_url_env = "TEST_SLACK_URL"
             .current_dir(self.root())
             .env("TEST_HOOK_URL", &self.hook)
             .env("TEST_SLACK_URL", &self.slack)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
             .stdin(Stdio::null());
         for (k, _) in std::env::vars() {
             if k.starts_with("SLUICE_") {
@@ -348,4 +361,63 @@ async fn dagctl_server_shows_a_dag_with_an_undeclared_channel_as_a_broken_file()
     assert_eq!(list["dags"], serde_json::json!([]), "{list}");
     let text = list["failed_files"].to_string();
     assert!(text.contains("boom.toml") && text.contains("slack:teem") && text.contains("slack:team"), "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_publishes_to_sns_on_the_emulator_and_mails_through_smtp() {
+    let moto = support::Moto::start();
+    let smtpd = support::Smtpd::start();
+    let sns = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::Config::builder()
+            .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+            .region(aws_sdk_sns::config::Region::new(support::REGION))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                support::ACCESS_KEY_ID,
+                support::SECRET_ACCESS_KEY,
+                None,
+                None,
+                "tests",
+            ))
+            .build(),
+    );
+    let arn = sns.create_topic().name("pipeline-alerts").send().await.unwrap().topic_arn().unwrap().to_string();
+    let extra = format!(
+        "\n[connections.default]\nendpoint_url = \"{}\"\nregion = \"{}\"\n\n\
+         [channels.sns.pipeline-alerts]\ntopic_arn = \"{arn}\"\n\n\
+         [channels.email.data-team]\nto = [\"data-team@example.com\"]\nfrom = \"sluice@example.com\"\n\
+         host = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        moto.endpoint,
+        support::REGION,
+        smtpd.port
+    );
+    let dag = FAILING
+        .replace("\"failure\", \"task_failed\"", "\"failure\"")
+        .replace("to = [\"webhook:hook\", \"slack:team\"]", "to = [\"sns:pipeline-alerts\", \"email:data-team\"]");
+    let env = Env::with_config("http://127.0.0.1:9", &dag, &extra);
+    env.ok(&["validate"]);
+    let daemon = env.daemon();
+    env.ok(&["trigger", "boom"]);
+    let alerts = until("both alerts delivered", &daemon, || {
+        let a = env.alerts();
+        (a.len() == 2 && a.iter().all(|x| x["state"] == "delivered")).then_some(a)
+    })
+    .await;
+    assert!(alerts.iter().all(|a| a["attempts"] == 1 && a["rule"] == "failure"), "{alerts:?}");
+
+    // What moto recorded as published to the topic: one message, the failure.
+    let data: Value =
+        reqwest::get(format!("{}/moto-api/data.json", moto.endpoint)).await.unwrap().json().await.unwrap();
+    let topic = data["sns"]["Topic"].as_array().unwrap().iter().find(|t| t["arn"] == arn.as_str()).unwrap().clone();
+    let sent = topic["sent_notifications"].as_array().unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (message, subject) = (sent[0][1].as_str().unwrap(), sent[0][2].as_str().unwrap_or_default());
+    assert!(subject.contains("boom"), "{subject}");
+    assert!(message.contains("boom") && message.contains("the real cause"), "{message}");
+
+    // The mail, read back from the server's mailbox.
+    let mails = smtpd.messages();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].contains("To: data-team@example.com") && mails[0].contains("Subject: "), "{}", mails[0]);
+    assert!(mails[0].contains("the real cause"), "the log's end: {}", mails[0]);
 }

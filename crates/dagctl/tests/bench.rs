@@ -45,6 +45,42 @@ fn the_api_scenario_loads_every_endpoint_and_checks_the_chain_runs() {
 }
 
 #[test]
+fn the_alerts_scenario_queues_alerts_to_a_channel_that_never_answers_and_measures_both_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(DAGCTL);
+    c.args(["bench", "--small", "--scenario", "alerts", "--json"]).current_dir(dir.path());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SLUICE_") {
+            c.env_remove(k);
+        }
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let result = &report["results"][0];
+    assert_eq!(result["scenario"], "alerts");
+    let metric = |name: &str| {
+        result["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {result}"))
+            .clone()
+    };
+    for name in
+        ["task latency p99, failures alert nobody", "task latency p99, failures alert a channel that never answers"]
+    {
+        let n = metric(name)["samples"].as_u64().unwrap();
+        assert!(n >= 20 && n % 20 == 0, "{name}: {n} samples");
+    }
+    // The scenario checked that every failure queued its two alerts and all stayed pending.
+    let pending = metric("alerts pending")["median"].as_f64().unwrap();
+    assert!(pending >= 2.0 && pending % 2.0 == 0.0, "{pending}");
+    assert!(metric("connections to the channel")["median"].as_f64().unwrap() >= 1.0);
+}
+
+#[test]
 fn bench_load_refuses_what_it_cannot_load() {
     let dir = tempfile::tempdir().unwrap();
     let urls = dir.path().join("urls.txt");

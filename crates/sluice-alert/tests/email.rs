@@ -1,74 +1,13 @@
-//! The email channel through a real SMTP server on loopback: aiosmtpd from the project's venv,
-//! its Maildir handler writing each message it accepts to a folder the test reads back.
+//! The email channel through a real SMTP server on loopback: aiosmtpd from the project's venv
+//! (`support::Smtpd`), its Maildir handler writing each message it accepts to a folder the test
+//! reads back.
 
 #[path = "../../sluice-aws/tests/support/mod.rs"]
 mod support;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use chrono::{TimeZone, Utc};
 use sluice_alert::{AlertMessage, ChannelRef, ChannelsConfig, Notifier};
-
-/// An aiosmtpd server; killed when dropped.
-struct Smtpd {
-    port: u16,
-    maildir: PathBuf,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-/// How long the server may take to accept connections (Python's start), as a safety net only.
-const START_LIMIT: Duration = Duration::from_secs(60);
-
-impl Smtpd {
-    fn start() -> Smtpd {
-        let root = support::workspace_root();
-        let python = support::ensure_venv(&root);
-        let dir = tempfile::tempdir().unwrap();
-        // Maildir creates its folders only when the path does not exist yet.
-        let maildir = dir.path().join("maildir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start aiosmtpd from the venv");
-        let mut smtpd = Smtpd { port, maildir, child, _dir: dir };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = smtpd.child.try_wait() {
-                panic!("aiosmtpd exited with {status}; its error is above in stderr");
-            }
-            assert!(started.elapsed() < START_LIMIT, "aiosmtpd did not listen within {START_LIMIT:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        smtpd
-    }
-
-    /// The messages received, as their raw text.
-    fn messages(&self) -> Vec<String> {
-        let new = self.maildir.join("new");
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(&new) {
-            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
-            Err(_) => Vec::new(),
-        };
-        files.sort();
-        files.iter().map(|f: &PathBuf| std::fs::read_to_string(Path::new(f)).unwrap()).collect()
-    }
-}
-
-impl Drop for Smtpd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::Smtpd;
 
 fn message() -> AlertMessage {
     let mut m = AlertMessage::new(

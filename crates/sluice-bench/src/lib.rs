@@ -18,6 +18,7 @@
 //! | `huge_dag` | one file of a 20,000-task chain: load and validate time |
 //! | `reload_huge` | that file dropped into a running daemon's folder while a chain of 100 short `sleep` tasks runs: the chain's task latency while the daemon reloads |
 //! | `api` | the HTTP API with 10,000 runs stored, loaded from a second process: latency and throughput per endpoint, and the scheduler's task latency meanwhile (not in the default set: `--scenario api`) |
+//! | `alerts` | failing runs alerting a webhook that never answers, beside a chain triggered through the API: the chain's task latency with and without the alerts (not in the default set: `--scenario alerts`) |
 //!
 //! [`run`] returns a [`Report`], printed as a table ([`Report::table`]) or JSON.
 //!
@@ -68,11 +69,12 @@ pub enum Scenario {
     HugeDag,
     ReloadHuge,
     Api,
+    Alerts,
 }
 
 impl Scenario {
     /// Every scenario, in the table's order.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Chain,
         Scenario::Wide,
         Scenario::Fan,
@@ -83,12 +85,14 @@ impl Scenario {
         Scenario::HugeDag,
         Scenario::ReloadHuge,
         Scenario::Api,
+        Scenario::Alerts,
     ];
 
     /// What runs when no scenario is chosen: all but `api`, which takes some minutes and
-    /// measures the API rather than the scheduler.
+    /// measures the API rather than the scheduler, and `alerts`, which measures what a broken
+    /// alert channel costs.
     pub fn default_set() -> Vec<Scenario> {
-        Scenario::ALL.into_iter().filter(|s| *s != Scenario::Api).collect()
+        Scenario::ALL.into_iter().filter(|s| !matches!(s, Scenario::Api | Scenario::Alerts)).collect()
     }
 
     pub fn name(self) -> &'static str {
@@ -103,6 +107,7 @@ impl Scenario {
             Scenario::HugeDag => "huge_dag",
             Scenario::ReloadHuge => "reload_huge",
             Scenario::Api => "api",
+            Scenario::Alerts => "alerts",
         }
     }
 

@@ -13,6 +13,7 @@ use crate::measure::{self, quantile};
 use crate::report::{Metric, Report, ScenarioResult, Target};
 use crate::{BenchError, DaemonKind, Options, Scenario};
 
+mod alerts;
 mod api;
 
 /// The daemon's memory target, 50 MB (decimal), in the MiB the memory figures are reported in.
@@ -72,6 +73,7 @@ async fn run_scenarios(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result
             Scenario::ReloadHuge => report.results.push(reload_huge(o, keep).await?),
             Scenario::Idle => report.results.push(idle(o, keep).await?),
             Scenario::Api => report.results.push(api::api(o, keep).await?),
+            Scenario::Alerts => report.results.push(alerts::alerts(o, keep).await?),
         }
     }
     Ok(report)

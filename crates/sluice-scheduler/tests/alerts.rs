@@ -339,3 +339,148 @@ async fn a_task_marked_by_hand_alerts_the_rules_that_ask_for_marks() {
     alerts.task.await.unwrap();
     assert_eq!(inbox.lock().unwrap().len(), 1, "only the marked task");
 }
+
+/// A webhook that answers 500 to its first `fail` posts, then 200; every post, with its answer.
+async fn flaky_receiver(fail: usize) -> (String, Arc<Mutex<Vec<u16>>>) {
+    let answers: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let keep = answers.clone();
+    let app = axum::Router::new().fallback(move || {
+        let answers = keep.clone();
+        async move {
+            let mut answers = answers.lock().unwrap();
+            let status = if answers.len() < fail { 500 } else { 200 };
+            answers.push(status);
+            axum::http::StatusCode::from_u16(status).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, answers)
+}
+
+/// Waits until `probe` gives something (the safety limit only turns a hang into a failure).
+async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_answering_500_for_a_while_is_tried_again_with_backoff_and_gets_the_alert_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
+    const FAILS: usize = 4;
+    let (url, answers) = flaky_receiver(FAILS).await;
+    let d = dag("boom", "[[alerts]]\non = [\"failure\"]\nto = [\"webhook:hook\"]\n[tasks.t]\noperator = \"command\"\ncommand = \"false\"\n");
+    let alerts = start_alerts(dir.path(), &store, &clock, &url, &[&d]).await;
+    run_once(&store, &clock, dir.path(), &d, "2026-03-04").await;
+
+    // Each failed attempt is recorded with its retry time, 10 s after the first and doubling;
+    // the clock is moved to it, and only then is the channel asked again.
+    let alert =
+        until("the alert queued", || async { store.alerts(&Default::default()).await.unwrap().into_iter().next() })
+            .await;
+    for k in 1..=FAILS as u32 {
+        let row = until(&format!("attempt {k} recorded"), || async {
+            store.alert(alert.id).await.unwrap().filter(|a| a.attempts == k)
+        })
+        .await;
+        assert_eq!(row.state, sluice_store::AlertState::Pending, "{row:?}");
+        assert!(row.last_error.as_deref().is_some_and(|e| e.contains("500")), "{row:?}");
+        let retry_at = row.next_attempt_at.expect("a retry time");
+        assert_eq!(retry_at, clock.now() + alerts::backoff(k), "attempt {k}'s backoff");
+        assert_eq!(answers.lock().unwrap().len(), k as usize, "no attempt before its time");
+        clock.set(retry_at);
+    }
+    let row = until("the alert delivered", || async {
+        store.alert(alert.id).await.unwrap().filter(|a| a.state == sluice_store::AlertState::Delivered)
+    })
+    .await;
+    assert_eq!(row.attempts, FAILS as u32 + 1);
+    let attempts = store.alert_attempts(alert.id).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.ok).collect::<Vec<_>>(), [false, false, false, false, true]);
+    let gaps: Vec<i64> = attempts.windows(2).map(|w| (w[1].at - w[0].at).num_seconds()).collect();
+    assert_eq!(gaps, [10, 20, 40, 80]);
+    alerts.stop.send(true).unwrap();
+    alerts.task.await.unwrap();
+    assert_eq!(*answers.lock().unwrap(), [500, 500, 500, 500, 200], "delivered once");
+    assert_eq!(store.alerts(&Default::default()).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_counts_from_the_last_success_and_a_new_success_starts_a_new_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let clock = Arc::new(ManualClock::new(at("2026-03-05T06:00:00Z")));
+    let (url, inbox) = receiver().await;
+    let d = dag(
+        "fresh",
+        "start_date = \"2020-01-01\"\n[freshness]\nmax_age = \"26h\"\n\
+         [[alerts]]\non = [\"freshness\"]\nto = [\"webhook:hook\"]\n[tasks.t]\noperator = \"noop\"\n",
+    );
+    // A success first (a DAG that never succeeded is stale from its start date at once).
+    run_once(&store, &clock, dir.path(), &d, "2026-03-04").await;
+    let succeeded = clock.now();
+    let alerts = start_alerts(dir.path(), &store, &clock, &url, &[&d]).await;
+
+    // 26 hours after that success, not before: the alert, counted from it.
+    clock.set(succeeded + chrono::Duration::hours(26));
+    let got = posts(&inbox, 1).await;
+    assert_eq!(got[0]["rule"], "freshness");
+    let title = got[0]["title"].as_str().unwrap();
+    assert!(title.contains("no run has succeeded for 26h") && title.contains("since 2026-03-05 06:00:00"), "{got:?}");
+    // Still stale an hour later: the same incident, nothing new.
+    clock.advance(chrono::Duration::hours(1));
+    // A new success, then 26 hours without one: a second incident.
+    run_once(&store, &clock, dir.path(), &d, "2026-03-05").await;
+    let second = clock.now();
+    clock.set(second + chrono::Duration::hours(26));
+    let got = posts(&inbox, 2).await;
+    assert!(got[1]["title"].as_str().unwrap().contains("since 2026-03-06 09:00:00"), "{got:?}");
+    alerts.stop.send(true).unwrap();
+    alerts.task.await.unwrap();
+    assert_eq!(inbox.lock().unwrap().len(), 2, "one alert per incident");
+    assert_eq!(store.alerts(&Default::default()).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_committed_while_no_alerter_ran_is_alerted_once_when_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
+    let (url, inbox) = receiver().await;
+    let d = dag("boom", "[[alerts]]\non = [\"failure\"]\nto = [\"webhook:hook\"]\n[tasks.t]\noperator = \"command\"\ncommand = \"false\"\n");
+    // The daemon set the alerter's place at its start, committed the failure, and died before
+    // the alerter read it (as `kill -9` between the two would leave it).
+    alerts::ensure_cursor(store.as_ref()).await.unwrap();
+    run_once(&store, &clock, dir.path(), &d, "2026-03-04").await;
+    assert!(store.alerts(&Default::default()).await.unwrap().is_empty());
+
+    // The next start reads on from its place: the alert, once.
+    let first = start_alerts(dir.path(), &store, &clock, &url, &[&d]).await;
+    let got = posts(&inbox, 1).await;
+    assert_eq!(got[0]["rule"], "failure");
+    first.stop.send(true).unwrap();
+    first.task.await.unwrap();
+    // And the one after finds nothing left to do.
+    let second = start_alerts(dir.path(), &store, &clock, &url, &[&d]).await;
+    let newest = store.events(&Default::default()).await.unwrap().last().map(|e| e.id);
+    until("the second alerter at the newest event", || async {
+        (store.cursor(alerts::CURSOR).await.unwrap() == newest).then_some(())
+    })
+    .await;
+    second.stop.send(true).unwrap();
+    second.task.await.unwrap();
+    assert_eq!(inbox.lock().unwrap().len(), 1);
+    assert_eq!(store.alerts(&Default::default()).await.unwrap().len(), 1);
+}

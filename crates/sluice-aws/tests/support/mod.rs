@@ -32,7 +32,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Credentials moto accepts (any value works; these are the conventional ones).
 pub const ACCESS_KEY_ID: &str = "testing";
@@ -285,4 +285,63 @@ fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
         body = out;
     }
     Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A real SMTP server on loopback: aiosmtpd from the project's venv, its Maildir handler writing
+/// each message it accepts to a folder of its own; killed when dropped.
+pub struct Smtpd {
+    pub port: u16,
+    maildir: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// How long the server may take to accept connections (Python's start), as a safety net only.
+const SMTPD_START_LIMIT: Duration = Duration::from_secs(60);
+
+impl Smtpd {
+    pub fn start() -> Smtpd {
+        let root = workspace_root();
+        let python = ensure_venv(&root);
+        let dir = tempfile::tempdir().unwrap();
+        // Maildir creates its folders only when the path does not exist yet.
+        let maildir = dir.path().join("maildir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start aiosmtpd from the venv");
+        let mut smtpd = Smtpd { port, maildir, child, _dir: dir };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = smtpd.child.try_wait() {
+                panic!("aiosmtpd exited with {status}; its error is above in stderr");
+            }
+            assert!(started.elapsed() < SMTPD_START_LIMIT, "aiosmtpd did not listen within {SMTPD_START_LIMIT:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        smtpd
+    }
+
+    /// The messages received, as their raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let new = self.maildir.join("new");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&new) {
+            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        files.iter().map(|f: &PathBuf| std::fs::read_to_string(Path::new(f)).unwrap()).collect()
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -66,12 +66,12 @@ pub(crate) async fn api(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Resul
     // Any free port: the daemon says which in its log.
     let (store, mut daemon) = scratch.start_with_api(o, "127.0.0.1:0").await?;
     let http = reqwest::Client::new();
-    let base = wait_ready(o, &http, &mut daemon).await?;
+    let base = wait_ready(o, &http, &mut daemon, 3).await?;
 
     let result = async {
         let phases = phases(&http, &base, &store, z.api_runs, z.grid_runs).await?;
         // Before any load: the chain's latency on a quiet daemon.
-        let idle_runs = chains_while(&http, &base, &store, o, async {
+        let idle_runs = chains_while(&http, &base, &store, o, CHAIN_DAG, async {
             tokio::time::sleep(o.load_seconds).await;
             Ok(())
         })
@@ -82,7 +82,7 @@ pub(crate) async fn api(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Resul
             let urls = scratch.dir.path().join(format!("urls-{k}.txt"));
             std::fs::write(&urls, phase.urls.join("\n"))?;
             let mut load = None;
-            let runs = chains_while(&http, &base, &store, o, async {
+            let runs = chains_while(&http, &base, &store, o, CHAIN_DAG, async {
                 load = Some(load_process(exe, &urls, o.load_seconds).await?);
                 Ok(())
             })
@@ -252,7 +252,7 @@ async fn phases(
     ])
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, BenchError> {
+pub(super) async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, BenchError> {
     let r = http.get(url).send().await.map_err(|e| BenchError::Check(format!("GET {url}: {e}")))?;
     if !r.status().is_success() {
         return Err(BenchError::Check(format!("GET {url}: {}", r.status())));
@@ -262,18 +262,19 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value
 
 /// Triggers the chain DAG through the API, waits for the run to end, and again, until `until`
 /// is done; then lets the last run end. The runs' store ids.
-async fn chains_while(
+pub(super) async fn chains_while(
     http: &reqwest::Client,
     base: &str,
     store: &SqliteStore,
     o: &Options,
+    chain_dag: &str,
     until: impl std::future::Future<Output = Result<(), BenchError>>,
 ) -> Result<Vec<i64>, BenchError> {
     let mut until = std::pin::pin!(until);
     let mut done = false;
     let mut runs = Vec::new();
     while !done {
-        let url = format!("{base}/api/v1/dags/{CHAIN_DAG}/runs");
+        let url = format!("{base}/api/v1/dags/{chain_dag}/runs");
         let r = http
             .post(&url)
             .json(&serde_json::json!({}))
@@ -291,14 +292,14 @@ async fn chains_while(
             .ok_or_else(|| BenchError::Check(format!("POST {url}: no run_id in the answer")))?;
         let began = Instant::now();
         loop {
-            let run = store.run_by_run_id(CHAIN_DAG, &run_id).await?;
+            let run = store.run_by_run_id(chain_dag, &run_id).await?;
             if let Some(run) = run.filter(|r| r.state.is_finished()) {
                 runs.push(run.id);
                 break;
             }
             if began.elapsed() > o.timeout {
                 return Err(BenchError::Check(format!(
-                    "{CHAIN_DAG}: run {run_id} did not finish within {:?}",
+                    "{chain_dag}: run {run_id} did not finish within {:?}",
                     o.timeout
                 )));
             }
@@ -311,7 +312,11 @@ async fn chains_while(
     Ok(runs)
 }
 
-async fn chain_latencies(store: &SqliteStore, chain: &DagSpec, runs: &[i64]) -> Result<Vec<f64>, BenchError> {
+pub(super) async fn chain_latencies(
+    store: &SqliteStore,
+    chain: &DagSpec,
+    runs: &[i64],
+) -> Result<Vec<f64>, BenchError> {
     let mut lat = Vec::new();
     for id in runs {
         let run = store.run(*id).await?.ok_or_else(|| BenchError::Check(format!("run {id} is gone")))?;
@@ -356,12 +361,13 @@ async fn load_process(exe: &Path, urls: &Path, seconds: Duration) -> Result<Load
     serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Check(format!("bench-load's answer: {e}")))
 }
 
-/// Waits until the daemon has said where its API listens, `/readyz` answers 200 and the
-/// scenario's DAGs are loaded; the API's base URL.
-async fn wait_ready(
+/// Waits until the daemon has said where its API listens, `/readyz` answers 200 and `dags`
+/// DAGs are loaded; the API's base URL.
+pub(super) async fn wait_ready(
     o: &Options,
     http: &reqwest::Client,
     daemon: &mut crate::daemon::Daemon,
+    dags: usize,
 ) -> Result<String, BenchError> {
     let began = Instant::now();
     loop {
@@ -372,7 +378,7 @@ async fn wait_ready(
             if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
                 if r.status().is_success() {
                     if let Ok(v) = get_json(http, &format!("{base}/api/v1/dags")).await {
-                        if v["dags"].as_array().is_some_and(|d| d.len() >= 3) {
+                        if v["dags"].as_array().is_some_and(|d| d.len() >= dags) {
                             return Ok(base);
                         }
                     }
