@@ -28,6 +28,8 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use serde_json::Value;
 use sluice_alert::{AlertMessage, Notify, SendError};
 use sluice_dag::{AlertOn, AlertRule, ChannelRef, Dag};
@@ -486,17 +488,23 @@ impl Sender {
             if due.is_empty() {
                 return self.store.next_alert_due().await;
             }
-            let groups = group(due);
-            let sends = groups.into_iter().map(|g| self.deliver(g));
-            for r in futures_util::future::join_all(sends).await {
-                r?;
+            // Each send's attempts are recorded as soon as it ends, together with those of
+            // every other send that ended meanwhile: sends that end at once (a channel's
+            // timeouts, a backlog going out) are one transaction, not one per alert.
+            let mut sends: FuturesUnordered<_> = group(due).into_iter().map(|g| self.send(g)).collect();
+            while let Some(first) = sends.next().await {
+                let mut ended = vec![first];
+                while let Some(Some(more)) = sends.next().now_or_never() {
+                    ended.push(more);
+                }
+                self.record(ended).await?;
             }
         }
     }
 
-    /// Sends one message for `alerts` (several: a digest) and records the attempt on each.
-    async fn deliver(&self, alerts: Vec<AlertRow>) -> Result<(), StoreError> {
-        let Some(first) = alerts.first() else { return Ok(()) };
+    /// Sends one message for `alerts` (several: a digest); the alerts with how it went.
+    async fn send(&self, alerts: Vec<AlertRow>) -> (Vec<AlertRow>, Result<String, SendError>) {
+        let Some(first) = alerts.first() else { return (alerts, Ok(String::new())) };
         let channel = ChannelRef::from_str(&first.channel);
         let messages: Result<Vec<AlertMessage>, _> =
             alerts.iter().map(|a| serde_json::from_value::<AlertMessage>(Value::Object(a.message.clone()))).collect();
@@ -517,28 +525,39 @@ impl Sender {
                 }
             }
         };
+        (alerts, outcome)
+    }
+
+    /// Records the attempts of sends that ended, in one transaction.
+    async fn record(&self, ended: Vec<(Vec<AlertRow>, Result<String, SendError>)>) -> Result<(), StoreError> {
         let now = self.clock.now();
-        for a in &alerts {
-            let attempt = match &outcome {
-                Ok(answer) => Attempt::Delivered { answer: answer.clone() },
-                Err(f) => {
-                    let retry = now + backoff(a.attempts + 1);
-                    let retry_at = (f.retryable && retry - a.created_at < GIVE_UP_AFTER).then_some(retry);
-                    Attempt::Failed { error: f.message.clone(), retry_at }
+        let mut attempts = Vec::new();
+        for (alerts, outcome) in &ended {
+            for a in alerts {
+                let attempt = match outcome {
+                    Ok(answer) => Attempt::Delivered { answer: answer.clone() },
+                    Err(f) => {
+                        let retry = now + backoff(a.attempts + 1);
+                        let retry_at = (f.retryable && retry - a.created_at < GIVE_UP_AFTER).then_some(retry);
+                        Attempt::Failed { error: f.message.clone(), retry_at }
+                    }
+                };
+                match (outcome, &attempt) {
+                    (Ok(_), _) => {
+                        info!(alert = a.id, channel = %a.channel, dag = %a.dag_id, rule = %a.rule, "alert delivered")
+                    }
+                    (Err(f), Attempt::Failed { retry_at: Some(at), .. }) => {
+                        warn!(alert = a.id, channel = %a.channel, error = %f.message, retry_at = %at, "alert not delivered; will try again")
+                    }
+                    (Err(f), _) => {
+                        warn!(alert = a.id, channel = %a.channel, error = %f.message, "alert not delivered; giving up")
+                    }
                 }
-            };
-            match (&outcome, &attempt) {
-                (Ok(_), _) => {
-                    info!(alert = a.id, channel = %a.channel, dag = %a.dag_id, rule = %a.rule, "alert delivered")
-                }
-                (Err(f), Attempt::Failed { retry_at: Some(at), .. }) => {
-                    warn!(alert = a.id, channel = %a.channel, error = %f.message, retry_at = %at, "alert not delivered; will try again")
-                }
-                (Err(f), _) => {
-                    warn!(alert = a.id, channel = %a.channel, error = %f.message, "alert not delivered; giving up")
-                }
+                attempts.push((a.id, attempt));
             }
-            match self.store.record_attempt(a.id, now, &attempt).await {
+        }
+        for answer in self.store.record_attempts(now, &attempts).await? {
+            match answer {
                 // Another sender (a second daemon) recorded it first.
                 Err(StoreError::Conflict(_)) => {}
                 r => {

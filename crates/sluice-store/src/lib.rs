@@ -572,6 +572,11 @@ pub trait Store: Send + Sync + 'static {
     /// pending (delivered or given up, e.g. by another sender) is refused with
     /// [`StoreError::Conflict`] and nothing is written; an unknown id is `NotFound`.
     async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow>;
+
+    /// [`Store::record_attempt`] for several alerts at `at`, in one transaction (a sender
+    /// whose sends ended together writes once, not once per alert): an answer per attempt, in
+    /// order, a refused one (`Conflict`, `NotFound`) without stopping the others.
+    async fn record_attempts(&self, at: DateTime<Utc>, attempts: &[(i64, Attempt)]) -> Result<Vec<Result<AlertRow>>>;
     /// The alerts matching `query`, newest first (highest id first).
     async fn alerts(&self, query: &AlertQuery) -> Result<Vec<AlertRow>>;
     async fn alert(&self, id: i64) -> Result<Option<AlertRow>>;

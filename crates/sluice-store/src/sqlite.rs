@@ -1098,6 +1098,86 @@ async fn finish_try_in(
     Ok(Finish::Applied(applied))
 }
 
+/// One attempt of [`Store::record_attempts`] inside a transaction; its event goes to `events`.
+/// A refusal (`Conflict`, `NotFound`) is answered before anything is written.
+async fn record_attempt_in(
+    tx: &mut SqliteConnection,
+    alert: i64,
+    at: DateTime<Utc>,
+    attempt: &Attempt,
+    events: &mut Vec<Pending>,
+) -> Result<AlertRow> {
+    let current: Option<(String, i64)> =
+        sqlx::query_as("SELECT state, attempts FROM alerts WHERE id = ?").bind(alert).fetch_optional(&mut *tx).await?;
+    let (state, attempts) = current.ok_or_else(|| StoreError::NotFound(format!("alert {alert}")))?;
+    let state = AlertState::from_str(&state).map_err(StoreError::Corrupt)?;
+    if state != AlertState::Pending {
+        return Err(StoreError::Conflict(format!(
+            "alert {alert} is {state}, not pending: it takes no more delivery attempts"
+        )));
+    }
+    let at_text = ts(at);
+    let (ok, text) = match attempt {
+        Attempt::Delivered { answer } => (true, answer),
+        Attempt::Failed { error, .. } => (false, error),
+    };
+    sqlx::query("INSERT INTO alert_attempts (alert, number, at, ok, text) VALUES (?, ?, ?, ?, ?)")
+        .bind(alert)
+        .bind(attempts + 1)
+        .bind(&at_text)
+        .bind(i64::from(ok))
+        .bind(text)
+        .execute(&mut *tx)
+        .await?;
+    let update = match attempt {
+        Attempt::Delivered { .. } => sqlx::query(
+            "UPDATE alerts SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, \
+             next_attempt_at = NULL WHERE id = ?",
+        )
+        .bind(&at_text),
+        Attempt::Failed { error, retry_at: Some(retry_at) } => {
+            sqlx::query("UPDATE alerts SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?")
+                .bind(ts(*retry_at))
+                .bind(error)
+        }
+        Attempt::Failed { error, retry_at: None } => sqlx::query(
+            "UPDATE alerts SET state = 'failed', attempts = attempts + 1, next_attempt_at = NULL, \
+             last_error = ? WHERE id = ?",
+        )
+        .bind(error),
+    };
+    update.bind(alert).execute(&mut *tx).await?;
+    let sql = format!("SELECT {ALERT_COLS} FROM alerts WHERE id = ?");
+    let row = alert_row(&sqlx::query(&sql).bind(alert).fetch_one(&mut *tx).await?)?;
+    let result = match attempt {
+        Attempt::Delivered { .. } => AttemptResult::Delivered,
+        Attempt::Failed { retry_at: Some(_), .. } => AttemptResult::Retry,
+        Attempt::Failed { retry_at: None, .. } => AttemptResult::GaveUp,
+    };
+    let kind = EventKind::AlertAttempted { channel: row.channel.clone(), rule: row.rule.clone(), result };
+    // The run's key, so the event is found with the run's others.
+    let run: Option<i64> = match &row.run_id {
+        Some(r) => {
+            sqlx::query_scalar("SELECT id FROM runs WHERE dag_id = ? AND run_id = ?")
+                .bind(&row.dag_id)
+                .bind(r)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        None => None,
+    };
+    let event = Pending {
+        at,
+        dag_id: Some(row.dag_id.clone()),
+        run_id: row.run_id.clone(),
+        run,
+        task_id: row.task_id.clone(),
+        kind,
+    };
+    events.push(event);
+    Ok(row)
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     // --- DAGs ---
@@ -1842,79 +1922,27 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow> {
+        let mut answers = self.record_attempts(at, &[(alert, attempt.clone())]).await?;
+        answers.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no answer for the attempt".into())))
+    }
+
+    async fn record_attempts(&self, at: DateTime<Utc>, attempts: &[(i64, Attempt)]) -> Result<Vec<Result<AlertRow>>> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut w = self.writer.lock().await;
         let mut tx = w.conn.begin_with(BEGIN_IMMEDIATE).await?;
-        let current: Option<(String, i64)> = sqlx::query_as("SELECT state, attempts FROM alerts WHERE id = ?")
-            .bind(alert)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (state, attempts) = current.ok_or_else(|| StoreError::NotFound(format!("alert {alert}")))?;
-        let state = AlertState::from_str(&state).map_err(StoreError::Corrupt)?;
-        if state != AlertState::Pending {
-            return Err(StoreError::Conflict(format!(
-                "alert {alert} is {state}, not pending: it takes no more delivery attempts"
-            )));
-        }
-        let at_text = ts(at);
-        let (ok, text) = match attempt {
-            Attempt::Delivered { answer } => (true, answer),
-            Attempt::Failed { error, .. } => (false, error),
-        };
-        sqlx::query("INSERT INTO alert_attempts (alert, number, at, ok, text) VALUES (?, ?, ?, ?, ?)")
-            .bind(alert)
-            .bind(attempts + 1)
-            .bind(&at_text)
-            .bind(i64::from(ok))
-            .bind(text)
-            .execute(&mut *tx)
-            .await?;
-        let update = match attempt {
-            Attempt::Delivered { .. } => sqlx::query(
-                "UPDATE alerts SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, \
-                 next_attempt_at = NULL WHERE id = ?",
-            )
-            .bind(&at_text),
-            Attempt::Failed { error, retry_at: Some(retry_at) } => sqlx::query(
-                "UPDATE alerts SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-            )
-            .bind(ts(*retry_at))
-            .bind(error),
-            Attempt::Failed { error, retry_at: None } => sqlx::query(
-                "UPDATE alerts SET state = 'failed', attempts = attempts + 1, next_attempt_at = NULL, \
-                 last_error = ? WHERE id = ?",
-            )
-            .bind(error),
-        };
-        update.bind(alert).execute(&mut *tx).await?;
-        let sql = format!("SELECT {ALERT_COLS} FROM alerts WHERE id = ?");
-        let row = alert_row(&sqlx::query(&sql).bind(alert).fetch_one(&mut *tx).await?)?;
-        let result = match attempt {
-            Attempt::Delivered { .. } => AttemptResult::Delivered,
-            Attempt::Failed { retry_at: Some(_), .. } => AttemptResult::Retry,
-            Attempt::Failed { retry_at: None, .. } => AttemptResult::GaveUp,
-        };
-        let kind = EventKind::AlertAttempted { channel: row.channel.clone(), rule: row.rule.clone(), result };
-        // The run's key, so the event is found with the run's others.
-        let run: Option<i64> = match &row.run_id {
-            Some(r) => {
-                sqlx::query_scalar("SELECT id FROM runs WHERE dag_id = ? AND run_id = ?")
-                    .bind(&row.dag_id)
-                    .bind(r)
-                    .fetch_optional(&mut *tx)
-                    .await?
+        let mut events = Vec::with_capacity(attempts.len());
+        let mut answers = Vec::with_capacity(attempts.len());
+        for (alert, attempt) in attempts {
+            match record_attempt_in(&mut tx, *alert, at, attempt, &mut events).await {
+                Ok(row) => answers.push(Ok(row)),
+                Err(e @ (StoreError::Conflict(_) | StoreError::NotFound(_))) => answers.push(Err(e)),
+                Err(e) => return Err(e),
             }
-            None => None,
-        };
-        let event = Pending {
-            at,
-            dag_id: Some(row.dag_id.clone()),
-            run_id: row.run_id.clone(),
-            run,
-            task_id: row.task_id.clone(),
-            kind,
-        };
-        self.commit(tx, vec![event]).await?;
-        Ok(row)
+        }
+        self.commit(tx, events).await?;
+        Ok(answers)
     }
 
     async fn alerts(&self, query: &AlertQuery) -> Result<Vec<AlertRow>> {

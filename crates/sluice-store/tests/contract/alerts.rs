@@ -230,6 +230,37 @@ pub async fn attempts_deliver_retry_or_give_up(db: &Db) {
     assert_eq!(store.alert(9999).await.unwrap(), None);
 }
 
+pub async fn attempts_of_several_alerts_are_one_transaction_each_answered(db: &Db) {
+    let store = db.handle().await;
+    let t0 = t("2026-03-02T07:00:00Z");
+    let new =
+        [alert("webhook:a", "i/1", "d", t0), alert("webhook:a", "i/2", "d", t0), alert("webhook:a", "i/3", "d", t0)];
+    let id = store.enqueue_alerts(CURSOR, 1, &new, t0).await.unwrap();
+    store.record_attempt(id[2], t0, &Attempt::Delivered { answer: "ok".into() }).await.unwrap();
+    let events_before = store.events(&Default::default()).await.unwrap().len();
+
+    // Two pending, one delivered already, one unknown: the two are recorded, the others
+    // refused in their place, and the batch goes on past them.
+    let retry = Attempt::Failed { error: "no answer".into(), retry_at: Some(t0 + Duration::seconds(10)) };
+    let batch = [
+        (id[0], retry.clone()),
+        (id[2], Attempt::Delivered { answer: "again".into() }),
+        (9999, Attempt::Delivered { answer: "ok".into() }),
+        (id[1], Attempt::Delivered { answer: "202".into() }),
+    ];
+    let answers = store.record_attempts(t0, &batch).await.unwrap();
+    assert_eq!(answers.len(), 4);
+    assert!(matches!(&answers[0], Ok(r) if r.state == AlertState::Pending && r.attempts == 1));
+    assert!(matches!(&answers[1], Err(StoreError::Conflict(_))), "{:?}", answers[1]);
+    assert!(matches!(&answers[2], Err(StoreError::NotFound(_))), "{:?}", answers[2]);
+    assert!(matches!(&answers[3], Ok(r) if r.state == AlertState::Delivered));
+    assert_eq!(store.alert(id[0]).await.unwrap().unwrap().next_attempt_at, Some(t0 + Duration::seconds(10)));
+    assert_eq!(store.alert_attempts(id[2]).await.unwrap().len(), 1, "the refused attempt wrote nothing");
+    // One event per recorded attempt.
+    assert_eq!(store.events(&Default::default()).await.unwrap().len(), events_before + 2);
+    assert!(store.record_attempts(t0, &[]).await.unwrap().is_empty());
+}
+
 pub async fn alert_listings_filter_by_dag_and_state_newest_first(db: &Db) {
     let store = db.handle().await;
     let t0 = t("2026-03-02T07:00:00Z");

@@ -137,6 +137,7 @@ macro_rules! backend {
                 alerts::cursors_never_go_back,
                 alerts::due_alerts_come_earliest_due_first,
                 alerts::attempts_deliver_retry_or_give_up,
+                alerts::attempts_of_several_alerts_are_one_transaction_each_answered,
                 alerts::alert_listings_filter_by_dag_and_state_newest_first,
                 alerts::a_reopened_store_keeps_alerts_attempts_and_cursors,
                 alerts::previous_finished_run_is_the_last_one_that_ended_before,
