@@ -58,7 +58,9 @@ pub fn spawn_apart(
     std::thread::Builder::new()
         .name("sluice-api".into())
         .spawn(move || {
-            lower_priority(API_NICENESS);
+            if !sluice_scheduler::daemon::lower_thread_priority(API_NICENESS) {
+                tracing::warn!("cannot lower the API threads' priority; they run at the scheduler's");
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("sluice-api")
@@ -83,19 +85,6 @@ pub fn spawn_apart(
         })
         .context("cannot start the API's thread")?;
     Ok(())
-}
-
-/// Lowers this thread's priority (and that of the threads it starts, which inherit it).
-fn lower_priority(by: i32) {
-    // SAFETY: changes the scheduling priority of the calling thread only (on Linux a thread
-    // id is a `who` of PRIO_PROCESS).
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(by)) != 0 {
-            tracing::warn!("cannot lower the API threads' priority; they run at the scheduler's");
-        }
-    }
 }
 
 async fn serve(prepared: Prepared, api: sluice_api::Api, mut stop: watch::Receiver<bool>) {

@@ -75,6 +75,34 @@ pub fn backoff(failed: u32) -> chrono::Duration {
     chrono::Duration::seconds(secs.min(600) as i64)
 }
 
+/// How much lower than the engine's the alerts' thread runs (as the API's does).
+const NICENESS: i32 = 10;
+
+/// [`run`] on a thread of its own, with a runtime of its own, at a lower priority than the
+/// engine: building and sending a burst of messages (a backlog going out, a channel's
+/// timeouts all ending at once) takes none of the engine's workers. The receiver is told when
+/// it has stopped.
+pub fn spawn_apart(
+    store: Arc<dyn Store>,
+    catalog: watch::Receiver<Arc<Catalog>>,
+    clock: Arc<dyn Clock>,
+    alerting: Arc<Alerting>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("sluice-alerts".into()).spawn(move || {
+        if !crate::daemon::lower_thread_priority(NICENESS) {
+            warn!("cannot lower the alerts thread's priority; it runs at the scheduler's");
+        }
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(run(store, catalog, clock, alerting, shutdown)),
+            Err(e) => tracing::error!(error = %e, "cannot start the alerts' runtime: no alert is sent"),
+        }
+        let _ = done.send(());
+    })?;
+    Ok(stopped)
+}
+
 /// Sets the alerter's cursor to the newest event if it has none yet: alerts start with what
 /// happens from now on, not with the history of a database that had no alerting. Called before
 /// the engine starts, so nothing it commits is skipped.

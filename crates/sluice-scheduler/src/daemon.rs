@@ -99,8 +99,10 @@ pub async fn run_with(
             logs: config.logs.clone(),
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        tokio::spawn(alerts::run(alert_store, catalog.clone(), clock, Arc::new(alerting), shutdown.clone()))
+        alerts::spawn_apart(alert_store, catalog.clone(), clock, Arc::new(alerting), shutdown.clone())
     });
+    let alerting =
+        alerting.transpose().map_err(|e| SchedulerError::Io(format!("cannot start the alerts' thread: {e}")))?;
     on_start(Handles { commands: engine.commands(), catalog, stats: engine.stats() });
     info!("scheduler running");
     engine.run(shutdown, rx).await?;
@@ -111,6 +113,18 @@ pub async fn run_with(
     }
     info!("scheduler stopped");
     Ok(())
+}
+
+/// Lowers the calling thread's scheduling priority by `by` (and that of the threads it
+/// starts, which inherit it); whether it could.
+pub fn lower_thread_priority(by: i32) -> bool {
+    // SAFETY: changes the scheduling priority of the calling thread only (on Linux a thread
+    // id is a `who` of PRIO_PROCESS).
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(by)) == 0
+    }
 }
 
 /// glibc gives every thread that allocates its own arena (up to 8 per core), and each keeps
