@@ -302,6 +302,10 @@ operator = "noop"
         until("the freshness alert", &daemon, || Some(answered(&inbox, "/hook")).filter(|v| !v.is_empty())).await;
     assert_eq!(hook[0]["rule"], "freshness");
     assert!(hook[0]["summary"].as_str().unwrap().contains("no run has succeeded"), "{hook:?}");
+    // Stopped once the delivery is recorded (a kill between the channel's answer and its
+    // record would send it again: delivery is at least once across that instant).
+    until("the delivery recorded", &daemon, || env.alerts().iter().all(|a| a["state"] == "delivered").then_some(()))
+        .await;
     drop(daemon);
     // Down and up again: the same staleness is the same incident.
     let daemon = env.daemon();

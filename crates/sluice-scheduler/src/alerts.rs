@@ -33,7 +33,9 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use sluice_alert::{AlertMessage, Notify, SendError};
 use sluice_dag::{AlertOn, AlertRule, ChannelRef, Dag};
-use sluice_store::{AlertRow, Attempt, Event, EventKind, NewAlert, RunState, Store, StoreError, TaskState, TryResult};
+use sluice_store::{
+    AlertRow, Attempt, Event, EventKind, EventQuery, NewAlert, Order, RunState, Store, StoreError, TaskState, TryResult,
+};
 use tokio::sync::{watch, Notify as Wake};
 use tracing::{info, warn};
 
@@ -294,11 +296,52 @@ impl Alerter {
             }
             EventKind::TaskStateChanged { state } => {
                 m.state = Some(state.to_string());
-                m.title = format!("{dag_id}: task {task_text} of run {run_text} was marked {state}");
+                let tasks = self.marked_with(e, *state).await?;
+                m.title = match tasks.as_slice() {
+                    [_] | [] => format!("{dag_id}: task {task_text} of run {run_text} was marked {state}"),
+                    many => {
+                        m.task_id = None;
+                        let shown: Vec<&str> = many.iter().take(10).map(String::as_str).collect();
+                        let more =
+                            if many.len() > 10 { format!(" and {} more", many.len() - 10) } else { String::new() };
+                        format!(
+                            "{dag_id}: {} tasks of run {run_text} were marked {state}: {}{more}",
+                            many.len(),
+                            shown.join(", ")
+                        )
+                    }
+                };
+                // One mark is one incident, however many tasks it set: the marks of one run
+                // committed together share their time.
+                let incident = format!("marked:{run_text}:{}:{state}", e.at.timestamp_micros());
+                return Ok(expand(&rules, &incident, Some(e.id), &m, self.clock.now()));
             }
             _ => {}
         }
         Ok(expand(&rules, &format!("{}:{}", on.name(), e.id), Some(e.id), &m, self.clock.now()))
+    }
+
+    /// The tasks set to `state` by the mark `e` belongs to: the task events of its run
+    /// committed with it (the same time, one after the other), `e`'s task first.
+    async fn marked_with(&self, e: &Event, state: TaskState) -> Result<Vec<String>, StoreError> {
+        let query = EventQuery {
+            after: Some(e.id - 1),
+            dag_id: e.dag_id.clone(),
+            run_id: e.run_id.clone(),
+            limit: 10_000,
+            order: Order::Oldest,
+        };
+        let mut tasks = Vec::new();
+        for other in self.store.events(&query).await? {
+            if other.at != e.at {
+                break;
+            }
+            match (&other.kind, &other.task_id) {
+                (EventKind::TaskStateChanged { state: s }, Some(task)) if *s == state => tasks.push(task.clone()),
+                _ => {}
+            }
+        }
+        Ok(tasks)
     }
 
     fn message(

@@ -325,7 +325,7 @@ async fn a_task_marked_by_hand_alerts_the_rules_that_ask_for_marks() {
     let (url, inbox) = receiver().await;
     let d = dag(
         "hand",
-        "[[alerts]]\non = [\"marked\"]\nto = [\"webhook:hook\"]\n[tasks.a]\noperator = \"noop\"\n[tasks.b]\noperator = \"noop\"\n",
+        "[[alerts]]\non = [\"marked\"]\nto = [\"webhook:hook\"]\n[tasks.a]\noperator = \"noop\"\n[tasks.b]\noperator = \"noop\"\n[tasks.c]\noperator = \"noop\"\n",
     );
     let alerts = start_alerts(dir.path(), &store, &clock, &url, &[&d]).await;
     let dates = runs::manual_dates(&d, None, clock.now());
@@ -335,9 +335,18 @@ async fn a_task_marked_by_hand_alerts_the_rules_that_ask_for_marks() {
     assert_eq!(got[0]["rule"], "marked");
     assert_eq!(got[0]["task_id"], "b");
     assert!(got[0]["title"].as_str().unwrap().contains("was marked failed"), "{got:?}");
+    // The whole run marked (its unfinished tasks): one alert naming every task it set, not
+    // one per task.
+    clock.advance(chrono::Duration::minutes(1));
+    runs::mark(store.as_ref(), &run, None, sluice_store::TaskState::Success, clock.now()).await.unwrap();
+    let got = posts(&inbox, 2).await;
+    let title = got[1]["title"].as_str().unwrap();
+    assert!(title.contains("2 tasks of run") && title.contains("were marked success: a, c"), "{got:?}");
+    assert!(got[1].get("task_id").is_none_or(Value::is_null), "{got:?}");
     alerts.stop.send(true).unwrap();
     alerts.task.await.unwrap();
-    assert_eq!(inbox.lock().unwrap().len(), 1, "only the marked task");
+    assert_eq!(inbox.lock().unwrap().len(), 2, "one alert per mark");
+    assert_eq!(store.alerts(&Default::default()).await.unwrap().len(), 2);
 }
 
 /// A webhook that answers 500 to its first `fail` posts, then 200; every post, with its answer.
