@@ -1,9 +1,20 @@
 //! `dagctl import asl` as a user runs it: the real binary on state machine files, its exit
 //! codes, what it writes (and that it writes nothing on a rejection), and that what it writes
-//! passes `dagctl validate`.
+//! passes `dagctl validate`. Then the imported EMR pipeline run to success by the daemon
+//! against moto (the AWS API emulator), with the checks of the shipped pipelines: one
+//! cluster, each step submitted once, the cluster terminated.
+//!
+//! The end-to-end test needs the project venv with moto (see tests/tooling/README.md).
+
+#[path = "../../sluice-aws/tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_emr::types::{ClusterState, StepState};
+use serde_json::Value;
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sluice-asl/tests/golden").join(format!("{name}.asl.json"))
@@ -152,4 +163,158 @@ fn bad_input_exits_one_with_a_message_and_writes_nothing() {
     // Usage errors are clap's exit code 2.
     let o = dagctl(dir.path(), &["import", "asl", not_json.to_str().unwrap(), "--schedule", "@daily"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+/// The folder of a scheduler whose AWS calls all go to `endpoint`.
+fn world(endpoint: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let toml = format!(
+        "db = \"sluice.db\"\ndags = \"dags\"\nlogs = \"logs\"\nmax_poke_interval = \"1s\"\ngrace_period = \"2s\"\n\
+         [connections.default]\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n"
+    );
+    std::fs::write(dir.path().join("sluice.toml"), toml).unwrap();
+    dir
+}
+
+/// `dagctl` in `dir`, with the emulator's credentials and nothing of the caller's AWS setup.
+fn in_world(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dagctl"));
+    c.args(args)
+        .current_dir(dir)
+        .env("AWS_ACCESS_KEY_ID", support::ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", support::SECRET_ACCESS_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("SLUICE_API_BIND", "127.0.0.1:0");
+    for v in
+        ["SLUICE_DAGS", "SLUICE_DB", "SLUICE_LOGS", "SLUICE_CONFIG", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION"]
+    {
+        c.env_remove(v);
+    }
+    c
+}
+
+async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(support::REGION))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            support::ACCESS_KEY_ID,
+            support::SECRET_ACCESS_KEY,
+            None,
+            None,
+            "tests",
+        ))
+        .load()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_imported_emr_pipeline_runs_to_success_through_the_daemon_on_the_emulator() {
+    let moto = support::Moto::start();
+    let dir = world(&moto.endpoint);
+    let conf = sdk(&moto.endpoint).await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+    s3.create_bucket().bucket("car-rentals-data").send().await.unwrap();
+    // The machine starts a crawler that exists (startCrawler takes only its name).
+    let glue = aws_sdk_glue::Client::new(&conf);
+    glue.create_crawler()
+        .name("car-rental-processed")
+        .role("AWSGlueServiceRole-car-rental")
+        .database_name("car_rental")
+        .targets(
+            aws_sdk_glue::types::CrawlerTargets::builder()
+                .s3_targets(aws_sdk_glue::types::S3Target::builder().path("s3://car-rentals-data/processed/").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let machine = golden("pipeline-emr");
+    let imported =
+        in_world(dir.path(), &["import", "asl", machine.to_str().unwrap(), "--id", "car_rental_asl"]).output().unwrap();
+    assert_eq!(imported.status.code(), Some(0), "{}", text(&imported));
+
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut daemon = in_world(dir.path(), &["scheduler"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let run_conf = r#"{"bucket": "car-rentals-data", "date": "2026-03-01"}"#;
+    let trigger = in_world(dir.path(), &["trigger", "car_rental_asl", "--date", "2026-03-01", "--conf", run_conf])
+        .output()
+        .unwrap();
+    assert!(trigger.status.success(), "{}", text(&trigger));
+    // Wait for the run's end: the event itself, with a generous safety limit.
+    let limit = Instant::now() + Duration::from_secs(240);
+    let tasks = loop {
+        let out =
+            in_world(dir.path(), &["tasks", "car_rental_asl", "--date", "2026-03-01", "--json"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v["run"]["state"] == "success" || v["run"]["state"] == "failed" {
+            break v;
+        }
+        if Instant::now() > limit {
+            let _ = daemon.kill();
+            let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+            panic!("the run did not end: {v}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(tasks["run"]["state"], "success", "{tasks}");
+    let state = |id: &str| -> String {
+        tasks["tasks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["task_id"] == id))
+            .map(|t| t["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no task {id} in {tasks}"))
+    };
+    for id in [
+        "create_cluster",
+        "vehicle_location_metrics",
+        "user_transaction_metrics",
+        "crawl_processed",
+        "terminate_cluster",
+        "top_revenue_locations",
+    ] {
+        assert_eq!(state(id), "success", "{id}: {tasks}");
+    }
+    // The failure path was not taken.
+    assert_eq!(state("terminate_cluster_on_failure"), "skipped", "{tasks}");
+    assert_eq!(state("pipeline_failed"), "skipped", "{tasks}");
+
+    // What happened on the emulator: one cluster, terminated, each step once and completed.
+    let emr = aws_sdk_emr::Client::new(&conf);
+    let mut ours = Vec::new();
+    for c in emr.list_clusters().send().await.unwrap().clusters() {
+        let id = c.id().unwrap().to_string();
+        let d = emr.describe_cluster().cluster_id(&id).send().await.unwrap();
+        let cluster = d.cluster().unwrap();
+        if cluster.tags().iter().any(|t| t.key() == Some("sluice:dag") && t.value() == Some("car_rental_asl")) {
+            assert_eq!(cluster.name(), Some("car-rental-2026-03-01"), "the name templated from the input");
+            let steps = emr.list_steps().cluster_id(&id).send().await.unwrap();
+            let steps: Vec<(String, StepState)> = steps
+                .steps()
+                .iter()
+                .map(|s| (s.name().unwrap().to_string(), s.status().unwrap().state().unwrap().clone()))
+                .collect();
+            ours.push((cluster.status().unwrap().state().unwrap().clone(), steps));
+        }
+    }
+    assert_eq!(ours.len(), 1, "exactly one cluster: {ours:?}");
+    let (state, steps) = &ours[0];
+    assert_eq!(*state, ClusterState::Terminated);
+    assert_eq!(steps.len(), 2, "each step submitted once: {steps:?}");
+    assert!(steps.iter().all(|(_, s)| *s == StepState::Completed), "{steps:?}");
+    for job in ["vehicle_location_metrics", "user_transaction_metrics"] {
+        assert_eq!(steps.iter().filter(|(n, _)| n.starts_with(job)).count(), 1, "{job} once: {steps:?}");
+    }
+    let crawler = glue.get_crawler().name("car-rental-processed").send().await.unwrap();
+    assert_eq!(crawler.crawler().unwrap().state().unwrap().as_str(), "READY");
+    let athena = aws_sdk_athena::Client::new(&conf);
+    let queries = athena.list_query_executions().send().await.unwrap();
+    assert_eq!(queries.query_execution_ids().len(), 1, "the query, once");
+    let q = athena.get_query_execution().query_execution_id(&queries.query_execution_ids()[0]).send().await.unwrap();
+    let q = q.query_execution().unwrap();
+    assert!(q.query().unwrap_or_default().contains("ds = '2026-03-01'"), "{q:?}");
 }
