@@ -44,6 +44,8 @@ pub const INVALID_DAG: &str = "invalid-dag";
 pub const RETRY_SEVERAL: &str = "retry-several";
 /// A retrier for some errors only: Sluice retries every failure.
 pub const RETRY_ERRORS: &str = "retry-error-filter";
+/// `MaxAttempts` over Sluice's limit of 1000 retries.
+pub const RETRY_LIMIT: &str = "retry-max-attempts";
 /// A `BackoffRate` other than 1 and 2.
 pub const RETRY_BACKOFF: &str = "retry-backoff-rate";
 /// `JitterStrategy: FULL`: Sluice's own jitter is at most a fifth of the delay.
@@ -90,6 +92,7 @@ pub const ALL: &[(&str, bool, &str)] = &[
     (INVALID_DAG, true, "the written DAG does not validate"),
     (RETRY_SEVERAL, false, "several retriers"),
     (RETRY_ERRORS, false, "a retrier for some errors only"),
+    (RETRY_LIMIT, false, "MaxAttempts over 1000"),
     (RETRY_BACKOFF, false, "a BackoffRate other than 1 and 2"),
     (RETRY_JITTER, false, "JitterStrategy FULL"),
     (PARALLEL_FIELD, false, "Retry or TimeoutSeconds on a Parallel state"),

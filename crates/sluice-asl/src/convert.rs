@@ -878,7 +878,11 @@ impl Cx {
         dedup(&mut deps);
         let mut task = Task {
             id: id.clone(),
-            comment: vec![format!("From state `{name}` ({path}), a {ty:?} state.")],
+            comment: vec![format!(
+                "From state `{}` ({}), a {ty:?} state.",
+                crate::report::one_line(&name),
+                crate::report::one_line(&path)
+            )],
             operator: "noop",
             deps,
             rule: None,
@@ -1099,21 +1103,72 @@ impl Cx {
             max_delay: Option<i64>,
             jitter: Option<String>,
         }
-        let parsed: Vec<R> = rs
-            .iter()
-            .map(|r| R {
-                errors: r
-                    .get("ErrorEquals")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                    .unwrap_or_default(),
-                attempts: r.get("MaxAttempts").and_then(Value::as_i64).unwrap_or(3).clamp(0, 1000),
-                interval: r.get("IntervalSeconds").and_then(Value::as_i64).unwrap_or(1).max(0),
-                rate: r.get("BackoffRate").and_then(Value::as_f64).unwrap_or(2.0),
-                max_delay: r.get("MaxDelaySeconds").and_then(Value::as_i64),
-                jitter: r.get("JitterStrategy").and_then(Value::as_str).map(str::to_string),
-            })
-            .collect();
+        let mut parsed: Vec<R> = Vec::new();
+        for (i, r) in rs.iter().enumerate() {
+            let rp = format!("{path}.Retry[{i}]");
+            let mut bad = |field: &str, what: &str| {
+                self.report.rejected(
+                    codes::INVALID_MACHINE,
+                    format!("{rp}.{field}"),
+                    format!("{field} must be {what}"),
+                    "",
+                );
+            };
+            let int = |field: &str, default: i64, min: i64| match r.get(field) {
+                None => Some(default),
+                Some(v) => v.as_i64().filter(|n| *n >= min),
+            };
+            let errors: Vec<String> = match r.get("ErrorEquals").and_then(Value::as_array) {
+                Some(a) if !a.is_empty() && a.iter().all(Value::is_string) => {
+                    a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+                }
+                _ => {
+                    bad("ErrorEquals", "a non-empty list of error names");
+                    Vec::new()
+                }
+            };
+            let attempts = int("MaxAttempts", 3, 0).unwrap_or_else(|| {
+                bad("MaxAttempts", "a whole number, 0 or more");
+                0
+            });
+            let interval = int("IntervalSeconds", 1, 1).unwrap_or_else(|| {
+                bad("IntervalSeconds", "a whole number of seconds, 1 or more");
+                1
+            });
+            let rate = match r.get("BackoffRate") {
+                None => 2.0,
+                Some(v) => v.as_f64().filter(|x| *x >= 1.0).unwrap_or_else(|| {
+                    bad("BackoffRate", "a number, 1.0 or more");
+                    1.0
+                }),
+            };
+            let max_delay = match r.get("MaxDelaySeconds") {
+                None => None,
+                Some(v) => v.as_i64().filter(|n| *n >= 1).or_else(|| {
+                    bad("MaxDelaySeconds", "a whole number of seconds, 1 or more");
+                    None
+                }),
+            };
+            let jitter = match r.get("JitterStrategy") {
+                None => None,
+                Some(v) => match v.as_str() {
+                    Some(j @ ("FULL" | "NONE")) => Some(j.to_string()),
+                    _ => {
+                        bad("JitterStrategy", "FULL or NONE");
+                        None
+                    }
+                },
+            };
+            if attempts > 1000 {
+                self.report.approximated(
+                    codes::RETRY_LIMIT,
+                    format!("{rp}.MaxAttempts"),
+                    format!("{attempts} attempts: a Sluice task retries at most 1000 times; carried as 1000"),
+                    "retry less, and for longer between tries",
+                );
+            }
+            parsed.push(R { errors, attempts: attempts.min(1000), interval, rate, max_delay, jitter });
+        }
         let mut pick = 0;
         for (i, r) in parsed.iter().enumerate() {
             if r.attempts > parsed[pick].attempts {
@@ -1295,7 +1350,7 @@ impl Cx {
             None => Map::new(),
             Some(p @ Value::Object(_)) => {
                 let sym = self.eval(&p, eff, &ppath);
-                match self.to_json(&sym, &ppath) {
+                match self.json_of(&sym, &ppath) {
                     Value::Object(m) => m,
                     _ => Map::new(),
                 }
@@ -1633,7 +1688,7 @@ impl Cx {
                         Arg::Path(p) => self.expr(p, ctx, kp),
                         Arg::Call(c) => self.call(c, ctx, kp),
                     };
-                    match self.to_json(&sym, kp) {
+                    match self.json_of(&sym, kp) {
                         Value::String(s) => out.push_str(&s),
                         Value::Number(n) => out.push_str(&n.to_string()),
                         Value::Bool(b) => out.push_str(&b.to_string()),
@@ -1655,17 +1710,17 @@ impl Cx {
     }
 
     /// `sym` as a JSON value whose strings are Sluice templates.
-    fn to_json(&mut self, sym: &Sym, kp: &str) -> Value {
+    fn json_of(&mut self, sym: &Sym, kp: &str) -> Value {
         match sym {
             Sym::Const(v) => escape_strings(v),
             Sym::Tpl(t) => Value::String(t.clone()),
             Sym::Arr(items) => {
-                Value::Array(items.iter().enumerate().map(|(i, x)| self.to_json(x, &format!("{kp}[{i}]"))).collect())
+                Value::Array(items.iter().enumerate().map(|(i, x)| self.json_of(x, &format!("{kp}[{i}]"))).collect())
             }
             Sym::Obj { fields, base: None } => {
                 let mut m = Map::new();
                 for (k, v) in fields {
-                    let v = self.to_json(v, &format!("{kp}{}", key_path(k)));
+                    let v = self.json_of(v, &format!("{kp}{}", key_path(k)));
                     m.insert(k.clone(), v);
                 }
                 Value::Object(m)
