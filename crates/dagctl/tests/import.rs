@@ -1,8 +1,8 @@
 //! `dagctl import asl` as a user runs it: the real binary on state machine files, its exit
 //! codes, what it writes (and that it writes nothing on a rejection), and that what it writes
-//! passes `dagctl validate`. Then the imported EMR pipeline run to success by the daemon
-//! against moto (the AWS API emulator), with the checks of the shipped pipelines: one
-//! cluster, each step submitted once, the cluster terminated.
+//! passes `dagctl validate`. Then the three pipeline-shaped machines imported and run to
+//! success by the daemon against moto (the AWS API emulator), with the checks of the shipped
+//! pipelines: one cluster, each step submitted once, the cluster terminated.
 //!
 //! The end-to-end test needs the project venv with moto (see tests/tooling/README.md).
 
@@ -209,17 +209,9 @@ async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_imported_emr_pipeline_runs_to_success_through_the_daemon_on_the_emulator() {
-    let moto = support::Moto::start();
-    let dir = world(&moto.endpoint);
-    let conf = sdk(&moto.endpoint).await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
-    s3.create_bucket().bucket("car-rentals-data").send().await.unwrap();
-    // The machine starts a crawler that exists (startCrawler takes only its name).
-    let glue = aws_sdk_glue::Client::new(&conf);
+async fn create_crawler(glue: &aws_sdk_glue::Client, name: &str) {
     glue.create_crawler()
-        .name("car-rental-processed")
+        .name(name)
         .role("AWSGlueServiceRole-car-rental")
         .database_name("car_rental")
         .targets(
@@ -230,24 +222,38 @@ async fn the_imported_emr_pipeline_runs_to_success_through_the_daemon_on_the_emu
         .send()
         .await
         .unwrap();
+}
 
-    let machine = golden("pipeline-emr");
-    let imported =
-        in_world(dir.path(), &["import", "asl", machine.to_str().unwrap(), "--id", "car_rental_asl"]).output().unwrap();
+/// An emulator with the bucket and the crawlers the machines start (`startCrawler` takes only
+/// the name of a crawler that exists).
+async fn emulator(crawlers: &[&str]) -> (support::Moto, aws_config::SdkConfig) {
+    let moto = support::Moto::start();
+    let conf = sdk(&moto.endpoint).await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+    s3.create_bucket().bucket("car-rentals-data").send().await.unwrap();
+    let glue = aws_sdk_glue::Client::new(&conf);
+    for c in crawlers {
+        create_crawler(&glue, c).await;
+    }
+    (moto, conf)
+}
+
+/// Imports `machine` (JSON text) as DAG `id`, runs it for 2026-03-01 with `run_conf` through
+/// the daemon, and returns the run's tasks once it has ended.
+fn import_and_run(moto: &support::Moto, machine: &str, id: &str, run_conf: &str) -> Value {
+    let dir = world(&moto.endpoint);
+    let file = dir.path().join("machine.asl.json");
+    std::fs::write(&file, machine).unwrap();
+    let imported = in_world(dir.path(), &["import", "asl", file.to_str().unwrap(), "--id", id]).output().unwrap();
     assert_eq!(imported.status.code(), Some(0), "{}", text(&imported));
-
     let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
     let mut daemon = in_world(dir.path(), &["scheduler"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-    let run_conf = r#"{"bucket": "car-rentals-data", "date": "2026-03-01"}"#;
-    let trigger = in_world(dir.path(), &["trigger", "car_rental_asl", "--date", "2026-03-01", "--conf", run_conf])
-        .output()
-        .unwrap();
+    let trigger = in_world(dir.path(), &["trigger", id, "--date", "2026-03-01", "--conf", run_conf]).output().unwrap();
     assert!(trigger.status.success(), "{}", text(&trigger));
     // Wait for the run's end: the event itself, with a generous safety limit.
     let limit = Instant::now() + Duration::from_secs(240);
     let tasks = loop {
-        let out =
-            in_world(dir.path(), &["tasks", "car_rental_asl", "--date", "2026-03-01", "--json"]).output().unwrap();
+        let out = in_world(dir.path(), &["tasks", id, "--date", "2026-03-01", "--json"]).output().unwrap();
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         if v["run"]["state"] == "success" || v["run"]["state"] == "failed" {
             break v;
@@ -262,13 +268,20 @@ async fn the_imported_emr_pipeline_runs_to_success_through_the_daemon_on_the_emu
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     assert_eq!(tasks["run"]["state"], "success", "{tasks}");
-    let state = |id: &str| -> String {
-        tasks["tasks"]
-            .as_array()
-            .and_then(|a| a.iter().find(|t| t["task_id"] == id))
-            .map(|t| t["state"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_else(|| panic!("no task {id} in {tasks}"))
-    };
+    tasks
+}
+
+fn state_of(tasks: &Value, id: &str) -> String {
+    tasks["tasks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["task_id"] == id))
+        .map(|t| t["state"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no task {id} in {tasks}"))
+}
+
+/// The checks of the shipped EMR pipelines: one cluster of the DAG, terminated, with each
+/// job's step submitted once and completed; the crawl done; the query run once, for the day.
+async fn check_emr_run(conf: &aws_config::SdkConfig, dag: &str, tasks: &Value) {
     for id in [
         "create_cluster",
         "vehicle_location_metrics",
@@ -277,20 +290,18 @@ async fn the_imported_emr_pipeline_runs_to_success_through_the_daemon_on_the_emu
         "terminate_cluster",
         "top_revenue_locations",
     ] {
-        assert_eq!(state(id), "success", "{id}: {tasks}");
+        assert_eq!(state_of(tasks, id), "success", "{id}: {tasks}");
     }
     // The failure path was not taken.
-    assert_eq!(state("terminate_cluster_on_failure"), "skipped", "{tasks}");
-    assert_eq!(state("pipeline_failed"), "skipped", "{tasks}");
-
-    // What happened on the emulator: one cluster, terminated, each step once and completed.
-    let emr = aws_sdk_emr::Client::new(&conf);
+    assert_eq!(state_of(tasks, "terminate_cluster_on_failure"), "skipped", "{tasks}");
+    assert_eq!(state_of(tasks, "pipeline_failed"), "skipped", "{tasks}");
+    let emr = aws_sdk_emr::Client::new(conf);
     let mut ours = Vec::new();
     for c in emr.list_clusters().send().await.unwrap().clusters() {
         let id = c.id().unwrap().to_string();
         let d = emr.describe_cluster().cluster_id(&id).send().await.unwrap();
         let cluster = d.cluster().unwrap();
-        if cluster.tags().iter().any(|t| t.key() == Some("sluice:dag") && t.value() == Some("car_rental_asl")) {
+        if cluster.tags().iter().any(|t| t.key() == Some("sluice:dag") && t.value() == Some(dag)) {
             assert_eq!(cluster.name(), Some("car-rental-2026-03-01"), "the name templated from the input");
             let steps = emr.list_steps().cluster_id(&id).send().await.unwrap();
             let steps: Vec<(String, StepState)> = steps
@@ -309,12 +320,79 @@ async fn the_imported_emr_pipeline_runs_to_success_through_the_daemon_on_the_emu
     for job in ["vehicle_location_metrics", "user_transaction_metrics"] {
         assert_eq!(steps.iter().filter(|(n, _)| n.starts_with(job)).count(), 1, "{job} once: {steps:?}");
     }
+    let glue = aws_sdk_glue::Client::new(conf);
     let crawler = glue.get_crawler().name("car-rental-processed").send().await.unwrap();
     assert_eq!(crawler.crawler().unwrap().state().unwrap().as_str(), "READY");
-    let athena = aws_sdk_athena::Client::new(&conf);
+    check_one_query(conf).await;
+}
+
+async fn check_one_query(conf: &aws_config::SdkConfig) {
+    let athena = aws_sdk_athena::Client::new(conf);
     let queries = athena.list_query_executions().send().await.unwrap();
     assert_eq!(queries.query_execution_ids().len(), 1, "the query, once");
     let q = athena.get_query_execution().query_execution_id(&queries.query_execution_ids()[0]).send().await.unwrap();
     let q = q.query_execution().unwrap();
     assert!(q.query().unwrap_or_default().contains("ds = '2026-03-01'"), "{q:?}");
+}
+
+const EMR_CONF: &str = r#"{"bucket": "car-rentals-data", "date": "2026-03-01"}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_imported_emr_pipeline_runs_to_success_through_the_daemon_on_the_emulator() {
+    let (moto, conf) = emulator(&["car-rental-processed"]).await;
+    let machine = std::fs::read_to_string(golden("pipeline-emr")).unwrap();
+    let tasks = import_and_run(&moto, &machine, "car_rental_asl", EMR_CONF);
+    check_emr_run(&conf, "car_rental_asl", &tasks).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_imported_emr_pipeline_with_waits_runs_to_success_on_the_emulator() {
+    let (moto, conf) = emulator(&["car-rental-processed"]).await;
+    // The machine's pauses are minutes long; the same machine with one-second pauses.
+    let machine = std::fs::read_to_string(golden("pipeline-emr-waits")).unwrap();
+    let machine = machine.replace("\"Seconds\": 120", "\"Seconds\": 1").replace("\"Seconds\": 60", "\"Seconds\": 1");
+    let tasks = import_and_run(&moto, &machine, "car_rental_asl_waits", EMR_CONF);
+    for pause in ["pause_before_crawl", "pause_before_query"] {
+        assert_eq!(state_of(&tasks, pause), "success", "{tasks}");
+    }
+    check_emr_run(&conf, "car_rental_asl_waits", &tasks).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_imported_serverless_pipeline_runs_both_branches_then_the_summary_on_the_emulator() {
+    let crawlers = ["car-rental-vehicle_location_metrics", "car-rental-user_transaction_metrics"];
+    let (moto, conf) = emulator(&crawlers).await;
+    let serverless = aws_sdk_emrserverless::Client::new(&conf);
+    let app = serverless
+        .create_application()
+        .name("car-rental")
+        .release_label("emr-7.2.0")
+        .r#type("SPARK")
+        .send()
+        .await
+        .unwrap();
+    let run_conf = format!(
+        r#"{{"bucket": "car-rentals-data", "date": "2026-03-01", "application_id": "{}", "execution_role_arn": "arn:aws:iam::123456789012:role/emr-serverless-job"}}"#,
+        app.application_id()
+    );
+    let machine = std::fs::read_to_string(golden("pipeline-serverless")).unwrap();
+    let tasks = import_and_run(&moto, &machine, "car_rental_asl_serverless", &run_conf);
+    for id in [
+        "run_vehicle_location_metrics",
+        "crawl_vehicle_location_metrics",
+        "run_user_transaction_metrics",
+        "crawl_user_transaction_metrics",
+        "daily_summary",
+    ] {
+        assert_eq!(state_of(&tasks, id), "success", "{id}: {tasks}");
+    }
+    let runs = serverless.list_job_runs().application_id(app.application_id()).send().await.unwrap();
+    assert_eq!(runs.job_runs().len(), 2, "one job run per branch");
+    assert!(runs.job_runs().iter().all(|r| r.state().as_str() == "SUCCESS"));
+    let glue = aws_sdk_glue::Client::new(&conf);
+    for c in crawlers {
+        let crawler = glue.get_crawler().name(c).send().await.unwrap();
+        assert_eq!(crawler.crawler().unwrap().state().unwrap().as_str(), "READY");
+    }
+    check_one_query(&conf).await;
 }
