@@ -98,3 +98,13 @@ fn every_code_has_a_golden_machine() {
         );
     }
 }
+
+#[test]
+fn every_code_is_documented_in_the_migration_guide() {
+    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/migrating-from-step-functions.md");
+    let guide = std::fs::read_to_string(guide).expect("the migration guide");
+    for (code, rejection, _) in codes::ALL {
+        let kind = if *rejection { "rejected" } else { "approximated" };
+        assert!(guide.contains(&format!("| `{code}` | {kind} |")), "`{code}` ({kind}) in the guide's table of codes");
+    }
+}
