@@ -953,7 +953,7 @@ impl Cx {
             }
         }
         if ty == Ty::Task || ty == Ty::Parallel {
-            self.catchers(s, &id);
+            self.catchers(s, &format!("`{id}`"));
         }
         self.exits[s] = vec![id.clone()];
         let out = self.output(s, &eff, result);
@@ -974,7 +974,8 @@ impl Cx {
         task.comment.push(format!("REJECTED: {what}; a noop stands in for it (see the import report)."));
     }
 
-    fn catchers(&mut self, s: usize, id: &str) {
+    /// `who` names the catching task(s) in messages.
+    fn catchers(&mut self, s: usize, who: &str) {
         let Some(Value::Array(cs)) = self.states[s].obj.get("Catch").cloned() else { return };
         let path = self.states[s].path.clone();
         let mut handlers = BTreeSet::new();
@@ -990,7 +991,7 @@ impl Cx {
                 self.report.approximated(
                     codes::CATCH_ERRORS,
                     format!("{path}.Catch[{i}]"),
-                    format!("catches {} only: in Sluice `{handler}` runs whatever made `{id}` fail", errors.join(", ")),
+                    format!("catches {} only: in Sluice `{handler}` runs whatever made {who} fail", errors.join(", ")),
                     "catch States.ALL, or handle the error kinds inside the handler",
                 );
             }
@@ -1001,7 +1002,7 @@ impl Cx {
                         codes::CAUGHT_FAILS_RUN,
                         format!("{path}.Catch[{i}]"),
                         format!(
-                            "`{handler}` runs when `{id}` fails and its path ends in success; Step Functions would end the execution succeeded, a Sluice run with a failed task ends failed"
+                            "`{handler}` runs when {who} fails and its path ends in success; Step Functions would end the execution succeeded, a Sluice run with a failed task ends failed"
                         ),
                         "end the handler's path in a Fail state, or make the task itself tolerate the error",
                     );
@@ -1009,14 +1010,14 @@ impl Cx {
             }
             self.report.mapped(
                 format!("{path}.Catch[{i}]"),
-                format!("the handler `{handler}` depends on `{id}` and runs when it fails"),
+                format!("the handler `{handler}` depends on {who} and runs when it fails"),
             );
         }
         if handlers.len() > 1 {
             self.report.approximated(
                 codes::CATCH_SEVERAL,
                 format!("{path}.Catch"),
-                format!("{} catchers with different handlers: each runs on any failure of `{id}`", handlers.len()),
+                format!("{} catchers with different handlers: each runs on any failure of {who}", handlers.len()),
                 "keep one catcher (States.ALL) and tell the errors apart in the handler",
             );
         }
@@ -1077,9 +1078,12 @@ impl Cx {
             ),
         );
         // The Parallel's Catch: its handlers depend on the branches' last tasks.
-        let pseudo = exits.join(", ");
+        let who = format!(
+            "the branches' last tasks ({})",
+            exits.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+        );
         if self.states[s].obj.contains_key("Catch") {
-            self.catchers(s, &pseudo);
+            self.catchers(s, &who);
         }
         self.exits[s] = exits;
         let mut result = Sym::Arr(outs);
@@ -1222,6 +1226,10 @@ impl Cx {
             );
         }
         task.generic.push(("retries".into(), TVal::Int(r.attempts)));
+        if r.attempts == 0 {
+            self.report.mapped(rpath, "MaxAttempts 0: retries = 0, no retry");
+            return;
+        }
         task.generic.push(("retry_delay".into(), TVal::Int(r.interval)));
         if exponential {
             task.generic.push(("retry_backoff".into(), TVal::Str("exponential".into())));
