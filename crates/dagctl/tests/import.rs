@@ -239,8 +239,8 @@ async fn emulator(crawlers: &[&str]) -> (support::Moto, aws_config::SdkConfig) {
 }
 
 /// Imports `machine` (JSON text) as DAG `id`, runs it for 2026-03-01 with `run_conf` through
-/// the daemon, and returns the run's tasks once it has ended.
-fn import_and_run(moto: &support::Moto, machine: &str, id: &str, run_conf: &str) -> Value {
+/// the daemon, and returns the run's tasks once it has ended, and the folder.
+fn import_and_run(moto: &support::Moto, machine: &str, id: &str, run_conf: &str) -> (Value, tempfile::TempDir) {
     let dir = world(&moto.endpoint);
     let file = dir.path().join("machine.asl.json");
     std::fs::write(&file, machine).unwrap();
@@ -267,8 +267,7 @@ fn import_and_run(moto: &support::Moto, machine: &str, id: &str, run_conf: &str)
     };
     daemon.kill().unwrap();
     daemon.wait().unwrap();
-    assert_eq!(tasks["run"]["state"], "success", "{tasks}");
-    tasks
+    (tasks, dir)
 }
 
 fn state_of(tasks: &Value, id: &str) -> String {
@@ -341,7 +340,8 @@ const EMR_CONF: &str = r#"{"bucket": "car-rentals-data", "date": "2026-03-01"}"#
 async fn the_imported_emr_pipeline_runs_to_success_through_the_daemon_on_the_emulator() {
     let (moto, conf) = emulator(&["car-rental-processed"]).await;
     let machine = std::fs::read_to_string(golden("pipeline-emr")).unwrap();
-    let tasks = import_and_run(&moto, &machine, "car_rental_asl", EMR_CONF);
+    let (tasks, _dir) = import_and_run(&moto, &machine, "car_rental_asl", EMR_CONF);
+    assert_eq!(tasks["run"]["state"], "success", "{tasks}");
     check_emr_run(&conf, "car_rental_asl", &tasks).await;
 }
 
@@ -351,7 +351,8 @@ async fn the_imported_emr_pipeline_with_waits_runs_to_success_on_the_emulator() 
     // The machine's pauses are minutes long; the same machine with one-second pauses.
     let machine = std::fs::read_to_string(golden("pipeline-emr-waits")).unwrap();
     let machine = machine.replace("\"Seconds\": 120", "\"Seconds\": 1").replace("\"Seconds\": 60", "\"Seconds\": 1");
-    let tasks = import_and_run(&moto, &machine, "car_rental_asl_waits", EMR_CONF);
+    let (tasks, _dir) = import_and_run(&moto, &machine, "car_rental_asl_waits", EMR_CONF);
+    assert_eq!(tasks["run"]["state"], "success", "{tasks}");
     for pause in ["pause_before_crawl", "pause_before_query"] {
         assert_eq!(state_of(&tasks, pause), "success", "{tasks}");
     }
@@ -376,7 +377,8 @@ async fn the_imported_serverless_pipeline_runs_both_branches_then_the_summary_on
         app.application_id()
     );
     let machine = std::fs::read_to_string(golden("pipeline-serverless")).unwrap();
-    let tasks = import_and_run(&moto, &machine, "car_rental_asl_serverless", &run_conf);
+    let (tasks, _dir) = import_and_run(&moto, &machine, "car_rental_asl_serverless", &run_conf);
+    assert_eq!(tasks["run"]["state"], "success", "{tasks}");
     for id in [
         "run_vehicle_location_metrics",
         "crawl_vehicle_location_metrics",
@@ -395,4 +397,46 @@ async fn the_imported_serverless_pipeline_runs_both_branches_then_the_summary_on
         assert_eq!(crawler.crawler().unwrap().state().unwrap().as_str(), "READY");
     }
     check_one_query(&conf).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_step_of_the_imported_pipeline_takes_the_catch_path_and_the_cluster_is_terminated() {
+    let (moto, conf) = emulator(&["car-rental-processed"]).await;
+    // The emulator fails a step whose arguments carry its failure marker.
+    let machine = std::fs::read_to_string(golden("pipeline-emr")).unwrap();
+    let machine =
+        machine.replace("scripts/user_transaction_metrics.py", "scripts/user_transaction_metrics.py\", \"SLUICE_FAIL");
+    let (tasks, dir) = import_and_run(&moto, &machine, "car_rental_asl_failing", EMR_CONF);
+    assert_eq!(tasks["run"]["state"], "failed", "{tasks}");
+    for (id, state) in [
+        ("create_cluster", "success"),
+        ("vehicle_location_metrics", "success"),
+        ("user_transaction_metrics", "failed"),
+        ("crawl_processed", "upstream_failed"),
+        // Both teardowns: the normal path's (all_done) and the Catch handler.
+        ("terminate_cluster", "success"),
+        ("terminate_cluster_on_failure", "success"),
+        ("top_revenue_locations", "upstream_failed"),
+        // The Fail state, with its Error and Cause.
+        ("pipeline_failed", "failed"),
+    ] {
+        assert_eq!(state_of(&tasks, id), state, "{id}: {tasks}");
+    }
+    let log = in_world(dir.path(), &["logs", "car_rental_asl_failing", "pipeline_failed", "--date", "2026-03-01"])
+        .output()
+        .unwrap();
+    assert!(text(&log).contains("Error: PipelineFailed"), "{}", text(&log));
+    assert!(text(&log).contains("Cause: A stage of the EMR pipeline failed"), "{}", text(&log));
+    let emr = aws_sdk_emr::Client::new(&conf);
+    let clusters = emr.list_clusters().send().await.unwrap();
+    let mut ours = 0;
+    for c in clusters.clusters() {
+        let d = emr.describe_cluster().cluster_id(c.id().unwrap()).send().await.unwrap();
+        let cluster = d.cluster().unwrap();
+        if cluster.tags().iter().any(|t| t.value() == Some("car_rental_asl_failing")) {
+            ours += 1;
+            assert_eq!(cluster.status().unwrap().state(), Some(&ClusterState::Terminated));
+        }
+    }
+    assert_eq!(ours, 1, "one cluster, terminated");
 }
