@@ -112,9 +112,13 @@ struct Cx {
     guard_join: Vec<bool>,
     inputs: Vec<Sym>,
     outputs: Vec<Sym>,
+    preds: Vec<Vec<(usize, Edge)>>,
     params: BTreeSet<Vec<String>>,
     tasks: Vec<Task>,
 }
+
+/// The most states one import reads (all scopes together).
+pub const MAX_STATES: usize = 10_000;
 
 pub fn run(src: &str, opts: &Options) -> Conversion {
     let dag_id = opts.dag_id.clone().unwrap_or_else(|| default_dag_id(&opts.source));
@@ -134,6 +138,7 @@ pub fn run(src: &str, opts: &Options) -> Conversion {
         guard_join: Vec::new(),
         inputs: Vec::new(),
         outputs: Vec::new(),
+        preds: Vec::new(),
         params: BTreeSet::new(),
         tasks: Vec::new(),
     };
@@ -179,6 +184,17 @@ pub fn run(src: &str, opts: &Options) -> Conversion {
     }
     cx.load_scope(&root, "$");
     let n = cx.states.len();
+    if n > MAX_STATES {
+        cx.report.rejected(
+            codes::INVALID_MACHINE,
+            "$.States",
+            format!("{n} states, over the limit of {MAX_STATES} for one import"),
+            "split the machine into several DAGs",
+        );
+        cx.states.clear();
+        cx.scopes.clear();
+        return cx.finish(&dag_id, opts, None);
+    }
     cx.succ = vec![Vec::new(); n];
     cx.folded = vec![false; n];
     cx.ids = vec![None; n];
@@ -192,6 +208,7 @@ pub fn run(src: &str, opts: &Options) -> Conversion {
     for sid in 0..cx.scopes.len() {
         cx.cycles(sid);
     }
+    cx.preds = cx.all_preds();
     if !cx.scopes.is_empty() {
         let entry = Entry { next: Vec::new(), catch: Vec::new(), input: Sym::Input(Vec::new()) };
         cx.process_scope(0, entry);
@@ -414,12 +431,13 @@ impl Cx {
         self.succ[s].iter().find(|(_, e)| *e == Edge::Next).map(|(t, _)| *t)
     }
 
-    fn preds(&self, t: usize) -> Vec<(usize, Edge)> {
-        let mut out = Vec::new();
+    /// The edges into each state, back edges left out (once the graph is final).
+    fn all_preds(&self) -> Vec<Vec<(usize, Edge)>> {
+        let mut out = vec![Vec::new(); self.states.len()];
         for (s, succ) in self.succ.iter().enumerate() {
             for &(x, e) in succ {
-                if x == t && !self.back.contains(&(s, x)) {
-                    out.push((s, e));
+                if !self.back.contains(&(s, x)) {
+                    out[x].push((s, e));
                 }
             }
         }
@@ -553,9 +571,8 @@ impl Cx {
         let Some(start) = self.scopes[sid].start else { return };
         // 0: not seen, 1: on the stack, 2: done.
         let mut color: HashMap<usize, u8> = HashMap::new();
-        let mut stack: Vec<usize> = Vec::new();
         let mut found: Vec<Vec<usize>> = Vec::new();
-        self.dfs(start, &mut color, &mut stack, &mut found);
+        self.dfs(start, &mut color, &mut found);
         for cycle in found {
             let names: Vec<String> = cycle.iter().map(|&s| self.states[s].name.clone()).collect();
             self.report.rejected(
@@ -578,16 +595,28 @@ impl Cx {
         }
     }
 
-    fn dfs(&mut self, s: usize, color: &mut HashMap<usize, u8>, stack: &mut Vec<usize>, found: &mut Vec<Vec<usize>>) {
-        color.insert(s, 1);
-        stack.push(s);
-        for (t, _) in self.succ[s].clone() {
+    /// Depth-first from `start` without recursion (a machine may be a long chain): marks
+    /// back edges and collects the cycle each one closes.
+    fn dfs(&mut self, start: usize, color: &mut HashMap<usize, u8>, found: &mut Vec<Vec<usize>>) {
+        // The path from `start`, each state with the index of its next edge to follow.
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        color.insert(start, 1);
+        while let Some(&mut (s, ref mut next)) = stack.last_mut() {
+            let Some(&(t, _)) = self.succ[s].get(*next) else {
+                color.insert(s, 2);
+                stack.pop();
+                continue;
+            };
+            *next += 1;
             match color.get(&t).copied().unwrap_or(0) {
-                0 => self.dfs(t, color, stack, found),
+                0 => {
+                    color.insert(t, 1);
+                    stack.push((t, 0));
+                }
                 1 => {
                     self.back.insert((s, t));
-                    if let Some(pos) = stack.iter().position(|&x| x == t) {
-                        let mut cycle = stack[pos..].to_vec();
+                    if let Some(pos) = stack.iter().position(|&(x, _)| x == t) {
+                        let mut cycle: Vec<usize> = stack[pos..].iter().map(|&(x, _)| x).collect();
                         cycle.push(t);
                         found.push(cycle);
                     }
@@ -595,18 +624,17 @@ impl Cx {
                 _ => {}
             }
         }
-        stack.pop();
-        color.insert(s, 2);
     }
 
     /// The states of scope `sid` reachable from its start, in dependency order.
     fn order(&self, sid: usize) -> Vec<usize> {
         let Some(start) = self.scopes[sid].start else { return Vec::new() };
         let mut reach = vec![start];
+        let mut seen = std::collections::HashSet::from([start]);
         let mut i = 0;
         while i < reach.len() {
             for &(t, _) in &self.succ[reach[i]] {
-                if !reach.contains(&t) {
+                if seen.insert(t) {
                     reach.push(t);
                 }
             }
@@ -621,6 +649,7 @@ impl Cx {
             }
         }
         let mut queue = std::collections::VecDeque::from([start]);
+        let mut queued = std::collections::HashSet::from([start]);
         let mut out = Vec::new();
         while let Some(s) = queue.pop_front() {
             out.push(s);
@@ -630,7 +659,7 @@ impl Cx {
                 }
                 if let Some(d) = indeg.get_mut(&t) {
                     *d = d.saturating_sub(1);
-                    if *d == 0 && !out.contains(&t) && !queue.contains(&t) {
+                    if *d == 0 && queued.insert(t) {
                         queue.push_back(t);
                     }
                 }
@@ -674,7 +703,7 @@ impl Cx {
                     input = Some(e.input);
                 }
             }
-            for (p, e) in self.preds(s) {
+            for (p, e) in self.preds[s].clone() {
                 let from = match e {
                     Edge::Next | Edge::Choice => {
                         next.extend(self.exits[p].clone());
@@ -997,7 +1026,7 @@ impl Cx {
             }
             if let Some(h) = self.scopes[self.states[s].scope].names.get(&handler).copied() {
                 let has_next = self.next_of(s).is_some() || self.states[s].scope != 0;
-                if has_next && self.can_end_ok(h, &mut BTreeSet::new()) {
+                if has_next && self.can_end_ok(h) {
                     self.report.approximated(
                         codes::CAUGHT_FAILS_RUN,
                         format!("{path}.Catch[{i}]"),
@@ -1024,20 +1053,20 @@ impl Cx {
     }
 
     /// Whether some path from `s` (through Next and Choice) ends in anything but Fail.
-    fn can_end_ok(&self, s: usize, seen: &mut BTreeSet<usize>) -> bool {
-        if !seen.insert(s) {
-            return false;
+    fn can_end_ok(&self, s: usize) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![s];
+        while let Some(s) = todo.pop() {
+            if !seen.insert(s) || self.states[s].ty == Ty::Fail {
+                continue;
+            }
+            let before = todo.len();
+            todo.extend(self.succ[s].iter().filter(|(_, e)| !matches!(e, Edge::Catch(_))).map(|(t, _)| *t));
+            if todo.len() == before {
+                return true;
+            }
         }
-        let st = &self.states[s];
-        if st.ty == Ty::Fail {
-            return false;
-        }
-        let nexts: Vec<usize> =
-            self.succ[s].iter().filter(|(_, e)| !matches!(e, Edge::Catch(_))).map(|(t, _)| *t).collect();
-        if nexts.is_empty() {
-            return true;
-        }
-        nexts.into_iter().any(|t| self.can_end_ok(t, seen))
+        false
     }
 
     fn parallel(&mut self, s: usize, next: Vec<String>, catch: Vec<String>, eff: Sym) {

@@ -98,9 +98,14 @@ impl Sym {
         } else {
             inner
         };
-        let mut fields = BTreeMap::new();
+        // Flat: the new field beside the old ones, over the same base, so that a long chain of
+        // states with a ResultPath does not nest (nor recurse) once per state.
+        let (mut fields, base) = match self {
+            Sym::Obj { fields, base } => (fields.clone(), base.clone()),
+            other => (BTreeMap::new(), Some(Box::new(other.clone()))),
+        };
         fields.insert(f.clone(), inner.set(rest, value));
-        Sym::Obj { fields, base: Some(Box::new(self.clone())) }
+        Sym::Obj { fields, base }
     }
 
     /// One document for a state reached from two places: what both agree on.

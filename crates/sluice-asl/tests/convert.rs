@@ -112,3 +112,25 @@ fn every_golden_machine_with_any_value_of_the_wrong_type_converts_without_a_pani
     }
     assert!(tried > 1000, "{tried} machines tried");
 }
+
+#[test]
+fn a_long_chain_converts_and_an_oversized_machine_is_refused() {
+    let chain = |n: usize| {
+        let mut states = serde_json::Map::new();
+        for i in 0..n {
+            let mut s = json!({"Type": "Pass", "Result": {"i": i}, "ResultPath": format!("$.r{}", i % 7)});
+            if i + 1 < n {
+                s["Next"] = json!(format!("S{}", i + 1));
+            } else {
+                s["End"] = json!(true);
+            }
+            states.insert(format!("S{i}"), s);
+        }
+        json!({"StartAt": "S0", "States": states}).to_string()
+    };
+    let conv = check(&chain(10_000));
+    assert!(!conv.report.has_rejections(), "{}", conv.report.items.len());
+    assert!(conv.toml.contains("[tasks.s9999]"));
+    let conv = check(&chain(10_001));
+    assert!(conv.report.to_string().contains("10001 states, over the limit of 10000"), "{}", conv.report);
+}
