@@ -70,6 +70,7 @@ enum Command {
     Pause(cmd::pause::Args),
     Unpause(cmd::pause::UnpauseArgs),
     Generate(cmd::generate::Args),
+    Import(cmd::import::Args),
     Bench(cmd::bench::Args),
     /// The `api` benchmark's load generator, run by `dagctl bench` in a second process.
     #[command(name = "bench-load", hide = true)]
@@ -108,6 +109,7 @@ fn main() -> ExitCode {
             Command::Pause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, true)),
             Command::Unpause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, false)),
             Command::Generate(a) => cmd::generate::run(a),
+            Command::Import(a) => cmd::import::run(&dags, a),
             Command::Bench(a) => ctx.block_on(cmd::bench::run(&ctx, a)),
             Command::BenchLoad(a) => ctx.block_on(cmd::bench::load(a)),
         }

@@ -6,6 +6,7 @@ pub mod clear;
 pub mod clusters;
 pub mod events;
 pub mod generate;
+pub mod import;
 pub mod list;
 pub mod logs;
 pub mod mark;
