@@ -1,17 +1,18 @@
-//! `dagctl bench --small --scenario api`: the API scenario end to end at a small size (a few
-//! hundred runs stored, one second per endpoint), through this binary's daemon and its hidden
-//! `bench-load` generator in a second process. For correctness (every request answered, every
+//! `dagctl bench --small --scenario api` and `--scenario alerts`: the API scenario end to end
+//! at a small size (a few hundred runs stored, one second per endpoint), through this binary's
+//! daemon and its hidden `bench-load` generator in a second process, and the alerts scenario's
+//! two daemons. For correctness (every request answered, every
 //! chain run checked), not for time: nothing here compares a figure with a bound.
 
 use serde_json::Value;
 
 const DAGCTL: &str = env!("CARGO_BIN_EXE_dagctl");
 
-#[test]
-fn the_api_scenario_loads_every_endpoint_and_checks_the_chain_runs() {
+/// `dagctl bench --small --scenario NAME --json` in a folder of its own; the scenario's result.
+fn small_scenario(name: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let mut c = std::process::Command::new(DAGCTL);
-    c.args(["bench", "--small", "--scenario", "api", "--json"]).current_dir(dir.path());
+    c.args(["bench", "--small", "--scenario", name, "--json"]).current_dir(dir.path());
     for (k, _) in std::env::vars() {
         if k.starts_with("SLUICE_") {
             c.env_remove(k);
@@ -20,17 +21,26 @@ fn the_api_scenario_loads_every_endpoint_and_checks_the_chain_runs() {
     let o = c.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let api = &report["results"][0];
-    assert_eq!(api["scenario"], "api");
-    let metric = |name: &str| {
-        api["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap_or_else(|| panic!("no {name}: {api}"))
-            .clone()
-    };
+    let result = report["results"][0].clone();
+    assert_eq!(result["scenario"], name);
+    result
+}
+
+/// The metric `name` of a scenario's result.
+fn metric(result: &Value, name: &str) -> Value {
+    result["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}: {result}"))
+        .clone()
+}
+
+#[test]
+fn the_api_scenario_loads_every_endpoint_and_checks_the_chain_runs() {
+    let api = small_scenario("api");
+    let metric = |name: &str| metric(&api, name);
     for endpoint in ["run list", "one run", "grid", "/metrics"] {
         let p99 = metric(&format!("{endpoint} p99"));
         assert!(p99["samples"].as_u64().unwrap() > 0, "{endpoint} answered nothing: {p99}");
@@ -46,28 +56,8 @@ fn the_api_scenario_loads_every_endpoint_and_checks_the_chain_runs() {
 
 #[test]
 fn the_alerts_scenario_queues_alerts_to_a_channel_that_never_answers_and_measures_both_daemons() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = std::process::Command::new(DAGCTL);
-    c.args(["bench", "--small", "--scenario", "alerts", "--json"]).current_dir(dir.path());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SLUICE_") {
-            c.env_remove(k);
-        }
-    }
-    let o = c.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let result = &report["results"][0];
-    assert_eq!(result["scenario"], "alerts");
-    let metric = |name: &str| {
-        result["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap_or_else(|| panic!("no {name}: {result}"))
-            .clone()
-    };
+    let result = small_scenario("alerts");
+    let metric = |name: &str| metric(&result, name);
     for name in
         ["task latency p99, failures alert nobody", "task latency p99, failures alert a channel that never answers"]
     {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sluice_store::{AlertQuery, AlertState, RunFilter, RunState, SqliteStore, Store};
 
-use super::api::{chain_latencies, chains_while, wait_ready};
+use super::api::{chain_latencies, chains_while, trigger, wait_ready};
 use super::{target, Scratch};
 use crate::gen;
 use crate::measure::quantile;
@@ -140,17 +140,8 @@ async fn pass(
         let mut failing_runs = 0;
         let runs = chains_while(&http, &base, &store, o, CHAIN_DAG, async {
             let began = Instant::now();
-            let url = format!("{base}/api/v1/dags/{FAILING_DAG}/runs");
             while began.elapsed() < o.load_seconds {
-                let r = http
-                    .post(&url)
-                    .json(&serde_json::json!({}))
-                    .send()
-                    .await
-                    .map_err(|e| BenchError::Check(format!("POST {url}: {e}")))?;
-                if r.status() != reqwest::StatusCode::CREATED {
-                    return Err(BenchError::Check(format!("POST {url}: {}", r.status())));
-                }
+                trigger(&http, &base, FAILING_DAG).await?;
                 failing_runs += 1;
                 tokio::time::sleep(FAIL_EVERY).await;
             }

@@ -274,22 +274,7 @@ pub(super) async fn chains_while(
     let mut done = false;
     let mut runs = Vec::new();
     while !done {
-        let url = format!("{base}/api/v1/dags/{chain_dag}/runs");
-        let r = http
-            .post(&url)
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .map_err(|e| BenchError::Check(format!("POST {url}: {e}")))?;
-        if r.status() != reqwest::StatusCode::CREATED {
-            return Err(BenchError::Check(format!("POST {url}: {}", r.status())));
-        }
-        let run_id: String = r
-            .json::<serde_json::Value>()
-            .await
-            .ok()
-            .and_then(|v| v["run"]["run_id"].as_str().map(String::from))
-            .ok_or_else(|| BenchError::Check(format!("POST {url}: no run_id in the answer")))?;
+        let run_id = trigger(http, base, chain_dag).await?;
         let began = Instant::now();
         loop {
             let run = store.run_by_run_id(chain_dag, &run_id).await?;
@@ -310,6 +295,25 @@ pub(super) async fn chains_while(
         }
     }
     Ok(runs)
+}
+
+/// Triggers a run of `dag` through the API; its run id.
+pub(super) async fn trigger(http: &reqwest::Client, base: &str, dag: &str) -> Result<String, BenchError> {
+    let url = format!("{base}/api/v1/dags/{dag}/runs");
+    let r = http
+        .post(&url)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .map_err(|e| BenchError::Check(format!("POST {url}: {e}")))?;
+    if r.status() != reqwest::StatusCode::CREATED {
+        return Err(BenchError::Check(format!("POST {url}: {}", r.status())));
+    }
+    r.json::<serde_json::Value>()
+        .await
+        .ok()
+        .and_then(|v| v["run"]["run_id"].as_str().map(String::from))
+        .ok_or_else(|| BenchError::Check(format!("POST {url}: no run_id in the answer")))
 }
 
 pub(super) async fn chain_latencies(
