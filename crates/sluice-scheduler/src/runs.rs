@@ -139,6 +139,8 @@ pub fn clear_targets(
 
 /// Airflow's clear: the chosen tasks ([`clear_targets`]) go back to `none` and run again, each
 /// with its full retries.
+// The flags are `clear_targets`'s, passed through as they are.
+#[allow(clippy::too_many_arguments)]
 pub async fn clear(
     store: &dyn Store,
     dag: &Dag,
