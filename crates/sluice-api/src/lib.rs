@@ -1,6 +1,6 @@
 //! Sluice's HTTP API: `/api/v1` (REST, JSON, errors as RFC 7807 problems), the live event
 //! stream (Server-Sent Events from the store's broadcast), `/metrics` (Prometheus),
-//! `/healthz` and `/readyz`.
+//! `/healthz` and `/readyz`; and the web UI ([`sluice_ui`]) at `/`.
 //!
 //! It is glue over the same library calls as `dagctl`: listings are
 //! [`sluice_scheduler::views`], actions are [`sluice_scheduler::actions`]. Inside the daemon,
@@ -247,14 +247,19 @@ async fn refuse_large_bodies(request: Request, next: Next) -> Response {
 }
 
 /// Checks the caller's token against what the request needs; health checks are open.
-async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
+async fn authorize(State(api): State<Api>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if matches!(path, "/healthz" | "/readyz") {
+    // The health checks, and the web UI's page and assets (no data: the page asks for a
+    // token when the API answers 401).
+    if matches!(path, "/healthz" | "/readyz") || sluice_ui::is_public(request.method(), path) {
         return next.run(request).await;
     }
     let needed = Role::needed(request.method(), path);
     match api.inner.gate.check(api.store(), request.headers(), needed, api.now()).await {
-        Ok(_) => next.run(request).await,
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(problem) => problem.into_response(),
     }
 }

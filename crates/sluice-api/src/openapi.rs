@@ -336,6 +336,15 @@ fn operations(s: &mut Schemas) -> Vec<Op> {
             .query(s.query::<dags::GridQuery>())
             .json(200, "The grid.", s.response::<dags::Grid>())
             .problems(READ),
+        Op::new(M::GET, "/api/v1/dags/{dag_id}/graph", "getGraph", "dags", "The task graph, laid out left to right")
+            .describe("Each task's box (layer by longest path from a task with no upstream, order within a layer by the barycentre of its neighbours) and the edges, as the web UI's graph view draws them.")
+            .json(200, "The layout.", s.response::<dags::Graph>())
+            .problems(READ),
+        Op::new(M::GET, "/api/v1/dags/{dag_id}/calendar", "getCalendar", "dags", "A year of runs by logical date")
+            .describe("The runs whose logical date falls in the year, counted by day in the DAG's zone, with each day's state (failed if any run failed, running if any is unfinished, else success).")
+            .query(s.query::<dags::CalendarQuery>())
+            .json(200, "The calendar.", s.response::<sluice_scheduler::views::CalendarView>())
+            .problems(READ),
         Op::new(M::POST, "/api/v1/dags/{dag_id}/backfill", "backfill", "runs", "Backfill a range of logical dates")
             .describe("One run per schedule tick in the range; runs already there are left alone or cleared as `rerun` says. With `dry_run`, lists what it would do and changes nothing.")
             .body(s.request::<BackfillRequest>(), true)
@@ -400,6 +409,10 @@ fn operations(s: &mut Schemas) -> Vec<Op> {
             .header("Last-Event-ID", "Resume after this event id.", json!({"type": "string", "pattern": "^\\s*-?[0-9]+\\s*$"}))
             .answer(200, "The stream; each event's `data` is an `Event`.", "text/event-stream", event_stream)
             .problems(&[400, 503]),
+        Op::new(M::GET, "/api/v1/me", "me", "tokens", "Who the caller is, and its role")
+            .describe("What the web UI asks first: a viewer token hides the actions.")
+            .json(200, "The caller.", s.response::<tokens::Me>())
+            .problems(&[503]),
         Op::new(M::GET, "/api/v1/tokens", "listTokens", "tokens", "The API tokens (never their secrets)")
             .json(200, "The tokens.", s.response::<Vec<TokenRow>>())
             .problems(&[503]),

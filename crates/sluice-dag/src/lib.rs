@@ -17,6 +17,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod folder;
 pub mod graph;
+pub mod layout;
 pub mod operators;
 pub mod parse;
 pub mod rules;

@@ -239,7 +239,7 @@ fn reruns(run: &Run, rerun: Rerun) -> Option<bool> {
 async fn rerun_plan(store: &dyn Store, dag: &Dag, run: &Run, rerun: Rerun) -> Result<BackfillAction, ActionError> {
     let Some(failed_only) = reruns(run, rerun) else { return Ok(BackfillAction::LeaveAlone) };
     let tis = store.task_instances(run.id).await?;
-    Ok(BackfillAction::Clear { tasks: runs::clear_targets(dag, &tis, None, false, failed_only)? })
+    Ok(BackfillAction::Clear { tasks: runs::clear_targets(dag, &tis, None, false, false, failed_only)? })
 }
 
 async fn rerun_existing(
@@ -250,7 +250,7 @@ async fn rerun_existing(
     now: DateTime<Utc>,
 ) -> Result<BackfillAction, ActionError> {
     let Some(failed_only) = reruns(run, rerun) else { return Ok(BackfillAction::LeaveAlone) };
-    Ok(BackfillAction::Clear { tasks: runs::clear(store, dag, run, None, false, failed_only, now).await? })
+    Ok(BackfillAction::Clear { tasks: runs::clear(store, dag, run, None, false, false, failed_only, now).await? })
 }
 
 /// Airflow's clear: tasks of a run go back to `none` and run again, each with its full retries.
@@ -264,6 +264,9 @@ pub struct ClearRequest {
     /// With `task`: its downstream tasks too.
     #[serde(default)]
     pub downstream: bool,
+    /// With `task`: its upstream tasks too.
+    #[serde(default)]
+    pub upstream: bool,
     /// Only tasks that failed (or are `upstream_failed`).
     #[serde(default)]
     pub failed_only: bool,
@@ -292,9 +295,9 @@ pub async fn clear(
     let task = req.task.as_deref();
     let tasks = if req.dry_run {
         let tis = store.task_instances(run.id).await?;
-        runs::clear_targets(dag, &tis, task, req.downstream, req.failed_only)?
+        runs::clear_targets(dag, &tis, task, req.downstream, req.upstream, req.failed_only)?
     } else {
-        runs::clear(store, dag, &run, task, req.downstream, req.failed_only, now).await?
+        runs::clear(store, dag, &run, task, req.downstream, req.upstream, req.failed_only, now).await?
     };
     Ok(Cleared { dry_run: req.dry_run, run: RunView::from(&run), tasks })
 }

@@ -108,6 +108,7 @@ pub fn clear_targets(
     tis: &[TaskInstance],
     task: Option<&str>,
     downstream: bool,
+    upstream: bool,
     failed_only: bool,
 ) -> Result<Vec<String>, ActionError> {
     let mut targets: Vec<String> = match task {
@@ -115,13 +116,19 @@ pub fn clear_targets(
             let task = dag
                 .task(t)
                 .ok_or_else(|| ActionError::NotFound(format!("task `{t}` in DAG `{}` not found", dag.id)))?;
-            let mut v = vec![task.id.clone()];
+            let mut v = Vec::new();
+            if upstream {
+                v.extend(dag.ancestors(t).into_iter().map(|d| d.id.clone()));
+            }
+            v.push(task.id.clone());
             if downstream {
                 v.extend(dag.descendants(t).into_iter().map(|d| d.id.clone()));
             }
             v
         }
-        None if downstream => return Err(ActionError::Invalid("downstream needs a task".into())),
+        None if downstream || upstream => {
+            return Err(ActionError::Invalid("downstream and upstream need a task".into()))
+        }
         None => dag.tasks.iter().map(|t| t.id.clone()).collect(),
     };
     if failed_only {
@@ -132,17 +139,20 @@ pub fn clear_targets(
 
 /// Airflow's clear: the chosen tasks ([`clear_targets`]) go back to `none` and run again, each
 /// with its full retries.
+// The flags are `clear_targets`'s, passed through as they are.
+#[allow(clippy::too_many_arguments)]
 pub async fn clear(
     store: &dyn Store,
     dag: &Dag,
     run: &Run,
     task: Option<&str>,
     downstream: bool,
+    upstream: bool,
     failed_only: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, ActionError> {
     let tis = if failed_only { store.task_instances(run.id).await? } else { Vec::new() };
-    let targets = clear_targets(dag, &tis, task, downstream, failed_only)?;
+    let targets = clear_targets(dag, &tis, task, downstream, upstream, failed_only)?;
     let with_tries: Vec<(String, u32)> =
         targets.iter().filter_map(|t| dag.task(t).map(|task| (t.clone(), task.retry.retries + 1))).collect();
     if !with_tries.is_empty() {

@@ -305,3 +305,83 @@ impl From<&Folder> for ValidationView {
         ValidationView { valid: files.iter().all(|f| f.valid), files }
     }
 }
+
+/// One day of a DAG's calendar: the runs whose logical date falls on it, in the DAG's zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CalendarDay {
+    /// `YYYY-MM-DD` in the DAG's zone.
+    pub date: String,
+    pub runs: u32,
+    pub success: u32,
+    pub failed: u32,
+    /// Queued or running.
+    pub active: u32,
+    /// What the day's cell shows: `failed` if any run failed, else `running` if any is
+    /// unfinished, else `success`.
+    pub state: RunState,
+}
+
+/// A year of a DAG's runs by logical date: the UI's calendar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CalendarView {
+    pub dag_id: String,
+    pub year: i32,
+    pub timezone: String,
+    /// Only days with runs, oldest first.
+    pub days: Vec<CalendarDay>,
+}
+
+impl CalendarView {
+    /// The runs of `year` (logical dates in the DAG's zone) counted by day.
+    pub fn new(dag: &Dag, year: i32, runs: &[Run]) -> CalendarView {
+        let mut days: std::collections::BTreeMap<String, CalendarDay> = std::collections::BTreeMap::new();
+        for r in runs {
+            let local = r.logical_date.with_timezone(&dag.timezone);
+            if chrono::Datelike::year(&local) != year {
+                continue;
+            }
+            let date = local.format("%Y-%m-%d").to_string();
+            let day = days.entry(date.clone()).or_insert(CalendarDay {
+                date,
+                runs: 0,
+                success: 0,
+                failed: 0,
+                active: 0,
+                state: RunState::Success,
+            });
+            day.runs += 1;
+            match r.state {
+                RunState::Success => day.success += 1,
+                RunState::Failed => day.failed += 1,
+                RunState::Queued | RunState::Running => day.active += 1,
+            }
+            day.state = if day.failed > 0 {
+                RunState::Failed
+            } else if day.active > 0 {
+                RunState::Running
+            } else {
+                RunState::Success
+            };
+        }
+        CalendarView {
+            dag_id: dag.id.clone(),
+            year,
+            timezone: dag.timezone.name().to_string(),
+            days: days.into_values().collect(),
+        }
+    }
+
+    /// The logical-date range of `year` in the DAG's zone, as UTC instants (start inclusive,
+    /// end inclusive): what to ask the store for.
+    pub fn range(dag: &Dag, year: i32) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        use chrono::TimeZone;
+        let start = chrono::NaiveDate::from_ymd_opt(year, 1, 1)?.and_hms_opt(0, 0, 0)?;
+        let end = chrono::NaiveDate::from_ymd_opt(year.checked_add(1)?, 1, 1)?.and_hms_opt(0, 0, 0)?;
+        let from = dag.timezone.from_local_datetime(&start).earliest()?.with_timezone(&Utc);
+        let to =
+            dag.timezone.from_local_datetime(&end).earliest()?.with_timezone(&Utc) - chrono::Duration::microseconds(1);
+        Some((from, to))
+    }
+}

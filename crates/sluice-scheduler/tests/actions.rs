@@ -195,6 +195,7 @@ async fn a_clear_dry_run_lists_the_tasks_and_the_real_one_resets_them() {
         run: date("2026-03-02"),
         task: Some("a".into()),
         downstream: true,
+        upstream: false,
         failed_only: true,
         dry_run: true,
     };
@@ -213,11 +214,22 @@ async fn a_clear_dry_run_lists_the_tasks_and_the_real_one_resets_them() {
         run: date("2026-03-02"),
         task: Some("zz".into()),
         downstream: false,
+        upstream: false,
         failed_only: false,
         dry_run: true,
     };
     let e = actions::clear(env.store.as_ref(), &env.dag, &unknown, now()).await.unwrap_err();
     assert!(matches!(e, ActionError::NotFound(_)), "{e:?}");
+
+    // Upstream: the task's ancestors first, then the task; nothing is written on a dry run.
+    let up = ClearRequest { task: Some("c".into()), upstream: true, failed_only: false, ..unknown.clone() };
+    let plan = actions::clear(env.store.as_ref(), &env.dag, &up, now()).await.unwrap();
+    assert_eq!(plan.tasks, vec!["a", "b", "c"]);
+    let both = ClearRequest { task: Some("b".into()), downstream: true, ..up.clone() };
+    assert_eq!(actions::clear(env.store.as_ref(), &env.dag, &both, now()).await.unwrap().tasks, vec!["a", "b", "c"]);
+    let none = ClearRequest { task: None, ..up };
+    let e = actions::clear(env.store.as_ref(), &env.dag, &none, now()).await.unwrap_err();
+    assert!(matches!(e, ActionError::Invalid(_)), "{e:?}");
     assert_eq!(e.to_string(), "task `zz` in DAG `daily` not found");
 }
 
@@ -276,8 +288,14 @@ async fn a_date_with_two_runs_and_no_tick_is_ambiguous() {
     assert!(msg.starts_with("DAG `daily` has 2 runs on 2026-03-02; name one with --run: "), "{msg}");
     assert!(msg.contains(&early.run_id) && msg.contains(&late.run_id), "{msg}");
     // Through an action, the same message as an invalid request.
-    let req =
-        ClearRequest { run: date("2026-03-02"), task: None, downstream: false, failed_only: false, dry_run: true };
+    let req = ClearRequest {
+        run: date("2026-03-02"),
+        task: None,
+        downstream: false,
+        upstream: false,
+        failed_only: false,
+        dry_run: true,
+    };
     let e = actions::clear(env.store.as_ref(), &env.dag, &req, now()).await.unwrap_err();
     assert!(matches!(e, ActionError::Invalid(ref m) if *m == msg), "{e:?}");
     // A timestamp or the run id names one of them; the tick, once it exists, wins the date.

@@ -204,6 +204,7 @@ async fn a_pause_holds_from_the_turn_that_handles_it_and_a_clear_runs_tasks_agai
                 run: RunSelector::RunId(run.run_id.clone()),
                 task: Some("second".into()),
                 downstream: false,
+                upstream: false,
                 failed_only: false,
                 dry_run: false,
             },

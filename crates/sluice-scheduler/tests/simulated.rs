@@ -343,7 +343,7 @@ async fn depends_on_past_waits_for_the_previous_run() {
     drop(e);
     // Once the past is fixed (cleared and succeeded), the later run goes ahead.
     std::fs::remove_file(&flag).unwrap();
-    runs::clear(env.store.as_ref(), &d, &first, Some("t"), false, false, env.clock.now()).await.unwrap();
+    runs::clear(env.store.as_ref(), &d, &first, Some("t"), false, false, false, env.clock.now()).await.unwrap();
     let mut e = engine(&env, Mode::SingleRun(first.id), local());
     e.add_dag(d.clone());
     e.load_active_runs().await.unwrap();

@@ -20,6 +20,9 @@ pub struct Args {
     /// With --task: its downstream tasks too.
     #[arg(long, requires = "task")]
     downstream: bool,
+    /// With --task: its upstream tasks too.
+    #[arg(long, requires = "task")]
+    upstream: bool,
     /// Only tasks that failed (or are upstream_failed).
     #[arg(long)]
     failed_only: bool,
@@ -35,6 +38,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         run: args.run.selector()?,
         task: args.task,
         downstream: args.downstream,
+        upstream: args.upstream,
         failed_only: args.failed_only,
         dry_run: args.dry_run,
     };

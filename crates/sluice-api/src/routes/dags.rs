@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_dag::{Dag, RunState, TaskState};
 use sluice_scheduler::actions::Paused;
-use sluice_scheduler::views::{DagView, FailedFileView};
+use sluice_scheduler::views::{CalendarView, DagView, FailedFileView};
 use sluice_scheduler::{Command, Reply};
 use sluice_store::{EventQuery, Order, Run, RunKind};
 
@@ -315,4 +315,57 @@ impl GridCache {
         }
         entries.push(GridEntry { dag: dag.clone(), runs, version, body });
     }
+}
+
+/// `GET /api/v1/dags/{dag_id}/graph`: the task graph laid out left to right
+/// ([`sluice_dag::layout`]), with each task's operator.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Graph {
+    pub dag_id: String,
+    #[serde(flatten)]
+    pub layout: sluice_dag::layout::Layout,
+    /// The operator of each node, in the order of `nodes`.
+    pub operators: Vec<String>,
+}
+
+pub(crate) async fn graph(State(api): State<Api>, Path(dag_id): Path<String>) -> ApiResult<Json<Graph>> {
+    let dag = loaded_dag(&api, &dag_id)?;
+    Ok(Json(Graph {
+        dag_id: dag.id.clone(),
+        layout: sluice_dag::layout::dag_layout(&dag),
+        operators: dag.tasks.iter().map(|t| t.operator.kind().to_string()).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarQuery {
+    /// The year, in the DAG's zone (default: this year there).
+    #[schemars(range(min = 1970, max = 9999))]
+    pub year: Option<i32>,
+}
+
+/// `GET /api/v1/dags/{dag_id}/calendar`: a year of runs counted by logical date, in the DAG's
+/// zone (one store query).
+pub(crate) async fn calendar(
+    State(api): State<Api>,
+    Path(dag_id): Path<String>,
+    Query(q): Query<CalendarQuery>,
+) -> ApiResult<Json<CalendarView>> {
+    let dag = loaded_dag(&api, &dag_id)?;
+    let year = match q.year {
+        Some(y) if (1970..=9999).contains(&y) => y,
+        Some(y) => return Err(Problem::bad_request(format!("`year` is {y}: it must be 1970 to 9999"))),
+        None => chrono::Datelike::year(&api.now().with_timezone(&dag.timezone)),
+    };
+    let (from, to) = CalendarView::range(&dag, year)
+        .ok_or_else(|| Problem::bad_request(format!("year {year} has no start in the DAG's zone")))?;
+    let filter = sluice_store::RunFilter {
+        dag_id: Some(dag.id.clone()),
+        logical_from: Some(from),
+        logical_to: Some(to),
+        ..Default::default()
+    };
+    let runs = api.store().runs(&filter).await?;
+    Ok(Json(CalendarView::new(&dag, year, &runs)))
 }

@@ -43,6 +43,8 @@ endpoints! {
     POST "/api/v1/dags/{dag_id}/pause" => dags::pause,
     POST "/api/v1/dags/{dag_id}/unpause" => dags::unpause,
     GET "/api/v1/dags/{dag_id}/grid" => dags::grid,
+    GET "/api/v1/dags/{dag_id}/graph" => dags::graph,
+    GET "/api/v1/dags/{dag_id}/calendar" => dags::calendar,
     POST "/api/v1/dags/{dag_id}/backfill" => runs::backfill,
     GET "/api/v1/dags/{dag_id}/runs" => runs::list_of_dag,
     POST "/api/v1/dags/{dag_id}/runs" => runs::trigger,
@@ -56,6 +58,7 @@ endpoints! {
     GET "/api/v1/runs" => runs::list,
     GET "/api/v1/events" => events::list,
     GET "/api/v1/events/stream" => events::stream,
+    GET "/api/v1/me" => tokens::me,
     GET "/api/v1/tokens" => tokens::list,
     POST "/api/v1/tokens" => tokens::create,
     DELETE "/api/v1/tokens/{name}" => tokens::revoke,
@@ -72,12 +75,19 @@ pub(crate) fn router() -> Router<Api> {
     endpoints()
         .into_iter()
         .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
+        .merge(sluice_ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-async fn not_found() -> Problem {
-    Problem::not_found("no such endpoint: the API is under /api/v1 (see /api/v1/openapi.json)")
+/// A path no endpoint serves: the web UI's page for a view's path (`/`, `/dags/ID`), else a
+/// 404 problem (everything under `/api/` among them).
+async fn not_found(method: Method, uri: axum::http::Uri, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if sluice_ui::is_public(&method, uri.path()) && sluice_ui::is_page(uri.path()) {
+        return sluice_ui::page(&headers);
+    }
+    Problem::not_found("no such endpoint: the API is under /api/v1 (see /api/v1/openapi.json)").into_response()
 }
 
 async fn method_not_allowed() -> Problem {

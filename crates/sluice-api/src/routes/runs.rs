@@ -210,6 +210,9 @@ pub struct ClearBody {
     /// With `task`: also everything downstream of it.
     #[serde(default)]
     pub downstream: bool,
+    /// With `task`: also everything upstream of it.
+    #[serde(default)]
+    pub upstream: bool,
     /// Only tasks that failed (or were upstream_failed).
     #[serde(default)]
     pub failed_only: bool,
@@ -229,6 +232,7 @@ pub(crate) async fn clear(
         run: RunSelector::RunId(run_id),
         task: body.task,
         downstream: body.downstream,
+        upstream: body.upstream,
         failed_only: body.failed_only,
         dry_run: body.dry_run,
     };

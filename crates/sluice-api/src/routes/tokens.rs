@@ -52,3 +52,20 @@ pub(crate) async fn revoke(State(api): State<Api>, Path(name): Path<String>) -> 
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("no live token is named `{name}`")))
 }
+
+/// `GET /api/v1/me`: who the caller is, so a client shows only what it may do.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct Me {
+    /// The token's name; none for a local caller without a token.
+    pub name: Option<String>,
+    /// What the caller may do: a local caller (loopback, no token configured) may do
+    /// everything, as `admin`.
+    pub role: Role,
+}
+
+pub(crate) async fn me(caller: Option<axum::Extension<crate::Caller>>) -> Json<Me> {
+    Json(match caller.map(|c| c.0) {
+        Some(crate::Caller::Token { name, role }) => Me { name: Some(name), role },
+        Some(crate::Caller::Local) | None => Me { name: None, role: Role::Admin },
+    })
+}
