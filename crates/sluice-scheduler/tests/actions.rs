@@ -228,8 +228,8 @@ async fn a_clear_dry_run_lists_the_tasks_and_the_real_one_resets_them() {
     let both = ClearRequest { task: Some("b".into()), downstream: true, ..up.clone() };
     assert_eq!(actions::clear(env.store.as_ref(), &env.dag, &both, now()).await.unwrap().tasks, vec!["a", "b", "c"]);
     let none = ClearRequest { task: None, ..up };
-    let e = actions::clear(env.store.as_ref(), &env.dag, &none, now()).await.unwrap_err();
-    assert!(matches!(e, ActionError::Invalid(_)), "{e:?}");
+    let invalid = actions::clear(env.store.as_ref(), &env.dag, &none, now()).await.unwrap_err();
+    assert!(matches!(invalid, ActionError::Invalid(_)), "{invalid:?}");
     assert_eq!(e.to_string(), "task `zz` in DAG `daily` not found");
 }
 
