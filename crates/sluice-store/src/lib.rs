@@ -23,14 +23,20 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub mod alert;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod backend;
 pub mod event;
 pub mod lock;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;
 pub use alert::{AlertQuery, AlertRow, AlertState, Attempt, AttemptRow, NewAlert};
 pub use event::{AttemptResult, Event, EventKind, EventQuery, NewEvent, Order, TryResult};
 pub use lock::{LockError, SchedulerLock};
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use url::DbUrl;
@@ -42,6 +48,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         DbUrl::Sqlite { .. } | DbUrl::SqliteMemory => Ok(Arc::new(SqliteStore::open(url).await?)),
         #[cfg(not(feature = "sqlite"))]
         DbUrl::Sqlite { .. } | DbUrl::SqliteMemory => Err(StoreError::NotBuilt("SQLite")),
+        #[cfg(feature = "postgres")]
+        DbUrl::Postgres(_) => Ok(Arc::new(PgStore::open(url).await?)),
+        #[cfg(not(feature = "postgres"))]
         DbUrl::Postgres(_) => Err(StoreError::NotBuilt("PostgreSQL")),
     }
 }
@@ -531,6 +540,14 @@ pub trait Store: Send + Sync + 'static {
     /// True when another process has committed a change since the last call (SQLite's
     /// `data_version`); lets the daemon notice CLI writes without rescanning tables.
     async fn changed_elsewhere(&self) -> Result<bool>;
+
+    /// Claims the database for the one scheduler that may run on it, for as long as this
+    /// handle lives; refused with [`StoreError::Conflict`], naming the holder, when another
+    /// scheduler has it. The default does nothing: SQLite's daemon holds [`SchedulerLock`], a
+    /// file lock taken before the database is even opened.
+    async fn claim_scheduler(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Proves that a write could commit now, changing nothing (what a readiness probe asks):
     /// takes the write lock and lets it go. Waits about 2 s at most for a lock another process

@@ -19,17 +19,66 @@ mod races;
 /// process, as far as the store can tell).
 pub struct Db {
     url: String,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
+    /// PostgreSQL: the server's URL and the test's own schema, created by the first handle
+    /// and dropped with the `Db`.
+    schema: Option<(String, String)>,
+    created: tokio::sync::OnceCell<()>,
 }
 
 impl Db {
     pub fn sqlite() -> Db {
         let dir = TempDir::new().unwrap();
-        Db { url: format!("sqlite:{}", dir.path().join("sluice.db").display()), _dir: dir }
+        let url = format!("sqlite:{}", dir.path().join("sluice.db").display());
+        Db { url, _dir: Some(dir), schema: None, created: tokio::sync::OnceCell::new() }
+    }
+
+    /// A schema of its own on the PostgreSQL server of `SLUICE_TEST_POSTGRES` (default: the
+    /// local server's database `test`), so that tests run in parallel without meeting.
+    #[cfg(feature = "postgres")]
+    pub fn postgres() -> Db {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let server = std::env::var("SLUICE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schema = format!("contract_{}_{n}", std::process::id());
+        let url = format!("{server}?options[search_path]={schema}");
+        Db { url, _dir: None, schema: Some((server, schema)), created: tokio::sync::OnceCell::new() }
     }
 
     pub async fn handle(&self) -> Arc<dyn Store> {
+        #[cfg(feature = "postgres")]
+        if let Some((server, schema)) = &self.schema {
+            self.created
+                .get_or_init(|| async {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(server).await.unwrap();
+                    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
+                })
+                .await;
+        }
         sluice_store::open(&self.url).await.unwrap()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for Db {
+    fn drop(&mut self) {
+        let Some((server, schema)) = self.schema.take() else { return };
+        // On a thread of its own: the test's runtime may be the one dropping this.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&server).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut conn).await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop the test schema: {e}");
+        }
     }
 }
 
@@ -155,3 +204,5 @@ macro_rules! backend {
 }
 
 backend!(sqlite, crate::Db::sqlite());
+#[cfg(feature = "postgres")]
+backend!(postgres, crate::Db::postgres());
