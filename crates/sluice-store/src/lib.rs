@@ -31,6 +31,8 @@ pub mod lock;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod url;
 pub use alert::{AlertQuery, AlertRow, AlertState, Attempt, AttemptRow, NewAlert};
 pub use event::{AttemptResult, Event, EventKind, EventQuery, NewEvent, Order, TryResult};

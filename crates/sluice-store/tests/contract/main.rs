@@ -18,67 +18,34 @@ mod races;
 /// One fresh database of a backend; every [`Db::handle`] opens another handle on it (another
 /// process, as far as the store can tell).
 pub struct Db {
-    url: String,
-    _dir: Option<TempDir>,
-    /// PostgreSQL: the server's URL and the test's own schema, created by the first handle
-    /// and dropped with the `Db`.
-    schema: Option<(String, String)>,
-    created: tokio::sync::OnceCell<()>,
+    dir: TempDir,
+    postgres: bool,
+    /// Made by the first handle.
+    url: tokio::sync::OnceCell<String>,
 }
 
 impl Db {
     pub fn sqlite() -> Db {
-        let dir = TempDir::new().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("sluice.db").display());
-        Db { url, _dir: Some(dir), schema: None, created: tokio::sync::OnceCell::new() }
+        Db { dir: TempDir::new().unwrap(), postgres: false, url: tokio::sync::OnceCell::new() }
     }
 
-    /// A schema of its own on the PostgreSQL server of `SLUICE_TEST_POSTGRES` (default: the
-    /// local server's database `test`), so that tests run in parallel without meeting.
+    /// A schema of its own on the test PostgreSQL server (`sluice_store::testing`).
     #[cfg(feature = "postgres")]
     pub fn postgres() -> Db {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let server = std::env::var("SLUICE_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let schema = format!("contract_{}_{n}", std::process::id());
-        let url = format!("{server}?options[search_path]={schema}");
-        Db { url, _dir: None, schema: Some((server, schema)), created: tokio::sync::OnceCell::new() }
+        Db { dir: TempDir::new().unwrap(), postgres: true, url: tokio::sync::OnceCell::new() }
     }
 
     pub async fn handle(&self) -> Arc<dyn Store> {
-        #[cfg(feature = "postgres")]
-        if let Some((server, schema)) = &self.schema {
-            self.created
-                .get_or_init(|| async {
-                    use sqlx::Connection;
-                    let mut conn = sqlx::PgConnection::connect(server).await.unwrap();
-                    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
-                })
-                .await;
-        }
-        sluice_store::open(&self.url).await.unwrap()
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl Drop for Db {
-    fn drop(&mut self) {
-        let Some((server, schema)) = self.schema.take() else { return };
-        // On a thread of its own: the test's runtime may be the one dropping this.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&server).await?;
-                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut conn).await?;
-                Ok::<_, sqlx::Error>(())
+        let url = self
+            .url
+            .get_or_init(|| async {
+                match self.postgres {
+                    true => sluice_store::testing::new_schema().await,
+                    false => format!("sqlite:{}", self.dir.path().join("sluice.db").display()),
+                }
             })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("could not drop the test schema: {e}");
-        }
+            .await;
+        sluice_store::open(url).await.unwrap()
     }
 }
 
