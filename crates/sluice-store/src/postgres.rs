@@ -55,10 +55,12 @@ use crate::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
-/// The advisory lock every event-writing transaction takes last (see the module docs).
-const EVENTS_LOCK: i64 = 0x736c_7569_6365_0001;
-/// The advisory lock of the one scheduler of a database.
-const SCHEDULER_LOCK: i64 = 0x736c_7569_6365_0002;
+/// The advisory lock every event-writing transaction takes last (see the module docs). Advisory
+/// locks are keyed by (this, a hash of the schema): a database can hold several Sluice schemas,
+/// each with its own locks.
+const EVENTS_LOCK: i32 = 0x736c_0001;
+/// The advisory lock of the one scheduler of a schema.
+const SCHEDULER_LOCK: i32 = 0x736c_0002;
 /// The `NOTIFY` channel of committed changes; the payload is the writing handle's id.
 const CHANGES: &str = "sluice_changes";
 /// How long [`Store::check_writable`] waits for the event lock.
@@ -180,7 +182,10 @@ impl PgStore {
             return Ok(Vec::new());
         }
         let _order = self.tail.lock().await;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(EVENTS_LOCK).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+            .bind(EVENTS_LOCK)
+            .execute(&mut *tx)
+            .await?;
         let ids = insert_events(&mut tx, &events).await?;
         notify(&mut tx, &self.me).await?;
         tx.commit().await?;
@@ -1535,7 +1540,10 @@ impl Store for PgStore {
             return Err(StoreError::Conflict("the database is read-only (a standby server?)".into()));
         }
         sqlx::query(&format!("SET LOCAL lock_timeout = '{PROBE_LOCK_TIMEOUT}'")).execute(&mut *tx).await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(EVENTS_LOCK).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+            .bind(EVENTS_LOCK)
+            .execute(&mut *tx)
+            .await?;
         tx.rollback().await?;
         Ok(())
     }
@@ -1549,13 +1557,16 @@ impl Store for PgStore {
         let name =
             format!("sluice scheduler pid {} on host {} since {since}", std::process::id(), crate::lock::hostname());
         let mut conn = self.options.clone().application_name(&name).connect().await?;
-        let got: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(SCHEDULER_LOCK).fetch_one(&mut conn).await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+            .bind(SCHEDULER_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
         if !got {
             let holder: Option<String> = sqlx::query_scalar(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
                  WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database \
-                 WHERE datname = current_database()) AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1",
+                 WHERE datname = current_database()) AND l.objsubid = 2 AND l.classid::bigint = $1 \
+                 AND l.objid::bigint = (hashtext(current_schema())::bigint & 4294967295) LIMIT 1",
             )
             .bind(SCHEDULER_LOCK)
             .fetch_optional(&mut conn)
