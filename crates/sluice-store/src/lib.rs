@@ -25,6 +25,8 @@ use tokio::sync::broadcast;
 pub mod alert;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod backend;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub mod copy;
 pub mod event;
 pub mod lock;
 #[cfg(feature = "postgres")]
@@ -41,7 +43,7 @@ pub use lock::{LockError, SchedulerLock};
 pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use url::DbUrl;
+pub use url::{redacted, DbUrl};
 
 /// Opens the store a URL names (see [`DbUrl`]): the one place that maps a URL to a backend.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {

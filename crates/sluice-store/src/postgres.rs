@@ -131,13 +131,10 @@ impl PgStore {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
         let options = PgConnectOptions::from_str(&url)?.application_name("sluice");
-        let pool = PgPoolOptions::new()
-            .max_connections(CONNECTIONS)
-            .min_connections(0)
-            .idle_timeout(Some(Duration::from_secs(60)))
-            .connect_with(options.clone())
-            .await?;
-        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
+        // One connection first, outside the pool: a wrong address or a refused login fails at
+        // once with the server's answer (the pool would keep trying until its timeout).
+        let mut first = options.clone().connect().await?;
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut first).await?;
         if schema.is_none() {
             return Err(StoreError::Conflict(
                 "the database has no schema to create Sluice's tables in: create the schema its search_path names \
@@ -145,7 +142,13 @@ impl PgStore {
                     .into(),
             ));
         }
-        MIGRATOR.run(&pool).await?;
+        MIGRATOR.run_direct(&mut first).await?;
+        first.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(CONNECTIONS)
+            .min_connections(0)
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .connect_lazy_with(options.clone());
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let me = format!("{}-{:016x}", std::process::id(), rand_u64());
         Ok(PgStore {
@@ -157,6 +160,12 @@ impl PgStore {
             scheduler: Mutex::new(None),
             options,
         })
+    }
+
+    /// The pool (for copying another database in).
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Closes every connection.

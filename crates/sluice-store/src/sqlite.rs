@@ -181,6 +181,12 @@ impl SqliteStore {
         backend::publish(&self.events, events, ids);
     }
 
+    /// The pool of read connections (for copying the database elsewhere).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn read_pool(&self) -> &SqlitePool {
+        &self.readers
+    }
+
     /// Closes every connection (checkpointing the WAL when this was the last one open).
     pub async fn close(self) -> Result<()> {
         self.readers.close().await;
@@ -244,7 +250,7 @@ fn ts(t: DateTime<Utc>) -> String {
     s
 }
 
-fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("bad time `{s}`: {e}")))

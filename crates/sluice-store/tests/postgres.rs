@@ -46,8 +46,8 @@ async fn a_reader_resuming_by_id_misses_no_event_of_concurrent_writers() {
         let store = sluice_store::open(&url).await.unwrap();
         writers.push(tokio::spawn(async move {
             for n in 0..40 {
-                let id = sluice_store::Created::run(&store.create_run(&new_run(&format!("dag{w}"), n)).await.unwrap())
-                    .id;
+                let id =
+                    sluice_store::Created::run(&store.create_run(&new_run(&format!("dag{w}"), n)).await.unwrap()).id;
                 let states = [("a".to_string(), sluice_store::TaskState::Scheduled)];
                 store.set_task_states(id, &states, Utc::now()).await.unwrap();
             }
