@@ -1,4 +1,4 @@
-//! Glue: the `crawler` operator and the `glue_crawler` sensor.
+//! Glue: the `crawler` and `glue_job` operators and the `glue_crawler` sensor.
 //!
 //! A crawler has no run id, so a crawl is told apart by its start time: before StartCrawler
 //! the task records `previous_crawl_start` (the start of the crawler's last crawl, or null),
@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_glue::error::ProvideErrorMetadata;
-use aws_sdk_glue::types::{Crawler, CrawlerState, CrawlerTargets, S3Target};
+use aws_sdk_glue::types::{Crawler, CrawlerState, CrawlerTargets, JobRunState, S3Target, WorkerType};
 use aws_smithy_types::date_time::Format;
 use serde_json::{json, Map, Value};
 use sluice_dag::operators as ops;
+use sluice_dag::TaskState;
 use sluice_operator::{Outcome, TaskError, TaskOperator, TryContext};
 
 use crate::clients::Clients;
@@ -296,5 +297,191 @@ impl TaskOperator for CrawlerSensor {
 
     fn can_resume(&self, _recorded: &Map<String, Value>) -> bool {
         true
+    }
+}
+
+/// A Glue job run's state and its error message (empty when Glue gives none).
+async fn get_job_run(glue: &aws_sdk_glue::Client, job: &str, id: &str) -> Result<(JobRunState, String), AwsError> {
+    let out = glue.get_job_run().job_name(job).run_id(id).send().await.map_err(|e| aws_error("GetJobRun", e))?;
+    Ok(match out.job_run() {
+        Some(r) => (
+            r.job_run_state().cloned().unwrap_or(JobRunState::Starting),
+            r.error_message().unwrap_or_default().to_string(),
+        ),
+        None => (JobRunState::Starting, String::new()),
+    })
+}
+
+/// What one look at a job run says: SUCCEEDED is done; FAILED, ERROR, TIMEOUT, STOPPED and
+/// EXPIRED fail with Glue's `ErrorMessage`; anything else (STARTING, RUNNING, WAITING,
+/// STOPPING) is still pending.
+pub fn job_run_outcome(job: &str, id: &str, state: &JobRunState, error: &str) -> Poll<()> {
+    match state {
+        JobRunState::Succeeded => Poll::Ready(()),
+        JobRunState::Failed
+        | JobRunState::Error
+        | JobRunState::Timeout
+        | JobRunState::Stopped
+        | JobRunState::Expired => Poll::Failed(format!(
+            "Glue job {job} run {id} {}: {}",
+            state.as_str(),
+            if error.is_empty() { "no error message given" } else { error }
+        )),
+        other => Poll::Pending(other.as_str().to_string()),
+    }
+}
+
+/// Whether an earlier try's job run is worth waiting for instead of starting another.
+fn reusable(state: &JobRunState) -> bool {
+    matches!(state, JobRunState::Starting | JobRunState::Running | JobRunState::Waiting | JobRunState::Succeeded)
+}
+
+/// `glue_job`.
+///
+/// The job run id is recorded the moment StartJobRun returns it; a resumed try waits for that
+/// run, and a retry re-attaches to the newest earlier try's run of the same job while it is
+/// STARTING, RUNNING, WAITING or SUCCEEDED (a task cleared after it succeeded starts a new run).
+/// StartJobRun has no idempotency token: a try cut off while that request was in flight does
+/// not know the run it may have started, and its retry starts one (Glue's `MaxConcurrentRuns`,
+/// 1 by default, then refuses it while the other runs, and the retry is tried again later).
+pub struct GlueJobRun {
+    pub cfg: ops::GlueJob,
+    pub clients: Arc<Clients>,
+    pub connection: Option<String>,
+}
+
+impl GlueJobRun {
+    /// The newest earlier try's run of this job, when it can still succeed or has.
+    async fn earlier(&self, glue: &aws_sdk_glue::Client, ctx: &TryContext) -> Result<Option<String>, TaskError> {
+        let job = self.cfg.job_name.as_str();
+        for t in ctx.earlier_tries().await?.iter().rev() {
+            if matches!(t.state, TaskState::Success | TaskState::Skipped) {
+                return Ok(None);
+            }
+            let Some(id) = t.external_ids.get("job_run_id").and_then(Value::as_str) else { continue };
+            if t.external_ids.get("job_name").and_then(Value::as_str).is_some_and(|j| j != job) {
+                return Ok(None);
+            }
+            let state = match call(ctx, || get_job_run(glue, job, id)).await {
+                Ok((state, _)) => state,
+                Err(e) => {
+                    ctx.log.line(&format!(
+                        "[aws] try {}'s Glue job run {id} cannot be read ({}); starting anew",
+                        t.try_number, e.message
+                    ));
+                    return Ok(None);
+                }
+            };
+            let again = reusable(&state);
+            ctx.log.line(&format!(
+                "[aws] try {}'s Glue job run {id} is {}; {}",
+                t.try_number,
+                state.as_str(),
+                if again { "re-attaching" } else { "starting anew" }
+            ));
+            return Ok(again.then(|| id.to_string()));
+        }
+        Ok(None)
+    }
+
+    async fn start(&self, glue: &aws_sdk_glue::Client, ctx: &TryContext) -> Result<String, TaskError> {
+        let c = &self.cfg;
+        let workers = c
+            .number_of_workers
+            .map(|n| i32::try_from(n).map_err(|_| TaskError::fatal(format!("number_of_workers {n} is too large"))))
+            .transpose()?;
+        let timeout_minutes =
+            c.execution_timeout.map(|d| i32::try_from(d.as_std().as_secs().div_ceil(60).max(1)).unwrap_or(i32::MAX));
+        let arguments: std::collections::HashMap<String, String> =
+            c.arguments.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // Not sent again on an error: without a token a second request could be a second run.
+        let out = glue
+            .start_job_run()
+            .job_name(&c.job_name)
+            .set_arguments((!arguments.is_empty()).then_some(arguments))
+            .set_worker_type(c.worker_type.as_deref().map(WorkerType::from))
+            .set_number_of_workers(workers)
+            .set_timeout(timeout_minutes)
+            .send()
+            .await
+            .map_err(|e| start_error(&c.job_name, e))?;
+        let Some(id) = out.job_run_id().filter(|id| !id.is_empty()).map(str::to_string) else {
+            return Err(TaskError::retryable("StartJobRun returned no job run id"));
+        };
+        ctx.record("job_run_id", json!(id)).await?;
+        ctx.log.line(&format!("[aws] started Glue job {} run {id}", c.job_name));
+        Ok(id)
+    }
+}
+
+/// StartJobRun's error: a job that does not exist fails the try for good (a retry cannot
+/// create it), with what to do.
+fn start_error(
+    job: &str,
+    e: aws_sdk_glue::error::SdkError<aws_sdk_glue::operation::start_job_run::StartJobRunError>,
+) -> TaskError {
+    if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) {
+        return TaskError::fatal(format!(
+            "Glue job {job} does not exist: create it (in the console, CloudFormation or Terraform) or fix `job_name`"
+        ));
+    }
+    aws_error("StartJobRun", e).into()
+}
+
+#[async_trait::async_trait]
+impl TaskOperator for GlueJobRun {
+    async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
+        let glue = self.clients.glue(self.connection.as_deref()).await?;
+        let job = self.cfg.job_name.as_str();
+        let id = match ctx.resumed("job_run_id").and_then(Value::as_str) {
+            Some(id) => {
+                ctx.log.line(&format!("[aws] re-attaching to Glue job {job} run {id}"));
+                id.to_string()
+            }
+            None => {
+                ctx.record("job_name", json!(job)).await?;
+                match self.earlier(&glue, ctx).await? {
+                    Some(id) => {
+                        ctx.record("job_run_id", json!(id)).await?;
+                        id
+                    }
+                    None => self.start(&glue, ctx).await?,
+                }
+            }
+        };
+        Waiter::new(format!("Glue job {job} run {id}"), self.cfg.poke_interval.as_std())
+            .wait(ctx, || async {
+                let (state, error) = get_job_run(&glue, job, &id).await?;
+                Ok(job_run_outcome(job, &id, &state, &error))
+            })
+            .await?;
+        ctx.log.line(&format!("[aws] Glue job {job} run {id} succeeded"));
+        Ok(Outcome::Success(Map::from_iter([("job_run_id".to_string(), json!(id))])))
+    }
+
+    fn can_resume(&self, _recorded: &Map<String, Value>) -> bool {
+        true
+    }
+
+    /// Timed out: the job run is stopped (BatchStopJobRun).
+    async fn cancel(&self, ctx: &TryContext) {
+        let recorded = ctx.recorded().await;
+        let Some(id) = recorded.get("job_run_id").and_then(Value::as_str) else { return };
+        let Ok(glue) = self.clients.glue(self.connection.as_deref()).await else { return };
+        let job = self.cfg.job_name.as_str();
+        let r = glue.batch_stop_job_run().job_name(job).job_run_ids(id).send().await;
+        ctx.log.line(&format!(
+            "[aws] stopping Glue job {job} run {id}: {}",
+            match r {
+                Ok(out) => match out.errors().first() {
+                    Some(err) => format!(
+                        "refused: {}",
+                        err.error_detail().and_then(|d| d.error_message()).unwrap_or("no reason given")
+                    ),
+                    None => "requested".to_string(),
+                },
+                Err(e) => aws_error("BatchStopJobRun", e).message,
+            }
+        ));
     }
 }
