@@ -119,7 +119,7 @@ fn a_rejection_exits_one_and_writes_nothing_unless_allow_partial() {
     let out = text(&o);
     // Every problem, in one pass.
     for code in
-        ["[no-operator-yet]", "[map-state]", "[choice-not-polling-loop]", "[dynamic-path]", "[intrinsic-function]"]
+        ["[unresolved-jsonpath]", "[map-state]", "[choice-not-polling-loop]", "[dynamic-path]", "[intrinsic-function]"]
     {
         assert!(out.contains(code), "{code} in {out}");
     }
