@@ -1104,7 +1104,7 @@ async fn a_glue_job_run_succeeds_and_a_failed_one_fails_with_its_error_message()
     assert_eq!(recorded["job_name"], "nightly_load");
     // The UI's console links read the region (issue 14).
     assert_eq!(recorded["region"], support::REGION);
-    assert_eq!(glue_job_runs(&env, "nightly_load").await, [id.clone()], "one run");
+    assert_eq!(glue_job_runs(&env, "nightly_load").await, std::slice::from_ref(&id), "one run");
 
     let glue = env.clients.glue(None).await.unwrap();
     let r = glue.get_job_run().job_name("nightly_load").run_id(&id).send().await.unwrap().job_run.unwrap();
@@ -1179,14 +1179,14 @@ async fn a_glue_job_try_re_attaches_to_its_run_after_a_restart_and_a_retry_to_th
 
     assert_eq!(tries(&env, &run, "resumed").await.len(), 1, "the same try went on");
     assert_eq!(outputs["resumed"]["job_run_id"], json!(resumed));
-    assert_eq!(glue_job_runs(&env, "resumed_job").await, [resumed.clone()], "no second run");
+    assert_eq!(glue_job_runs(&env, "resumed_job").await, std::slice::from_ref(&resumed), "no second run");
     assert!(log(&env, &run, "resumed", 1).contains(&format!("re-attaching to Glue job resumed_job run {resumed}")));
 
     let t = tries(&env, &run, "retried").await;
     assert_eq!(t.len(), 2);
     assert_eq!(t[1].external_ids["job_run_id"], json!(retried));
     assert_eq!(outputs["retried"]["job_run_id"], json!(retried));
-    assert_eq!(glue_job_runs(&env, "retried_job").await, [retried.clone()], "no second run");
+    assert_eq!(glue_job_runs(&env, "retried_job").await, std::slice::from_ref(&retried), "no second run");
     assert!(log(&env, &run, "retried", 2).contains(&format!("try 1's Glue job run {retried} is")));
     assert!(log(&env, &run, "retried", 2).contains("re-attaching"));
 
