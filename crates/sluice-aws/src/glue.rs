@@ -485,3 +485,28 @@ impl TaskOperator for GlueJobRun {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_terminal_job_run_state_but_succeeded_fails_with_glues_message() {
+        assert!(matches!(job_run_outcome("j", "jr_1", &JobRunState::Succeeded, ""), Poll::Ready(())));
+        for state in
+            [JobRunState::Failed, JobRunState::Error, JobRunState::Timeout, JobRunState::Stopped, JobRunState::Expired]
+        {
+            let Poll::Failed(why) = job_run_outcome("j", "jr_1", &state, "Out of memory") else {
+                panic!("{state:?} fails")
+            };
+            assert_eq!(why, format!("Glue job j run jr_1 {}: Out of memory", state.as_str()));
+        }
+        let Poll::Failed(why) = job_run_outcome("j", "jr_1", &JobRunState::Timeout, "") else { panic!() };
+        assert!(why.ends_with("TIMEOUT: no error message given"), "{why}");
+        for state in [JobRunState::Starting, JobRunState::Running, JobRunState::Waiting, JobRunState::Stopping] {
+            assert!(matches!(job_run_outcome("j", "jr_1", &state, ""), Poll::Pending(_)), "{state:?} waits");
+        }
+        assert!(reusable(&JobRunState::Running) && reusable(&JobRunState::Succeeded));
+        assert!(!reusable(&JobRunState::Failed) && !reusable(&JobRunState::Stopped));
+    }
+}
