@@ -336,14 +336,19 @@ fn reusable(state: &JobRunState) -> bool {
     matches!(state, JobRunState::Starting | JobRunState::Running | JobRunState::Waiting | JobRunState::Succeeded)
 }
 
+/// How much earlier than the recorded `submitted_at` Glue's clock may put a run's start.
+pub const CLOCK_SLACK: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `glue_job`.
 ///
 /// The job run id is recorded the moment StartJobRun returns it; a resumed try waits for that
 /// run, and a retry re-attaches to the newest earlier try's run of the same job while it is
 /// STARTING, RUNNING, WAITING or SUCCEEDED (a task cleared after it succeeded starts a new run).
-/// StartJobRun has no idempotency token: a try cut off while that request was in flight does
-/// not know the run it may have started, and its retry starts one (Glue's `MaxConcurrentRuns`,
-/// 1 by default, then refuses it while the other runs, and the retry is tried again later).
+/// StartJobRun has no idempotency token, so the try records `submitted_at` just before it: a
+/// try cut off while the request was in flight finds its run again as the job's earliest run
+/// started since then (less [`CLOCK_SLACK`]) with this try's arguments and not another try's,
+/// to wait for it (resumed, retried) or to stop it (cancelled). A run of the same job with the
+/// same arguments started by someone else in that window would be taken for it.
 pub struct GlueJobRun {
     pub cfg: ops::GlueJob,
     pub clients: Arc<Clients>,
@@ -351,6 +356,40 @@ pub struct GlueJobRun {
 }
 
 impl GlueJobRun {
+    /// The run a try that recorded `submitted_at` (RFC 3339) but no id started, if Glue has it:
+    /// the earliest run of the job started since then with this task's arguments that no
+    /// other try recorded.
+    async fn submitted(
+        &self,
+        glue: &aws_sdk_glue::Client,
+        ctx: &TryContext,
+        submitted_at: &str,
+    ) -> Result<Option<String>, TaskError> {
+        let Ok(since) = aws_smithy_types::DateTime::from_str(submitted_at, Format::DateTime) else {
+            return Ok(None);
+        };
+        let since = since.secs() - CLOCK_SLACK.as_secs() as i64;
+        let known: Vec<String> = ctx
+            .earlier_tries()
+            .await?
+            .iter()
+            .filter_map(|t| t.external_ids.get("job_run_id").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let job = self.cfg.job_name.as_str();
+        let runs = call(ctx, || async {
+            glue.get_job_runs().job_name(job).send().await.map_err(|e| aws_error("GetJobRuns", e))
+        })
+        .await?;
+        let ours = |r: &&aws_sdk_glue::types::JobRun| {
+            let args = r.arguments();
+            r.started_on().is_some_and(|t| t.secs() >= since)
+                && r.id().is_some_and(|id| !known.iter().any(|k| k == id))
+                && self.cfg.arguments.iter().all(|(k, v)| args.and_then(|a| a.get(k)) == Some(v))
+        };
+        let found = runs.job_runs().iter().filter(ours).min_by_key(|r| r.started_on().map(|t| t.as_nanos()));
+        Ok(found.and_then(|r| r.id()).map(str::to_string))
+    }
+
     /// The newest earlier try's run of this job, when it can still succeed or has.
     async fn earlier(&self, glue: &aws_sdk_glue::Client, ctx: &TryContext) -> Result<Option<String>, TaskError> {
         let job = self.cfg.job_name.as_str();
@@ -358,10 +397,22 @@ impl GlueJobRun {
             if matches!(t.state, TaskState::Success | TaskState::Skipped) {
                 return Ok(None);
             }
-            let Some(id) = t.external_ids.get("job_run_id").and_then(Value::as_str) else { continue };
             if t.external_ids.get("job_name").and_then(Value::as_str).is_some_and(|j| j != job) {
                 return Ok(None);
             }
+            let found;
+            let id = match t.external_ids.get("job_run_id").and_then(Value::as_str) {
+                Some(id) => id,
+                None => {
+                    // Cut off while its StartJobRun was in flight: the run it may have started.
+                    let Some(at) = t.external_ids.get("submitted_at").and_then(Value::as_str) else { continue };
+                    found = self.submitted(glue, ctx, at).await?;
+                    match &found {
+                        Some(id) => id.as_str(),
+                        None => continue,
+                    }
+                }
+            };
             let state = match call(ctx, || get_job_run(glue, job, id)).await {
                 Ok((state, _)) => state,
                 Err(e) => {
@@ -384,6 +435,25 @@ impl GlueJobRun {
         Ok(None)
     }
 
+    /// The run of a try with no recorded id: the one this try submitted when it was cut off
+    /// in flight, else an earlier try's, else a new one.
+    async fn find_or_start(&self, glue: &aws_sdk_glue::Client, ctx: &TryContext) -> Result<String, TaskError> {
+        let job = self.cfg.job_name.as_str();
+        ctx.record("job_name", json!(job)).await?;
+        if let Some(at) = ctx.resumed("submitted_at").and_then(Value::as_str) {
+            if let Some(id) = self.submitted(glue, ctx, at).await? {
+                ctx.log.line(&format!("[aws] cut off while submitting: Glue job {job} run {id} is the one submitted"));
+                ctx.record("job_run_id", json!(id)).await?;
+                return Ok(id);
+            }
+        }
+        if let Some(id) = self.earlier(glue, ctx).await? {
+            ctx.record("job_run_id", json!(id)).await?;
+            return Ok(id);
+        }
+        self.start(glue, ctx).await
+    }
+
     async fn start(&self, glue: &aws_sdk_glue::Client, ctx: &TryContext) -> Result<String, TaskError> {
         let c = &self.cfg;
         let workers = c
@@ -394,6 +464,9 @@ impl GlueJobRun {
             c.execution_timeout.map(|d| i32::try_from(d.as_std().as_secs().div_ceil(60).max(1)).unwrap_or(i32::MAX));
         let arguments: std::collections::HashMap<String, String> =
             c.arguments.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // Before the request: a try cut off while it is in flight can find its run again.
+        let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
+        ctx.record("submitted_at", json!(now.fmt(Format::DateTime).unwrap_or_default())).await?;
         // Not sent again on an error: without a token a second request could be a second run.
         let out = glue
             .start_job_run()
@@ -438,16 +511,7 @@ impl TaskOperator for GlueJobRun {
                 ctx.log.line(&format!("[aws] re-attaching to Glue job {job} run {id}"));
                 id.to_string()
             }
-            None => {
-                ctx.record("job_name", json!(job)).await?;
-                match self.earlier(&glue, ctx).await? {
-                    Some(id) => {
-                        ctx.record("job_run_id", json!(id)).await?;
-                        id
-                    }
-                    None => self.start(&glue, ctx).await?,
-                }
-            }
+            None => self.find_or_start(&glue, ctx).await?,
         };
         Waiter::new(format!("Glue job {job} run {id}"), self.cfg.poke_interval.as_std())
             .wait(ctx, || async {
@@ -466,9 +530,34 @@ impl TaskOperator for GlueJobRun {
     /// Timed out: the job run is stopped (BatchStopJobRun).
     async fn cancel(&self, ctx: &TryContext) {
         let recorded = ctx.recorded().await;
-        let Some(id) = recorded.get("job_run_id").and_then(Value::as_str) else { return };
-        let Ok(glue) = self.clients.glue(self.connection.as_deref()).await else { return };
         let job = self.cfg.job_name.as_str();
+        let Ok(glue) = self.clients.glue(self.connection.as_deref()).await else { return };
+        let id = match recorded.get("job_run_id").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            None => {
+                // Cut off while StartJobRun was in flight: the run it started, if it reached Glue.
+                let Some(at) = recorded.get("submitted_at").and_then(Value::as_str) else { return };
+                match self.submitted(&glue, ctx, at).await {
+                    Ok(Some(id)) => {
+                        ctx.log.line(&format!(
+                            "[aws] cut off while submitting: Glue job {job} run {id} is the one submitted"
+                        ));
+                        let _ = ctx.record("job_run_id", json!(id)).await;
+                        id
+                    }
+                    Ok(None) => {
+                        ctx.log.line(&format!("[aws] cut off while submitting: no run of Glue job {job} was started"));
+                        return;
+                    }
+                    Err(e) => {
+                        ctx.log
+                            .line(&format!("[aws] cut off while submitting; cannot look for its run: {}", e.message));
+                        return;
+                    }
+                }
+            }
+        };
+        let id = id.as_str();
         let r = glue.batch_stop_job_run().job_name(job).job_run_ids(id).send().await;
         ctx.log.line(&format!(
             "[aws] stopping Glue job {job} run {id}: {}",

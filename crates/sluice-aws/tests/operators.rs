@@ -1135,8 +1135,10 @@ async fn a_glue_job_try_re_attaches_to_its_run_after_a_restart_and_a_retry_to_th
     create_glue_job(&env, "resumed_job").await;
     create_glue_job(&env, "retried_job").await;
     create_glue_job(&env, "failed_job").await;
+    create_glue_job(&env, "inflight_job").await;
     let src = [
         glue_task("resumed", "resumed_job", ""),
+        glue_task("inflight", "inflight_job", "arguments = { \"--day\" = \"{{ ds }}\" }\n"),
         glue_task("retried", "retried_job", "retries = 1\nretry_delay = \"100ms\"\n"),
         glue_task("again", "failed_job", "retries = 1\nretry_delay = \"100ms\"\n"),
     ]
@@ -1153,6 +1155,17 @@ async fn a_glue_job_try_re_attaches_to_its_run_after_a_restart_and_a_retry_to_th
     let retried = start("retried_job", None).await;
     let failed = start("failed_job", Some(("--mode", "SLUICE_FAIL"))).await;
     let store = env.store.as_ref();
+    // `inflight`: the scheduler stopped while try 1's StartJobRun was in flight: it recorded
+    // `submitted_at`, and the run reached Glue (another run of the job, with other arguments
+    // and started before, is not it).
+    let day = run.logical_date.format("%Y-%m-%d").to_string();
+    let other = start("inflight_job", Some(("--day", "1999-01-01"))).await;
+    store.set_task_states(run.id, &[("inflight".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+    assert_eq!(store.start_try(run.id, "inflight", Utc::now()).await.unwrap(), Start::Started(1));
+    let submitted_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    store.record_external_id(run.id, "inflight", 1, "submitted_at", &json!(submitted_at)).await.unwrap();
+    let _ = glue.batch_stop_job_run().job_name("inflight_job").job_run_ids(&other).send().await.unwrap();
+    let inflight = start("inflight_job", Some(("--day", day.as_str()))).await;
     // `resumed`: the scheduler stopped while try 1 waited for its run (the try is still running).
     // `retried`, `again`: try 1 was interrupted; its run goes on (`retried`) or failed (`again`).
     for (task, id) in [("resumed", &resumed), ("retried", &retried), ("again", &failed)] {
@@ -1181,6 +1194,15 @@ async fn a_glue_job_try_re_attaches_to_its_run_after_a_restart_and_a_retry_to_th
     assert_eq!(outputs["resumed"]["job_run_id"], json!(resumed));
     assert_eq!(glue_job_runs(&env, "resumed_job").await, std::slice::from_ref(&resumed), "no second run");
     assert!(log(&env, &run, "resumed", 1).contains(&format!("re-attaching to Glue job resumed_job run {resumed}")));
+
+    assert_eq!(tries(&env, &run, "inflight").await.len(), 1, "the same try went on");
+    assert_eq!(outputs["inflight"]["job_run_id"], json!(inflight));
+    assert_eq!(glue_job_runs(&env, "inflight_job").await.len(), 2, "no third run");
+    let l = log(&env, &run, "inflight", 1);
+    assert!(
+        l.contains(&format!("cut off while submitting: Glue job inflight_job run {inflight} is the one submitted")),
+        "{l}"
+    );
 
     let t = tries(&env, &run, "retried").await;
     assert_eq!(t.len(), 2);
@@ -1212,6 +1234,19 @@ async fn a_glue_job_try_cut_off_stops_its_job_run() {
     let r = glue.get_job_run().job_name("slow_job").run_id(&id).send().await.unwrap().job_run.unwrap();
     assert_eq!(r.job_run_state().map(|s| s.as_str()), Some("STOPPING"), "{r:?}");
     assert!(log(&env, &run, "job", 1).contains(&format!("stopping Glue job slow_job run {id}: requested")));
+
+    // Cut off while StartJobRun was in flight (`submitted_at` recorded, the run started): the
+    // run is found and stopped; try 1's run, stopped already, is not taken for it.
+    let ctx = start_try(&env, &d, &run, "job").await;
+    let submitted_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    env.store.record_external_id(run.id, "job", ctx.try_number, "submitted_at", &json!(submitted_at)).await.unwrap();
+    let sent = glue.start_job_run().job_name("slow_job").send().await.unwrap().job_run_id.unwrap();
+    operator(&env, &d, "job").cancel(&ctx).await;
+    let r = glue.get_job_run().job_name("slow_job").run_id(&sent).send().await.unwrap().job_run.unwrap();
+    assert_eq!(r.job_run_state().map(|s| s.as_str()), Some("STOPPING"), "{r:?}");
+    let l = log(&env, &run, "job", ctx.try_number);
+    assert!(l.contains(&format!("cut off while submitting: Glue job slow_job run {sent} is the one submitted")), "{l}");
+    assert_eq!(tries(&env, &run, "job").await[1].external_ids["job_run_id"], sent.as_str());
     moto.run_clock();
 }
 
