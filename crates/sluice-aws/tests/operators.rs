@@ -961,6 +961,10 @@ async fn rejected_credentials_fail_the_try_at_once_with_one_line() {
 
 /// One task of every AWS operator and sensor kind.
 const EVERY_KIND: &str = r#"
+[tasks.glue_job]
+operator = "glue_job"
+job_name = "j"
+
 [tasks.create]
 operator = "create_emr_cluster"
 name = "c"
@@ -1038,12 +1042,13 @@ fn every_aws_operator_and_sensor_resumes_its_try_after_a_stop() {
     let recorded = [
         serde_json::Map::new(),
         json!({"cluster_id": "j-1", "step_ids": ["s-1"], "query_execution_id": "q-1", "job_run_id": "r-1",
-               "application_id": "a", "crawler": "c", "previous_crawl_start": null})
+               "application_id": "a", "crawler": "c", "previous_crawl_start": null, "job_name": "j",
+               "submitted_at": "2026-03-01T05:00:00Z"})
         .as_object()
         .unwrap()
         .clone(),
     ];
-    assert_eq!(d.tasks.len(), 12);
+    assert_eq!(d.tasks.len(), 13);
     for t in &d.tasks {
         let op = provider.build(&t.operator, &d, t).unwrap_or_else(|| panic!("{} is an AWS operator", t.id));
         for r in &recorded {
