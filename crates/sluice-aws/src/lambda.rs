@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::operation::RequestId;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
@@ -93,8 +94,8 @@ impl TaskOperator for Invoke {
             ctx.record("qualifier", json!(q)).await?;
         }
         ctx.log.line(&format!("[aws] invoking function {function} ({} bytes of payload)", body.len()));
-        // Sent again only when Lambda refused it for rate (the function did not run) or failed
-        // before running it (its 5xx), as the SDK's own retries do.
+        // Sent again when Lambda refused it (throttled, its 5xx) or it could not be sent; not
+        // when it was sent and its answer was lost: the function may have run.
         let out = call(ctx, || async {
             client
                 .invoke()
@@ -104,7 +105,12 @@ impl TaskOperator for Invoke {
                 .payload(Blob::new(body.clone()))
                 .send()
                 .await
-                .map_err(|e| aws_error("Invoke", e))
+                .map_err(|e| {
+                    let answer_lost = matches!(e, SdkError::ResponseError(_) | SdkError::TimeoutError(_));
+                    let mut error = aws_error("Invoke", e);
+                    error.retryable &= !answer_lost;
+                    error
+                })
         })
         .await?;
         if let Some(id) = out.request_id() {
