@@ -10,8 +10,8 @@
 //! leaves a state the daemon can resume from, and it writes the events that describe its
 //! change in that same transaction: an event is committed exactly when its change is. SQLite
 //! ([`SqliteStore`]) is the default backend: one file, WAL mode, created and migrated on first
-//! open. A PostgreSQL backend can follow behind the same trait (and the same contract tests,
-//! `tests/contract`) without touching the scheduler; [`open`] picks the backend from the URL.
+//! open. PostgreSQL ([`PgStore`], feature `postgres`) is the other, behind the same trait and
+//! the same contract tests (`tests/contract`); [`open`] picks the backend from the URL.
 
 use std::collections::BTreeMap;
 

@@ -18,7 +18,7 @@ pub enum DbUrl {
 }
 
 /// What [`StoreError::UnsupportedUrl`] says is supported.
-pub const SUPPORTED: &str = "sqlite:PATH, sqlite://PATH, a file path, or sqlite::memory:";
+pub const SUPPORTED: &str = "sqlite:PATH, sqlite://PATH, a file path, sqlite::memory:, or postgres://...";
 
 impl DbUrl {
     /// Parses `url`; anything else is [`StoreError::UnsupportedUrl`]. SQLite query parameters
