@@ -1,13 +1,12 @@
 //! The views listings print, built from a real SQLite file: what they hold and their JSON shape.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sluice_dag::{parse_dag, TaskState};
 use sluice_scheduler::actions::{self, TriggerRequest};
 use sluice_scheduler::views::{DagListView, RunDetailView, RunView, ValidationView};
-use sluice_store::{Store, TryOutcome};
+use sluice_store::TryOutcome;
 
 const DAILY: &str = "schedule = \"0 5 * * *\"\ntimezone = \"Europe/London\"\nstart_date = \"2026-03-01\"\n\
 [tasks.z_first]\noperator = \"noop\"\n[tasks.a_second]\noperator = \"noop\"\ndepends_on = [\"z_first\"]\n";
