@@ -14,6 +14,24 @@ use crate::{Event, EventKind, FinishTry, Result, RunState, StoreError, TaskState
 /// largest size the engine commits.
 pub(crate) const BROADCAST_CAPACITY: usize = 16_384;
 
+/// Columns of a run, in the order `run_at` reads them; the table is always aliased `r`.
+pub(crate) const RUN_COLS: &str = "r.id, r.dag_id, r.run_id, r.kind, r.logical_date, r.data_interval_start, \
+     r.data_interval_end, r.state, r.conf, r.created_at, r.started_at, r.ended_at, r.deadline, r.deadline_missed, \
+     r.first_started_at, r.idempotency_key";
+pub(crate) const RUN_NCOLS: usize = 16;
+/// Columns of a try, in the order `try_at` reads them; the table is always aliased `t`.
+pub(crate) const TRY_COLS: &str =
+    "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
+pub(crate) const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
+/// Columns of an API token, in the order `token_row` reads them (never the hash).
+pub(crate) const TOKEN_COLS: &str = "id, name, role, created_at, expires_at, revoked_at, last_used_at";
+pub(crate) const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, data";
+/// Columns of an alert, in the order `alert_row` reads them.
+pub(crate) const ALERT_COLS: &str =
+    "id, channel, incident, rule, dag_id, run_id, task_id, event_id, message, state, attempts, \
+     created_at, next_attempt_at, delivered_at, last_error";
+pub(crate) const ATTEMPT_COLS: &str = "alert, number, at, ok, text";
+
 /// Sends committed events, with their ids, to the subscribers of `sender`, if there are any.
 pub(crate) fn publish(sender: &broadcast::Sender<Arc<Event>>, events: Vec<Pending>, ids: Vec<i64>) {
     if sender.receiver_count() == 0 {

@@ -592,7 +592,10 @@ pub trait Store: Send + Sync + 'static {
     /// it is now. An alert that is not
     /// pending (delivered or given up, e.g. by another sender) is refused with
     /// [`StoreError::Conflict`] and nothing is written; an unknown id is `NotFound`.
-    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow>;
+    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow> {
+        let mut answers = self.record_attempts(at, &[(alert, attempt.clone())]).await?;
+        answers.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no answer for the attempt".into())))
+    }
 
     /// [`Store::record_attempt`] for several alerts at `at`, in one transaction (a sender
     /// whose sends ended together writes once, not once per alert): an answer per attempt, in

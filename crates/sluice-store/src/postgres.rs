@@ -45,7 +45,8 @@ use tokio::sync::{broadcast, Mutex};
 
 use crate::backend::{
     self, json_text, parse_run_state, parse_task_state, run_not_found, task_not_found, try_finished, try_not_found,
-    try_number, Pending, RunNames, BROADCAST_CAPACITY,
+    try_number, Pending, RunNames, ALERT_COLS, ATTEMPT_COLS, BROADCAST_CAPACITY, EVENT_COLS, RUN_COLS, RUN_NCOLS,
+    TI_COLS, TOKEN_COLS, TRY_COLS,
 };
 use crate::{
     AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Created, DagRow, DagSync, DbUrl, Event,
@@ -68,21 +69,6 @@ const PROBE_LOCK_TIMEOUT: &str = "2s";
 /// Connections per handle.
 const CONNECTIONS: u32 = 8;
 
-/// Columns of a run, in the order [`run_at`] reads them; the table is always aliased `r`.
-const RUN_COLS: &str = "r.id, r.dag_id, r.run_id, r.kind, r.logical_date, r.data_interval_start, \
-     r.data_interval_end, r.state, r.conf, r.created_at, r.started_at, r.ended_at, r.deadline, r.deadline_missed, \
-     r.first_started_at, r.idempotency_key";
-const RUN_NCOLS: usize = 16;
-/// Columns of a try, in the order [`try_at`] reads them; the table is always aliased `t`.
-const TRY_COLS: &str = "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
-const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
-/// Columns of an API token, in the order [`token_row`] reads them (never the hash).
-const TOKEN_COLS: &str = "id, name, role, created_at, expires_at, revoked_at, last_used_at";
-const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, data";
-/// Columns of an alert, in the order [`alert_row`] reads them.
-const ALERT_COLS: &str = "id, channel, incident, rule, dag_id, run_id, task_id, event_id, message, state, attempts, \
-     created_at, next_attempt_at, delivered_at, last_error";
-const ATTEMPT_COLS: &str = "alert, number, at, ok, text";
 /// The DAG ids that have runs, one index step each (a skip scan of `runs_dag_state`), as the
 /// CTE `d`; its last row is NULL.
 const DAG_IDS: &str = "WITH RECURSIVE d (dag_id) AS (SELECT min(dag_id) FROM runs UNION ALL \
@@ -1650,11 +1636,6 @@ impl Store for PgStore {
         Ok(sqlx::query_scalar("SELECT min(next_attempt_at) FROM alerts WHERE state = 'pending'")
             .fetch_one(&self.pool)
             .await?)
-    }
-
-    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow> {
-        let mut answers = self.record_attempts(at, &[(alert, attempt.clone())]).await?;
-        answers.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no answer for the attempt".into())))
     }
 
     async fn record_attempts(&self, at: DateTime<Utc>, attempts: &[(i64, Attempt)]) -> Result<Vec<Result<AlertRow>>> {

@@ -63,7 +63,8 @@ use tokio::sync::{broadcast, Mutex};
 
 use crate::backend::{
     self, json_text, parse_json_map, parse_run_state, parse_task_state, run_not_found, task_not_found, try_finished,
-    try_not_found, try_number, Pending, RunNames, BROADCAST_CAPACITY,
+    try_not_found, try_number, Pending, RunNames, ALERT_COLS, ATTEMPT_COLS, BROADCAST_CAPACITY, EVENT_COLS, RUN_COLS,
+    RUN_NCOLS, TI_COLS, TOKEN_COLS, TRY_COLS,
 };
 use crate::{
     AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Created, DagRow, DagSync, DbUrl, Event,
@@ -79,22 +80,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read connections per handle.
 const READERS: u32 = 4;
-
-/// Columns of a run, in the order [`run_at`] reads them; the table is always aliased `r`.
-const RUN_COLS: &str = "r.id, r.dag_id, r.run_id, r.kind, r.logical_date, r.data_interval_start, \
-     r.data_interval_end, r.state, r.conf, r.created_at, r.started_at, r.ended_at, r.deadline, r.deadline_missed, \
-     r.first_started_at, r.idempotency_key";
-const RUN_NCOLS: usize = 16;
-/// Columns of a try, in the order [`try_at`] reads them; the table is always aliased `t`.
-const TRY_COLS: &str = "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
-const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
-/// Columns of an API token, in the order [`token_row`] reads them (never the hash).
-const TOKEN_COLS: &str = "id, name, role, created_at, expires_at, revoked_at, last_used_at";
-const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, data";
-/// Columns of an alert, in the order [`alert_row`] reads them.
-const ALERT_COLS: &str = "id, channel, incident, rule, dag_id, run_id, task_id, event_id, message, state, attempts, \
-     created_at, next_attempt_at, delivered_at, last_error";
-const ATTEMPT_COLS: &str = "alert, number, at, ok, text";
 
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct SqliteStore {
@@ -1832,11 +1817,6 @@ impl Store for SqliteStore {
                 .fetch_one(&self.readers)
                 .await?;
         next.as_deref().map(parse_ts).transpose()
-    }
-
-    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow> {
-        let mut answers = self.record_attempts(at, &[(alert, attempt.clone())]).await?;
-        answers.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no answer for the attempt".into())))
     }
 
     async fn record_attempts(&self, at: DateTime<Utc>, attempts: &[(i64, Attempt)]) -> Result<Vec<Result<AlertRow>>> {
