@@ -72,6 +72,7 @@ enum Command {
     Generate(cmd::generate::Args),
     Import(cmd::import::Args),
     Db(cmd::db::Args),
+    Schedulers(cmd::schedulers::Args),
     Bench(cmd::bench::Args),
     /// The `api` benchmark's load generator, run by `dagctl bench` in a second process.
     #[command(name = "bench-load", hide = true)]
@@ -112,6 +113,7 @@ fn main() -> ExitCode {
             Command::Generate(a) => cmd::generate::run(a),
             Command::Import(a) => cmd::import::run(&dags, a),
             Command::Db(a) => ctx.block_on(cmd::db::run(&ctx, a)),
+            Command::Schedulers(a) => ctx.block_on(cmd::schedulers::run(&ctx, a)),
             Command::Bench(a) => ctx.block_on(cmd::bench::run(&ctx, a)),
             Command::BenchLoad(a) => ctx.block_on(cmd::bench::load(a)),
         }

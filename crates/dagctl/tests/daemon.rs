@@ -911,6 +911,39 @@ fn a_second_daemon_on_the_same_database_refuses_to_start_and_touches_nothing() {
     assert!(third.is_running());
 }
 
+/// `dagctl schedulers` names the running scheduler with the tries it holds, and nobody once it
+/// was killed.
+#[test]
+fn schedulers_lists_the_running_daemon_and_nobody_after_it_died() {
+    let env = Env::new();
+    let gate = env.file("gate");
+    env.write_dag(
+        "held.toml",
+        &format!("[tasks.a]\noperator = \"command\"\ncommand = \"{wait}\"\n", wait = wait_for(&gate)),
+    );
+    assert_eq!(env.json(&["schedulers", "--json"]), serde_json::json!([]), "none before the daemon");
+    let mut daemon = env.daemon(&[]);
+    env.ok(&["trigger", "held", "--date", "2026-01-01"]);
+    let listed = env.wait_until("the daemon to hold its try", Duration::from_secs(30), || {
+        let v = env.json(&["schedulers", "--json"]);
+        (v[0]["tries_held"] == 1).then_some(v)
+    });
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{listed:#}");
+    assert_eq!(rows[0]["pid"], daemon.pid(), "{listed:#}");
+    assert!(rows[0]["host"].as_str().is_some_and(|h| !h.is_empty()), "{listed:#}");
+    assert!(rows[0]["renewed_at"].is_null(), "a lock needs no renewal: {listed:#}");
+    let table = env.ok(&["schedulers"]);
+    assert!(table.contains(&daemon.pid().to_string()) && table.contains("TRIES HELD"), "{table}");
+
+    daemon.kill9();
+    env.wait_until("the dead daemon to be gone from the list", Duration::from_secs(30), || {
+        (env.json(&["schedulers", "--json"]) == serde_json::json!([])).then_some(())
+    });
+    assert!(env.ok(&["schedulers"]).contains("no scheduler is running"));
+    open_gate(&gate);
+}
+
 /// The janitor's `dagctl clusters terminate-finished` failed with `sh: dagctl: not found`:
 /// the README's alias does not reach task shells. A task finds the daemon's own `dagctl` on its
 /// PATH, and the daemon's state through SLUICE_DB.

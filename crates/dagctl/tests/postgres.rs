@@ -43,7 +43,7 @@ fn runtime() -> tokio::runtime::Runtime {
 const DAG: &str = "schedule = \"0 5 * * *\"\ntimezone = \"Europe/London\"\nstart_date = \"2026-01-01\"\n\
 [tasks.extract]\noperator = \"command\"\ncommand = \"echo rows=42\"\n\
 [tasks.flaky]\noperator = \"command\"\ndepends_on = [\"extract\"]\nretries = 1\nretry_delay = \"0s\"\n\
-command = \"test -f tried || { touch tried; exit 3; }\"\n";
+command = \"test -f tried-{{ ds }} || { touch tried-{{ ds }}; exit 3; }\"\n";
 
 /// A SQLite file with history (runs, a retried task, outputs, events, a token) copied into a
 /// new PostgreSQL schema reads back the same through every listing, ids included, and new

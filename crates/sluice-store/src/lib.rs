@@ -240,6 +240,19 @@ impl RunCursor {
     }
 }
 
+/// A scheduler running on the database, as [`Store::schedulers`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchedulerRow {
+    pub host: String,
+    pub pid: u32,
+    pub since: DateTime<Utc>,
+    /// When it last renewed its lease; `None` while a scheduler holds the database by a lock
+    /// (SQLite's lock file, PostgreSQL's advisory lock), which needs no renewal.
+    pub renewed_at: Option<DateTime<Utc>>,
+    /// Tries running now that it holds.
+    pub tries_held: u64,
+}
+
 /// An API token to create ([`Store::create_token`]). The store keeps only `hash` (the caller
 /// hashes the secret and never hands the secret itself over) and knows nothing of what a
 /// `role` allows.
@@ -552,6 +565,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_scheduler(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The schedulers running on this database now (one at most until several can share one).
+    async fn schedulers(&self) -> Result<Vec<SchedulerRow>>;
 
     /// Proves that a write could commit now, changing nothing (what a readiness probe asks):
     /// takes the write lock and lets it go. Waits about 2 s at most for a lock another process

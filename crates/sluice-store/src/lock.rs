@@ -109,6 +109,15 @@ pub fn lock_path(url: &str) -> Option<PathBuf> {
 }
 
 /// What the holder of the lock at `path` wrote, if it could be read.
+/// The scheduler holding the lock of database `url` now, without touching the lock (a daemon
+/// starting meanwhile must not find it taken): the holder the file names, if that process is
+/// alive (on this host; a holder on another host is taken at its word).
+pub fn live_holder(url: &str) -> Option<Holder> {
+    let holder = read_holder(&lock_path(url)?)?;
+    let here = holder.host == hostname();
+    (!here || Path::new(&format!("/proc/{}", holder.pid)).exists()).then_some(holder)
+}
+
 pub fn read_holder(path: &Path) -> Option<Holder> {
     let mut text = String::new();
     File::open(path).ok()?.take(4096).read_to_string(&mut text).ok()?;

@@ -51,7 +51,8 @@ use crate::backend::{
 use crate::{
     AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Created, DagRow, DagSync, DbUrl, Event,
     EventKind, EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run,
-    RunFilter, RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try, TryOutcome,
+    RunFilter, RunKind, RunState, SchedulerRow, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try,
+    TryOutcome,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -884,6 +885,33 @@ async fn move_cursor<'c, E: Executor<'c, Database = Postgres>>(e: E, name: &str,
     Ok(())
 }
 
+/// The `application_name`s of the connections holding this schema's scheduler lock.
+async fn scheduler_names(conn: &mut PgConnection) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database \
+         WHERE datname = current_database()) AND l.objsubid = 2 AND l.classid::bigint = $1 \
+         AND l.objid::bigint = (hashtext(current_schema())::bigint & 4294967295)",
+    )
+    .bind(SCHEDULER_LOCK)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The name [`Store::claim_scheduler`] gives its connection.
+fn scheduler_name(pid: u32, host: &str, since: DateTime<Utc>) -> String {
+    format!("sluice scheduler pid {pid} on host {host} since {}", since.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+/// (host, pid, since) of a [`scheduler_name`].
+fn parse_scheduler_name(name: &str) -> Option<(String, u32, DateTime<Utc>)> {
+    let rest = name.strip_prefix("sluice scheduler pid ")?;
+    let (pid, rest) = rest.split_once(" on host ")?;
+    let (host, since) = rest.rsplit_once(" since ")?;
+    let since = DateTime::parse_from_rfc3339(since).ok()?.with_timezone(&Utc);
+    Some((host.to_string(), pid.parse().ok()?, since))
+}
+
 /// Whether `e` is PostgreSQL's unique violation (SQLSTATE 23505).
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
@@ -1528,6 +1556,24 @@ impl Store for PgStore {
         }
     }
 
+    async fn schedulers(&self) -> Result<Vec<SchedulerRow>> {
+        let mut conn = self.pool.acquire().await?;
+        let names = scheduler_names(&mut conn).await?;
+        let held: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tries WHERE state = 'running'").fetch_one(&mut *conn).await?;
+        Ok(names
+            .iter()
+            .filter_map(|name| parse_scheduler_name(name))
+            .map(|(host, pid, since)| SchedulerRow {
+                host,
+                pid,
+                since,
+                renewed_at: None,
+                tries_held: u64::try_from(held).unwrap_or(0),
+            })
+            .collect())
+    }
+
     async fn check_writable(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let read_only: String = sqlx::query_scalar("SHOW transaction_read_only").fetch_one(&mut *tx).await?;
@@ -1548,24 +1594,14 @@ impl Store for PgStore {
         if held.is_some() {
             return Ok(());
         }
-        let since = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
-        let name =
-            format!("sluice scheduler pid {} on host {} since {since}", std::process::id(), crate::lock::hostname());
+        let name = scheduler_name(std::process::id(), &crate::lock::hostname(), Utc::now());
         let mut conn = self.options.clone().application_name(&name).connect().await?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
             .bind(SCHEDULER_LOCK)
             .fetch_one(&mut conn)
             .await?;
         if !got {
-            let holder: Option<String> = sqlx::query_scalar(
-                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database \
-                 WHERE datname = current_database()) AND l.objsubid = 2 AND l.classid::bigint = $1 \
-                 AND l.objid::bigint = (hashtext(current_schema())::bigint & 4294967295) LIMIT 1",
-            )
-            .bind(SCHEDULER_LOCK)
-            .fetch_optional(&mut conn)
-            .await?;
+            let holder = scheduler_names(&mut conn).await?.into_iter().next();
             return Err(StoreError::Conflict(format!(
                 "another scheduler is already running on this database ({}); stop it first, or give this one its own \
                  --db (several schedulers on one PostgreSQL database are not supported yet)",

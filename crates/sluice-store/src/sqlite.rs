@@ -69,7 +69,8 @@ use crate::backend::{
 use crate::{
     AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Created, DagRow, DagSync, DbUrl, Event,
     EventKind, EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run,
-    RunFilter, RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try, TryOutcome,
+    RunFilter, RunKind, RunState, SchedulerRow, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try,
+    TryOutcome,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -91,6 +92,8 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Writer>>,
     /// This handle's committed events, for [`Store::subscribe`].
     events: broadcast::Sender<Arc<Event>>,
+    /// The URL it was opened with (its lock file names the scheduler).
+    url: String,
 }
 
 struct Writer {
@@ -149,7 +152,12 @@ impl SqliteStore {
         let readers =
             SqlitePoolOptions::new().max_connections(if memory { 1 } else { READERS }).connect_with(options).await?;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
-        Ok(SqliteStore { readers, writer: Arc::new(Mutex::new(Writer { conn, data_version })), events })
+        Ok(SqliteStore {
+            readers,
+            writer: Arc::new(Mutex::new(Writer { conn, data_version })),
+            events,
+            url: url.to_string(),
+        })
     }
 
     /// Inserts `events` into `tx`, commits it, then publishes the events with their ids. Called
@@ -1717,6 +1725,14 @@ impl Store for SqliteStore {
         let changed = now != w.data_version;
         w.data_version = now;
         Ok(changed)
+    }
+
+    async fn schedulers(&self) -> Result<Vec<SchedulerRow>> {
+        let Some(holder) = crate::lock::live_holder(&self.url) else { return Ok(Vec::new()) };
+        let held: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tries WHERE state = 'running'").fetch_one(&self.readers).await?;
+        let tries_held = u64::try_from(held).unwrap_or(0);
+        Ok(vec![SchedulerRow { host: holder.host, pid: holder.pid, since: holder.since, renewed_at: None, tries_held }])
     }
 
     async fn check_writable(&self) -> Result<()> {

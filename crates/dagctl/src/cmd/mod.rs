@@ -16,6 +16,7 @@ pub mod pause;
 pub mod render;
 pub mod runs;
 pub mod scheduler;
+pub mod schedulers;
 pub mod server;
 pub mod show;
 pub mod tasks;
