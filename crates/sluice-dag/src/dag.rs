@@ -393,6 +393,35 @@ impl Dag {
         TemplateContext::new(&self.id, task, run_id, dates, template::merge_params(&self.params, conf))
     }
 
+    /// The task's keys rendered for a person to read (`dagctl render`, the API's rendered keys
+    /// of a task in a run): the template context of `run_id` at `dates` with `conf`, the
+    /// upstream outputs known so far (`outputs`: task id -> field -> value, as the store keeps
+    /// them), and a placeholder `<tasks.ID.FIELD>` for each output of an upstream not in
+    /// `outputs` (not run yet, or failed).
+    pub fn render_for_display(
+        &self,
+        task: &Task,
+        run_id: &str,
+        dates: &RunDates,
+        conf: Option<&Map<String, Value>>,
+        mut outputs: std::collections::BTreeMap<String, Map<String, Value>>,
+    ) -> Result<Value, RenderError> {
+        let mut ctx = self.template_context(&task.id, run_id, dates, conf);
+        for up in self.ancestors(&task.id) {
+            let known = outputs.remove(&up.id);
+            let shown = known.unwrap_or_else(|| {
+                up.operator
+                    .kind()
+                    .outputs()
+                    .iter()
+                    .map(|(f, shape)| (f.to_string(), shape.placeholder(format!("<tasks.{}.{f}>", up.id))))
+                    .collect()
+            });
+            ctx.tasks.insert(up.id.clone(), shown);
+        }
+        self.render_task(task, &ctx).map(|(rendered, _)| rendered)
+    }
+
     /// Renders the task's keys with `ctx` and reads them back as its typed operator.
     pub fn render_task(&self, task: &Task, ctx: &TemplateContext) -> Result<(Value, Operator), RenderError> {
         let env = template::environment();

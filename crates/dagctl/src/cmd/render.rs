@@ -40,18 +40,9 @@ pub fn run(dags: &Path, args: Args) -> Result<u8> {
     let conf = args.conf.as_deref().map(sluice_dag::parse_conf).transpose().map_err(anyhow::Error::msg)?;
     let dates = dag.run_dates(logical);
     let kind = if dag.schedule.is_some() { "scheduled" } else { "manual" };
-    let mut ctx = dag.template_context(&task.id, &run_id(kind, &dates), &dates, conf.as_ref());
-    for up in dag.ancestors(&task.id) {
-        let outputs = up
-            .operator
-            .kind()
-            .outputs()
-            .iter()
-            .map(|(f, shape)| (f.to_string(), shape.placeholder(format!("<tasks.{}.{f}>", up.id))))
-            .collect();
-        ctx.tasks.insert(up.id.clone(), outputs);
-    }
-    let (rendered, _) = dag.render_task(task, &ctx).map_err(|e| anyhow!("task `{}`: {e}", task.id))?;
+    let rendered = dag
+        .render_for_display(task, &run_id(kind, &dates), &dates, conf.as_ref(), Default::default())
+        .map_err(|e| anyhow!("task `{}`: {e}", task.id))?;
     if args.json {
         crate::output::json(&rendered)?;
     } else {
