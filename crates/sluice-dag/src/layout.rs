@@ -207,4 +207,104 @@ mod tests {
         assert_eq!(rows, (0..50).collect::<Vec<_>>());
         assert_eq!(places[51].0, 2);
     }
+
+    /// A 200-task DAG of the shape real pipelines have: 12 sources, then tasks that each
+    /// depend on one to three earlier tasks (chosen by a fixed pseudo-random sequence, mostly
+    /// recent ones), so layers are uneven and edges skip layers.
+    fn big_dag() -> Dag {
+        let mut src = String::from("id = \"big\"\nstart_date = 2026-01-01\n");
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as usize) % n
+        };
+        for i in 0..200 {
+            src.push_str(&format!("[tasks.t{i:03}]\noperator = \"noop\"\n"));
+            if i >= 12 {
+                let mut deps: Vec<usize> = (0..1 + next(3)).map(|_| i - 1 - next(i.min(30))).collect();
+                deps.sort_unstable();
+                deps.dedup();
+                let list: Vec<String> = deps.iter().map(|d| format!("\"t{d:03}\"")).collect();
+                src.push_str(&format!("depends_on = [{}]\n", list.join(", ")));
+            }
+        }
+        let out = crate::parse::parse_dag(std::path::Path::new("big.toml"), &src);
+        out.dag.unwrap_or_else(|| panic!("{:?}", out.diagnostics))
+    }
+
+    /// Pairs of edges between the same two layers that cross, for per-node `(layer, order)`.
+    fn crossings(ups: &[Vec<usize>], places: &[(usize, usize)]) -> usize {
+        let edges: Vec<(usize, usize)> = ups.iter().enumerate().flat_map(|(i, us)| us.iter().map(move |&u| (u, i))).collect();
+        let mut n = 0;
+        for (k, &(a, b)) in edges.iter().enumerate() {
+            for &(c, d) in &edges[k + 1..] {
+                let same_layers = places[a].0 == places[c].0 && places[b].0 == places[d].0;
+                let (oa, ob, oc, od) = (places[a].1, places[b].1, places[c].1, places[d].1);
+                if same_layers && ((oa < oc && ob > od) || (oa > oc && ob < od)) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn a_200_task_dag_is_laid_out_without_overlaps_left_to_right_and_within_its_bounds() {
+        let dag = big_dag();
+        assert_eq!(dag.tasks.len(), 200);
+        let l = dag_layout(&dag);
+        let (w, h) = (l.node_width, l.node_height);
+        assert_eq!(l.nodes.len(), 200);
+        assert!(l.edges.len() > 250, "a DAG with joins: {} edges", l.edges.len());
+        // No two boxes overlap, and each keeps at least the gaps between them.
+        for (i, a) in l.nodes.iter().enumerate() {
+            for b in &l.nodes[i + 1..] {
+                let apart_x = a.x + w + LAYER_GAP <= b.x || b.x + w + LAYER_GAP <= a.x;
+                let apart_y = a.y + h + NODE_GAP <= b.y || b.y + h + NODE_GAP <= a.y;
+                assert!(apart_x || apart_y, "{} and {} overlap: {a:?} {b:?}", a.task, b.task);
+            }
+        }
+        // Every edge goes left to right.
+        for &[u, d] in &l.edges {
+            let (a, b) = (&l.nodes[u as usize], &l.nodes[d as usize]);
+            assert!(a.layer < b.layer && a.x + w < b.x, "{} -> {} points left", a.task, b.task);
+        }
+        // The picture is as wide as its layers and as tall as its tallest one, no more, and
+        // every box is inside it.
+        let layers = l.nodes.iter().map(|n| n.layer).max().unwrap() + 1;
+        let tallest = (0..layers).map(|c| l.nodes.iter().filter(|n| n.layer == c).count() as u32).max().unwrap();
+        assert_eq!(l.width, layers * (w + LAYER_GAP) - LAYER_GAP);
+        assert_eq!(l.height, tallest * (h + NODE_GAP) - NODE_GAP);
+        for n in &l.nodes {
+            assert!(n.x + w <= l.width && n.y + h <= l.height, "{n:?} outside {}x{}", l.width, l.height);
+        }
+        // Readable: the longest path sets the width (not one column per task), and no column
+        // holds most of the tasks.
+        assert!(layers < 60 && tallest < 40, "{layers} layers, {tallest} rows");
+    }
+
+    #[test]
+    fn crossing_reduction_never_adds_crossings_and_gives_the_same_layout_each_time() {
+        let dag = big_dag();
+        let (ups, _) = dag.adjacency();
+        let topo: Vec<usize> = (0..ups.len()).collect();
+        let swept = layered(&ups, &topo);
+        // Before any sweep: each column in topological order.
+        let mut seen: Vec<usize> = Vec::new();
+        let start: Vec<(usize, usize)> = swept
+            .iter()
+            .map(|&(layer, _)| {
+                if seen.len() <= layer {
+                    seen.resize(layer + 1, 0);
+                }
+                seen[layer] += 1;
+                (layer, seen[layer] - 1)
+            })
+            .collect();
+        let (before, after) = (crossings(&ups, &start), crossings(&ups, &swept));
+        assert!(before > 0, "the test DAG must start with crossings");
+        assert!(after < before, "{after} crossings after the sweeps, {before} before");
+        assert_eq!(layered(&ups, &topo), swept, "the same graph gives the same places");
+        assert_eq!(dag_layout(&dag), dag_layout(&dag));
+    }
 }
