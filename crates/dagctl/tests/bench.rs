@@ -93,7 +93,8 @@ fn the_ui_scenario_measures_every_view_and_the_grid_in_chromium() {
         assert!(p99.get("target").is_none(), "no targets at the small size");
     }
     let description = ui["description"].as_str().unwrap();
-    let has_driver = std::process::Command::new("chromedriver").arg("--version").output().is_ok_and(|o| o.status.success());
+    let has_driver =
+        std::process::Command::new("chromedriver").arg("--version").output().is_ok_and(|o| o.status.success());
     if has_driver {
         // One load of the 400-run DAG's page: its 365 runs by 20 tasks were all drawn.
         let drawn = metric("DAG page, grid 365 drawn in Chromium");
