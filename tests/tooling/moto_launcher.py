@@ -16,9 +16,12 @@ What this file adds to moto, all in-process and all listed in the README:
   PENDING for ever), computed lazily from each step's creation time whenever clusters or steps
   are read: no background thread. Clusters follow their steps (RUNNING while a step is active,
   then WAITING, or TERMINATED for auto-terminating clusters). ``CancelSteps`` is implemented
-  (moto lacks it) and ``DescribeStep`` of an unknown step fails as AWS does.
+  (moto lacks it) and ``DescribeStep`` of an unknown step fails as AWS does. Glue's
+  ``BatchStopJobRun`` is implemented (moto lacks it).
 * Failure injection by the marker ``SLUICE_FAIL`` in an EMR step, an Athena query, an EMR
-  Serverless job run, a Glue crawler name or a Glue job run.
+  Serverless job run, a Glue crawler name, a Glue job run or a Lambda invocation.
+* Lambda runs on moto's docker-free backend (``lambda.use_docker`` false), which refuses unknown
+  functions as AWS does.
 * Glue's ``LastCrawl`` reports AWS's values (SUCCEEDED / FAILED / CANCELLED, finished crawls
   only) instead of moto's crawl states (COMPLETED, RUNNING).
 * Throttling / server-error injection: ``POST /_sluice/faults`` makes the next N matching
@@ -533,6 +536,61 @@ def patch_glue() -> None:
 
     glue.FakeJobRun.as_dict = job_run_as_dict_patched
 
+    from moto.core.responses import ActionResult
+    from moto.glue.responses import GlueResponse
+
+    def batch_stop_job_run(self: Any) -> Any:
+        """BatchStopJobRun (moto has none): a STARTING, RUNNING or WAITING run goes STOPPING,
+        then STOPPED on the next reads; any other run is an error entry, as in AWS."""
+        name = self._get_param("JobName")
+        job = self.glue_backend.get_job(name)
+        by_id = {r.job_run_id: r for r in job.job_runs}
+        stopped, errors = [], []
+        for run_id in self._get_param("JobRunIds", []):
+            run = by_id.get(run_id)
+            if run is None or run.status not in ("STARTING", "RUNNING", "WAITING"):
+                detail = "not found" if run is None else f"in state {run.status}"
+                errors.append({"JobName": name, "JobRunId": run_id, "ErrorDetail": {
+                    "ErrorCode": "InvalidInputException", "ErrorMessage": f"Job run {run_id} is {detail}"}})
+                continue
+            run._transitions = [("STOPPING", "STOPPED")]
+            run.status = "STOPPING"
+            stopped.append({"JobName": name, "JobRunId": run_id})
+        return ActionResult({"SuccessfulSubmissions": stopped, "Errors": errors})
+
+    GlueResponse.batch_stop_job_run = batch_stop_job_run
+
+
+# --------------------------------------------------------------------------------------------
+# Lambda: moto's docker-free backend; an unknown function is refused; marker invocations fail.
+# --------------------------------------------------------------------------------------------
+
+def patch_lambda() -> None:
+    from moto.awslambda_simple import models as simple
+    from moto.core.models import default_user_config
+
+    # No docker daemon here: moto's "simple" Lambda answers each invocation with the next
+    # queued result (POST /moto-api/static/lambda-simple/response) or else the request's payload.
+    default_user_config.setdefault("lambda", {})["use_docker"] = False
+    invoke = simple.LambdaSimpleBackend.invoke
+
+    def invoke_patched(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
+                       response_headers: Any) -> Any:
+        # As AWS: an unknown function (or version, alias) is ResourceNotFoundException.
+        self.get_function(function_name, qualifier)
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+        if contains_marker(function_name, text):
+            # What AWS answers for a function that raised: FunctionError and its error payload.
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({
+                "errorType": "SluiceInjectedError",
+                "errorMessage": f"the invocation carries the {MARKER} marker (injected by Sluice's moto launcher)",
+                "stackTrace": [],
+            }).encode("utf-8")
+        return invoke(self, function_name, qualifier, body, headers, response_headers)
+
+    simple.LambdaSimpleBackend.invoke = invoke_patched
+
 
 # --------------------------------------------------------------------------------------------
 # EMR Serverless: optional clock, marker job runs fail.
@@ -989,6 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
     patch_emr(EmrClock(args.emr_cluster_seconds, args.emr_step_pending_seconds, args.emr_step_seconds))
     patch_athena()
     patch_glue()
+    patch_lambda()
     patch_emr_serverless(args.emr_serverless_run_seconds)
     if args.transition_seconds > 0:
         for model in TRANSITION_MODELS:

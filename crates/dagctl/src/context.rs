@@ -61,7 +61,7 @@ impl Ctx {
     pub async fn store(&self) -> Result<Arc<dyn Store>> {
         sluice_store::open(&self.config.db)
             .await
-            .with_context(|| format!("cannot open the database {}", self.config.db))
+            .with_context(|| format!("cannot open the database {}", sluice_store::redacted(&self.config.db)))
     }
 }
 

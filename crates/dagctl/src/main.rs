@@ -27,7 +27,7 @@ pub struct Global {
     /// The DAG folder [default: ./dags].
     #[arg(long, global = true, env = "SLUICE_DAGS")]
     dags: Option<PathBuf>,
-    /// Database URL: sqlite:PATH or a file path [default: sqlite:sluice.db].
+    /// Database URL: sqlite:PATH, a file path, or postgres://USER@HOST/DB [default: sqlite:sluice.db].
     #[arg(long, global = true, env = "SLUICE_DB")]
     db: Option<String>,
     /// Task log folder [default: ./logs].
@@ -71,6 +71,7 @@ enum Command {
     Unpause(cmd::pause::UnpauseArgs),
     Generate(cmd::generate::Args),
     Import(cmd::import::Args),
+    Db(cmd::db::Args),
     Bench(cmd::bench::Args),
     /// The `api` benchmark's load generator, run by `dagctl bench` in a second process.
     #[command(name = "bench-load", hide = true)]
@@ -110,6 +111,7 @@ fn main() -> ExitCode {
             Command::Unpause(a) => ctx.block_on(cmd::pause::run(&ctx, &a.dag, false)),
             Command::Generate(a) => cmd::generate::run(a),
             Command::Import(a) => cmd::import::run(&dags, a),
+            Command::Db(a) => ctx.block_on(cmd::db::run(&ctx, a)),
             Command::Bench(a) => ctx.block_on(cmd::bench::run(&ctx, a)),
             Command::BenchLoad(a) => ctx.block_on(cmd::bench::load(a)),
         }

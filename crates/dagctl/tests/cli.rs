@@ -346,3 +346,22 @@ step_id = \"{{ tasks.submit.step_ids[0] }}\"\n";
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["step_id"], "<tasks.submit.step_ids>");
 }
+
+/// A `lambda`'s `payload` is JSON read further down: `payload.day` renders its own placeholder.
+#[test]
+fn render_shows_a_read_inside_a_json_output_as_its_own_placeholder() {
+    let src = "[tasks.enrich]\noperator = \"lambda\"\nfunction_name = \"f\"\npayload = { day = \"{{ ds }}\" }\n\
+[tasks.report]\noperator = \"command\"\ndepends_on = [\"enrich\"]\n\
+command = \"echo {{ tasks.enrich.payload.day }} {{ tasks.enrich.payload.stats.rows }} {{ tasks.enrich.payload.stats.bytes }}\"\n";
+    let dir = folder(&[("fn.toml", src)]);
+    let o = dagctl(dir.path(), &["render", "fn", "report", "--date", "2026-03-01", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["command"],
+        "echo <tasks.enrich.payload.day> <tasks.enrich.payload.stats.rows> <tasks.enrich.payload.stats.bytes>"
+    );
+    let o = dagctl(dir.path(), &["render", "fn", "enrich", "--date", "2026-03-01", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["payload"], serde_json::json!({"day": "2026-03-01"}));
+}

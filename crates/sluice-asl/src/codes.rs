@@ -13,8 +13,6 @@ pub const MAP: &str = "map-state";
 pub const TASK_TOKEN: &str = "wait-for-task-token";
 /// An activity.
 pub const ACTIVITY: &str = "activity";
-/// An integration Sluice will have an operator for, but does not yet (Lambda, Glue jobs).
-pub const NO_OPERATOR: &str = "no-operator-yet";
 /// Any other resource.
 pub const UNSUPPORTED_RESOURCE: &str = "unsupported-resource";
 /// A `...Path` field read at run time (`SecondsPath`, `TimestampPath`, `TimeoutSecondsPath`,
@@ -78,7 +76,6 @@ pub const ALL: &[(&str, bool, &str)] = &[
     (MAP, true, "a Map state"),
     (TASK_TOKEN, true, "a .waitForTaskToken integration"),
     (ACTIVITY, true, "an activity"),
-    (NO_OPERATOR, true, "Lambda and Glue job integrations"),
     (UNSUPPORTED_RESOURCE, true, "any other resource"),
     (DYNAMIC_PATH, true, "SecondsPath, TimestampPath, TimeoutSecondsPath, ErrorPath, CausePath"),
     (JSONATA, true, "JSONata"),

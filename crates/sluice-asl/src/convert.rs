@@ -1339,16 +1339,6 @@ impl Cx {
                 return Sym::Unknown("a rejected task".into());
             }
             Resource::Native { op, pattern, .. } => (op, pattern),
-            Resource::NoOperator { what } => {
-                self.report.rejected(
-                    codes::NO_OPERATOR,
-                    rpath,
-                    format!("{what}: no Sluice operator yet"),
-                    "run it from a `command` task (e.g. `aws lambda invoke`, `aws glue start-job-run`) until the operator exists",
-                );
-                self.placeholder(task, &format!("{what}, which has no Sluice operator yet"));
-                return Sym::Unknown("a rejected task".into());
-            }
             Resource::Activity => {
                 self.report.rejected(
                     codes::ACTIVITY,
@@ -1374,7 +1364,7 @@ impl Cx {
                     codes::UNSUPPORTED_RESOURCE,
                     rpath,
                     format!("`{api}` has no Sluice operator"),
-                    "Sluice maps EMR (createCluster, addStep, terminateCluster), EMR Serverless startJobRun, Glue startCrawler and Athena startQueryExecution; run anything else from a `command` task",
+                    "Sluice maps EMR (createCluster, addStep, terminateCluster), EMR Serverless startJobRun, Glue startCrawler and startJobRun, Athena startQueryExecution and Lambda invoke (or a function ARN); run anything else from a `command` task",
                 );
                 self.placeholder(task, "an unsupported resource");
                 return Sym::Unknown("a rejected task".into());
@@ -1396,6 +1386,17 @@ impl Cx {
                 self.report.rejected(codes::INVALID_MACHINE, ppath.clone(), "Parameters must be an object", "");
                 Map::new()
             }
+        };
+        let params = if op == Op::LambdaFunction {
+            // A function ARN's event is its Parameters, or else the state's input.
+            let payload = if self.states[s].obj.contains_key("Parameters") {
+                Value::Object(params)
+            } else {
+                self.json_of(eff, &format!("{path}.InputPath"))
+            };
+            Map::from_iter([("FunctionName".to_string(), Value::String(arn.clone())), ("Payload".to_string(), payload)])
+        } else {
+            params
         };
         let poll = self.polls.get(&s).map(|p| p.seconds);
         let effective = if poll.is_some() { Pattern::Sync } else { pattern };
@@ -1435,6 +1436,10 @@ impl Cx {
             (Pattern::Request, Op::Crawler) => self.report.mapped(
                 path.clone(),
                 format!("{what}: the crawler operator starts the crawl and waits until it has finished"),
+            ),
+            (Pattern::Request, Op::Lambda | Op::LambdaFunction) => self.report.mapped(
+                path.clone(),
+                format!("{what}: invoked with RequestResponse, its answer awaited as Step Functions does"),
             ),
             (Pattern::Request, _) => {
                 self.report.mapped(path.clone(), what);

@@ -26,6 +26,11 @@ pub enum Op {
     Serverless,
     Crawler,
     Athena,
+    GlueJob,
+    /// `lambda:invoke`: the result is Invoke's answer (`Payload`, `StatusCode`, ...).
+    Lambda,
+    /// A plain function ARN as the Resource: the result is the function's payload itself.
+    LambdaFunction,
 }
 
 impl Op {
@@ -37,6 +42,8 @@ impl Op {
             Op::Serverless => "emr_serverless",
             Op::Crawler => "crawler",
             Op::Athena => "athena",
+            Op::GlueJob => "glue_job",
+            Op::Lambda | Op::LambdaFunction => "lambda",
         }
     }
 }
@@ -48,8 +55,6 @@ pub enum Resource {
     Native { op: Op, pattern: Pattern, api: String },
     /// A status call (`getQueryExecution`, `describeCluster`, ...) of a polling loop.
     Poll { service: String, api: String },
-    /// An integration that needs an operator Sluice does not have yet.
-    NoOperator { what: String },
     /// An activity.
     Activity,
     /// Anything else.
@@ -64,7 +69,12 @@ pub fn classify(arn: &str) -> Resource {
     }
     let (service, rest) = (parts[2], parts[5]);
     if service == "lambda" {
-        return Resource::NoOperator { what: "a Lambda function (Invoke)".into() };
+        return match rest.strip_prefix("function:") {
+            Some(f) if !f.is_empty() => {
+                Resource::Native { op: Op::LambdaFunction, pattern: Pattern::Request, api: "lambda:invoke".into() }
+            }
+            _ => Resource::Unsupported { api: arn.to_string() },
+        };
     }
     if service != "states" {
         return Resource::Unsupported { api: arn.to_string() };
@@ -102,14 +112,14 @@ pub fn classify(arn: &str) -> Resource {
         ("emrserverless", "startJobRun") => Some(Op::Serverless),
         ("glue", "startCrawler") => Some(Op::Crawler),
         ("athena", "startQueryExecution") => Some(Op::Athena),
+        ("glue", "startJobRun") => Some(Op::GlueJob),
+        ("lambda", "invoke") => Some(Op::Lambda),
         _ => None,
     };
     if let Some(op) = op {
         return Resource::Native { op, pattern, api: full };
     }
     match (svc, api) {
-        ("glue", "startJobRun") => Resource::NoOperator { what: "a Glue job run (StartJobRun)".into() },
-        ("lambda", "invoke") => Resource::NoOperator { what: "a Lambda function (Invoke)".into() },
         (_, a) if a.starts_with("get") || a.starts_with("describe") || a.starts_with("list") => {
             Resource::Poll { service: svc.to_string(), api: full }
         }
@@ -122,21 +132,46 @@ pub fn service(op: Op) -> &'static str {
     match op {
         Op::CreateCluster | Op::AddStep | Op::Terminate => "emr",
         Op::Serverless => "emrserverless",
-        Op::Crawler => "glue",
+        Op::Crawler | Op::GlueJob => "glue",
         Op::Athena => "athena",
+        Op::Lambda | Op::LambdaFunction => "lambda",
     }
 }
 
 /// The Sluice output (`tasks.ID.<this>`) that a path inside the task's result stands for.
-pub fn output_field(op: Op, path: &[&str]) -> Option<&'static str> {
-    match (op, path) {
-        (Op::CreateCluster, ["ClusterId"] | ["Cluster", "Id"]) => Some("cluster_id"),
-        (Op::AddStep, ["StepId"] | ["Step", "Id"] | ["StepIds", "0"]) => Some("step_ids[0]"),
-        (Op::Athena, ["QueryExecutionId"] | ["QueryExecution", "QueryExecutionId"]) => Some("query_execution_id"),
-        (Op::Athena, ["QueryExecution", "ResultConfiguration", "OutputLocation"]) => Some("output_location"),
-        (Op::Serverless, ["JobRunId"] | ["JobRun", "JobRunId"]) => Some("job_run_id"),
-        _ => None,
+/// A Lambda's result reaches into the function's payload (`tasks.ID.payload.FIELD`).
+pub fn output_field(op: Op, path: &[&str]) -> Option<String> {
+    let fixed = match (op, path) {
+        (Op::CreateCluster, ["ClusterId"] | ["Cluster", "Id"]) => "cluster_id",
+        (Op::AddStep, ["StepId"] | ["Step", "Id"] | ["StepIds", "0"]) => "step_ids[0]",
+        (Op::Athena, ["QueryExecutionId"] | ["QueryExecution", "QueryExecutionId"]) => "query_execution_id",
+        (Op::Athena, ["QueryExecution", "ResultConfiguration", "OutputLocation"]) => "output_location",
+        (Op::Serverless, ["JobRunId"] | ["JobRun", "JobRunId"]) => "job_run_id",
+        // StartJobRun answers JobRunId; the .sync form answers the job run (its `Id`).
+        (Op::GlueJob, ["JobRunId"] | ["Id"] | ["JobRun", "Id"]) => "job_run_id",
+        (Op::Lambda, ["Payload", rest @ ..]) => return payload_field(rest),
+        (Op::LambdaFunction, rest) => return payload_field(rest),
+        _ => return None,
+    };
+    Some(fixed.to_string())
+}
+
+/// `payload` and the path below it, when every step is a name a template can write.
+fn payload_field(rest: &[&str]) -> Option<String> {
+    let mut out = String::from("payload");
+    for seg in rest {
+        if seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty() {
+            out.push_str(&format!("[{seg}]"));
+        } else if seg.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            out.push('.');
+            out.push_str(seg);
+        } else {
+            return None;
+        }
     }
+    Some(out)
 }
 
 /// A problem found while building an operator's keys: its code, the key's path below
@@ -412,6 +447,8 @@ pub fn build(op: Op, params: Map<String, Value>, pattern: Pattern) -> Built {
             b.required(&o, "name", op.operator());
         }
         Op::Athena => athena(&mut b, &mut o),
+        Op::GlueJob => glue_job(&mut b, &mut o),
+        Op::Lambda | Op::LambdaFunction => lambda(&mut b, &mut o),
     }
     b.rest(o);
     b
@@ -771,6 +808,71 @@ fn athena(b: &mut Built, o: &mut Obj) {
     }
 }
 
+fn glue_job(b: &mut Built, o: &mut Obj) {
+    b.put_str(o, "JobName", "job_name");
+    if let Some(a) = b.string_map(o, "Arguments") {
+        b.put("arguments", a);
+    }
+    b.put_str(o, "WorkerType", "worker_type");
+    if let Some(n) = b.int(o, "NumberOfWorkers") {
+        if n < 1 {
+            b.reject(codes::INVALID_PARAMETER, "NumberOfWorkers", "must be at least 1", "give 1 or more workers");
+        } else {
+            b.put("number_of_workers", TVal::Int(n));
+        }
+    }
+    if let Some(m) = b.int(o, "Timeout") {
+        b.put("execution_timeout", TVal::Int(m.saturating_mul(60)));
+    }
+    b.required(o, "job_name", Op::GlueJob.operator());
+}
+
+/// `lambda:invoke`'s request (a plain function ARN's Task comes here as `FunctionName` and
+/// `Payload`, see `convert`).
+fn lambda(b: &mut Built, o: &mut Obj) {
+    b.put_str(o, "FunctionName", "function_name");
+    match o.map.remove("Payload") {
+        Some(Value::String(t)) if t.contains("{{") => b.reject(
+            codes::DYNAMIC_VALUE,
+            "Payload",
+            "the whole Payload read from the state's input: Sluice templates the strings inside a payload, not the payload",
+            "write the payload's object in the state machine, with a path for each field that varies",
+        ),
+        Some(p) => b.put("payload", json_value(&p)),
+        None => {}
+    }
+    b.put_str(o, "Qualifier", "qualifier");
+    match o.map.remove("InvocationType") {
+        None => {}
+        Some(Value::String(t)) if t == "RequestResponse" => {}
+        Some(other) => {
+            let t = other.as_str().map_or_else(|| other.to_string(), str::to_string);
+            b.reject(
+                codes::INVALID_PARAMETER,
+                "InvocationType",
+                format!("InvocationType `{t}`: Sluice's `lambda` operator invokes with RequestResponse and waits for the answer"),
+                "drop InvocationType (an `Event` invocation can be sent from a `command` task with `aws lambda invoke`)",
+            );
+        }
+    }
+    b.required(o, "function_name", "lambda");
+}
+
+/// A JSON value as TOML: `null` (which TOML has not) as an empty string.
+fn json_value(v: &Value) -> TVal {
+    match v {
+        Value::Null => TVal::Str(String::new()),
+        Value::Bool(x) => TVal::Bool(*x),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => TVal::Int(i),
+            None => TVal::Float(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => TVal::Str(s.clone()),
+        Value::Array(items) => TVal::Arr(items.iter().map(json_value).collect()),
+        Value::Object(m) => TVal::Tbl(m.iter().map(|(k, v)| (k.clone(), json_value(v))).collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,12 +897,32 @@ mod tests {
             native("arn:aws:states:::athena:startQueryExecution.waitForTaskToken").map(|x| x.1),
             Some(Pattern::Token)
         );
-        assert!(matches!(classify("arn:aws:states:::lambda:invoke"), Resource::NoOperator { .. }));
-        assert!(matches!(classify("arn:aws:lambda:eu-west-1:123456789012:function:f"), Resource::NoOperator { .. }));
-        assert!(matches!(classify("arn:aws:states:::glue:startJobRun.sync"), Resource::NoOperator { .. }));
+        assert_eq!(native("arn:aws:states:::lambda:invoke"), Some((Op::Lambda, Pattern::Request)));
+        assert_eq!(
+            native("arn:aws:lambda:eu-west-1:123456789012:function:f"),
+            Some((Op::LambdaFunction, Pattern::Request))
+        );
+        assert_eq!(
+            native("arn:aws:lambda:eu-west-1:123456789012:function:f:live").map(|x| x.0),
+            Some(Op::LambdaFunction)
+        );
+        assert!(matches!(classify("arn:aws:lambda:eu-west-1:123456789012:layer:l"), Resource::Unsupported { .. }));
+        assert_eq!(native("arn:aws:states:::glue:startJobRun.sync"), Some((Op::GlueJob, Pattern::Sync)));
+        assert_eq!(native("arn:aws:states:::aws-sdk:glue:startJobRun"), Some((Op::GlueJob, Pattern::Request)));
         assert!(matches!(classify("arn:aws:states:eu-west-1:123456789012:activity:a"), Resource::Activity));
         assert!(matches!(classify("arn:aws:states:::athena:getQueryExecution"), Resource::Poll { .. }));
         assert!(matches!(classify("arn:aws:states:::sns:publish"), Resource::Unsupported { .. }));
         assert!(matches!(classify("not an arn"), Resource::Unsupported { .. }));
+    }
+
+    #[test]
+    fn result_paths_become_outputs() {
+        assert_eq!(output_field(Op::GlueJob, &["JobRunId"]).as_deref(), Some("job_run_id"));
+        assert_eq!(output_field(Op::GlueJob, &["Id"]).as_deref(), Some("job_run_id"));
+        assert_eq!(output_field(Op::Lambda, &["Payload"]).as_deref(), Some("payload"));
+        assert_eq!(output_field(Op::Lambda, &["Payload", "rows", "0"]).as_deref(), Some("payload.rows[0]"));
+        assert_eq!(output_field(Op::Lambda, &["StatusCode"]), None);
+        assert_eq!(output_field(Op::LambdaFunction, &["table"]).as_deref(), Some("payload.table"));
+        assert_eq!(output_field(Op::LambdaFunction, &["a-b"]), None);
     }
 }

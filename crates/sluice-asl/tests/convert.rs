@@ -134,3 +134,54 @@ fn a_long_chain_converts_and_an_oversized_machine_is_refused() {
     let conv = check(&chain(10_001));
     assert!(conv.report.to_string().contains("10001 states, over the limit of 10000"), "{}", conv.report);
 }
+
+/// The codes of a conversion's rejections.
+fn rejected(conv: &sluice_asl::Conversion) -> Vec<(&'static str, String)> {
+    conv.report.items.iter().filter(|i| i.level == Level::Rejected).map(|i| (i.code, i.path.clone())).collect()
+}
+
+#[test]
+fn lambda_results_are_read_through_payload_and_what_cannot_be_carried_is_rejected() {
+    // A function ARN without Parameters gets the state's input: here a Pass's constant.
+    let m = json!({"StartAt": "Seed", "States": {
+        "Seed": {"Type": "Pass", "Result": {"table": "orders", "limit": 5}, "Next": "Count"},
+        "Count": {"Type": "Task", "Resource": "arn:aws:lambda:eu-west-1:123456789012:function:count", "Next": "Use"},
+        "Use": {"Type": "Task", "Resource": "arn:aws:states:::glue:startJobRun.sync",
+                "Parameters": {"JobName": "load", "Arguments": {"--rows.$": "$.rows", "--first.$": "$.items[0]"}}, "End": true}
+    }});
+    let conv = check(&m.to_string());
+    assert!(!conv.report.has_rejections(), "{}", conv.report);
+    assert!(conv.toml.contains("payload = { limit = 5, table = \"orders\" }"), "{}", conv.toml);
+    // The function's result is its payload: `$.rows` is `tasks.count.payload.rows`.
+    assert!(conv.toml.contains("--rows = \"{{ tasks.count.payload.rows }}\""), "{}", conv.toml);
+    assert!(conv.toml.contains("--first = \"{{ tasks.count.payload.items[0] }}\""), "{}", conv.toml);
+
+    // lambda:invoke's result is Invoke's answer: only what is under Payload is kept.
+    let m = json!({"StartAt": "Call", "States": {
+        "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                 "Parameters": {"FunctionName": "f", "Payload": {}}, "ResultPath": "$.call", "Next": "Use"},
+        "Use": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "g", "Payload": {"code.$": "$.call.StatusCode", "v.$": "$.call.Payload.v"}},
+                "End": true}
+    }});
+    let conv = check(&m.to_string());
+    assert_eq!(rejected(&conv), [("unresolved-jsonpath", "$.States.Use.Parameters.Payload.code".to_string())]);
+
+    // A payload read whole from the input, and an invocation type Sluice does not make.
+    let m = json!({"StartAt": "Call", "States": {
+        "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                 "Parameters": {"FunctionName": "f", "Payload.$": "$.event", "InvocationType": "Event"}, "End": true}
+    }});
+    let conv = check(&m.to_string());
+    let codes: Vec<&str> = rejected(&conv).iter().map(|(c, _)| *c).collect();
+    assert_eq!(codes, ["dynamic-value", "invalid-parameter"], "{}", conv.report);
+
+    // Glue: no job name, and a number of workers read from the input.
+    let m = json!({"StartAt": "Job", "States": {
+        "Job": {"Type": "Task", "Resource": "arn:aws:states:::glue:startJobRun.sync",
+                "Parameters": {"NumberOfWorkers.$": "$.workers"}, "End": true}
+    }});
+    let conv = check(&m.to_string());
+    let codes: Vec<&str> = rejected(&conv).iter().map(|(c, _)| *c).collect();
+    assert!(codes.contains(&"dynamic-value") && codes.contains(&"missing-parameter"), "{}", conv.report);
+}

@@ -22,7 +22,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_types::error::ErrorMetadata;
 use sluice_operator::Connection;
-use sluice_operator::{TaskError, Telemetry};
+use sluice_operator::{TaskError, Telemetry, TryContext};
 use tokio::sync::Mutex;
 
 /// The connection used by tasks that name none, when `sluice.toml` declares it.
@@ -232,6 +232,17 @@ impl Clients {
         Ok(aws_sdk_athena::Client::from_conf(config.build()))
     }
 
+    pub async fn lambda(&self, name: Option<&str>) -> Result<aws_sdk_lambda::Client, TaskError> {
+        let config =
+            aws_sdk_lambda::config::Builder::from(&self.config(name).await?).interceptor(self.counting("lambda"));
+        Ok(aws_sdk_lambda::Client::from_conf(config.build()))
+    }
+
+    /// The region a connection's requests go to, when its configuration resolves.
+    pub async fn region(&self, name: Option<&str>) -> Option<String> {
+        self.config(name).await.ok().and_then(|c| c.region().map(|r| r.to_string()))
+    }
+
     /// S3, path-style when an endpoint URL is set (emulators and VPC endpoints need it).
     pub async fn s3(&self, name: Option<&str>) -> Result<aws_sdk_s3::Client, TaskError> {
         let config = self.config(name).await?;
@@ -400,6 +411,19 @@ pub async fn scoped<F: Future>(clients: &Arc<Clients>, name: Option<&str>, f: F)
         clients.reject(name, error).await;
     }
     out
+}
+
+/// Records the connection's region as the try's external id `region` (for the web UI's
+/// console links), before the operator records anything: once per try, and not when the
+/// configuration does not resolve (the operator's own first call then fails with the reason).
+pub async fn record_region(clients: &Clients, name: Option<&str>, ctx: &TryContext) -> Result<(), TaskError> {
+    if ctx.resumed("region").is_some() {
+        return Ok(());
+    }
+    match clients.region(name).await {
+        Some(region) => ctx.record("region", serde_json::Value::String(region)).await,
+        None => Ok(()),
+    }
 }
 
 /// How a request failed for its credentials.

@@ -6,7 +6,9 @@
 //!   backoff on throttling and server errors.
 //! - [`emr`]; create cluster, add steps, terminate, EMR sensors, leftover clean-up.
 //! - [`s3`]; the `s3_key` sensor, with `*` and `?` wildcards over a prefix listing.
-//! - [`glue`]; the `crawler` operator (create or update, start, wait) and its sensor.
+//! - [`glue`]; the `crawler` operator (create or update, start, wait) and its sensor, and the
+//!   `glue_job` operator (StartJobRun, wait).
+//! - [`lambda`]; the `lambda` operator (Invoke, RequestResponse).
 //! - [`athena`]; the `athena` operator (idempotency token per try) and its sensor.
 //! - [`serverless`]; the `emr_serverless` operator (client token per try) and its sensor.
 //! - [`sns`]; publishing to a topic, for the SNS alert channels.
@@ -26,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use sluice_dag::operators::SensorKind;
+use sluice_dag::operators::{OperatorKind, SensorKind};
 use sluice_dag::{Dag, Operator, Task};
 use sluice_operator::Connection;
 use sluice_operator::{OperatorProvider, Outcome, TaskError, TaskOperator, Telemetry, TryContext};
@@ -36,6 +38,7 @@ pub mod athena;
 pub mod clients;
 pub mod emr;
 pub mod glue;
+pub mod lambda;
 pub mod s3;
 pub mod serverless;
 pub mod sns;
@@ -69,6 +72,7 @@ impl OperatorProvider for AwsOperators {
     fn build(&self, op: &Operator, _dag: &Dag, task: &Task) -> Option<Box<dyn TaskOperator>> {
         let clients = self.clients.clone();
         let connection = task.connection.clone();
+        let op_kind = op.kind();
         let op: Box<dyn TaskOperator> = match op {
             Operator::CreateEmrCluster(cfg) => {
                 Box::new(emr::CreateCluster { cfg: (**cfg).clone(), clients, connection })
@@ -78,6 +82,8 @@ impl OperatorProvider for AwsOperators {
             Operator::Crawler(cfg) => Box::new(glue::CrawlerOperator { cfg: (**cfg).clone(), clients, connection }),
             Operator::Athena(cfg) => Box::new(athena::AthenaQuery { cfg: (**cfg).clone(), clients, connection }),
             Operator::EmrServerless(cfg) => Box::new(serverless::JobRun { cfg: (**cfg).clone(), clients, connection }),
+            Operator::GlueJob(cfg) => Box::new(glue::GlueJobRun { cfg: (**cfg).clone(), clients, connection }),
+            Operator::Lambda(cfg) => Box::new(lambda::Invoke { cfg: (**cfg).clone(), clients, connection }),
             Operator::Sensor(s) => {
                 let poke_interval = s.poke_interval.as_std();
                 match &s.kind {
@@ -115,7 +121,8 @@ impl OperatorProvider for AwsOperators {
             }
             _ => return None,
         };
-        Some(Box::new(OnConnection { op, clients: self.clients.clone(), connection: task.connection.clone() }))
+        let region = !matches!(op_kind, OperatorKind::Sensor);
+        Some(Box::new(OnConnection { op, clients: self.clients.clone(), connection: task.connection.clone(), region }))
     }
 
     async fn run_finished(&self, dag: &Dag, run: &Run, store: &dyn Store) {
@@ -128,17 +135,26 @@ impl OperatorProvider for AwsOperators {
 }
 
 /// An operator as one user of its connection ([`clients::scoped`]): credential errors name the
-/// connection, and credentials AWS rejected are looked up afresh.
+/// connection, and credentials AWS rejected are looked up afresh. An operator's (not a
+/// sensor's) try first records the connection's `region` ([`clients::record_region`]).
 struct OnConnection {
     op: Box<dyn TaskOperator>,
     clients: Arc<Clients>,
     connection: Option<String>,
+    region: bool,
 }
 
 #[async_trait::async_trait]
 impl TaskOperator for OnConnection {
     async fn run(&self, ctx: &TryContext) -> Result<Outcome, TaskError> {
-        clients::scoped(&self.clients, self.connection.as_deref(), self.op.run(ctx)).await
+        let connection = self.connection.as_deref();
+        clients::scoped(&self.clients, connection, async {
+            if self.region {
+                clients::record_region(&self.clients, connection, ctx).await?;
+            }
+            self.op.run(ctx).await
+        })
+        .await
     }
 
     fn can_resume(&self, recorded: &Map<String, Value>) -> bool {

@@ -961,6 +961,10 @@ async fn rejected_credentials_fail_the_try_at_once_with_one_line() {
 
 /// One task of every AWS operator and sensor kind.
 const EVERY_KIND: &str = r#"
+[tasks.glue_job]
+operator = "glue_job"
+job_name = "j"
+
 [tasks.create]
 operator = "create_emr_cluster"
 name = "c"
@@ -1038,16 +1042,349 @@ fn every_aws_operator_and_sensor_resumes_its_try_after_a_stop() {
     let recorded = [
         serde_json::Map::new(),
         json!({"cluster_id": "j-1", "step_ids": ["s-1"], "query_execution_id": "q-1", "job_run_id": "r-1",
-               "application_id": "a", "crawler": "c", "previous_crawl_start": null})
+               "application_id": "a", "crawler": "c", "previous_crawl_start": null, "job_name": "j",
+               "submitted_at": "2026-03-01T05:00:00Z"})
         .as_object()
         .unwrap()
         .clone(),
     ];
-    assert_eq!(d.tasks.len(), 12);
+    assert_eq!(d.tasks.len(), 13);
     for t in &d.tasks {
         let op = provider.build(&t.operator, &d, t).unwrap_or_else(|| panic!("{} is an AWS operator", t.id));
         for r in &recorded {
             assert!(op.can_resume(r), "{} resumes with {r:?}", t.id);
         }
     }
+}
+
+/// Creates a Glue job (moto does not run its script: its runs follow `glue::job_run`).
+async fn create_glue_job(env: &Env, name: &str) {
+    let glue = env.clients.glue(None).await.unwrap();
+    let command =
+        aws_sdk_glue::types::JobCommand::builder().name("glueetl").script_location("s3://code/load.py").build();
+    let role = format!("arn:aws:iam::{}:role/glue", support::ACCOUNT_ID);
+    glue.create_job().name(name).role(role).command(command).send().await.unwrap();
+}
+
+/// A `glue_job` task; `extra` is more TOML lines (templates written as they are in a DAG file).
+fn glue_task(id: &str, job: &str, extra: &str) -> String {
+    format!(
+        "[tasks.{id}]\noperator = \"glue_job\"\njob_name = \"{job}\"\npoke_interval = \"200ms\"\ntimeout = \"2m\"\n{extra}"
+    )
+}
+
+/// The ids of a Glue job's runs.
+async fn glue_job_runs(env: &Env, job: &str) -> Vec<String> {
+    let glue = env.clients.glue(None).await.unwrap();
+    let out = glue.get_job_runs().job_name(job).send().await.unwrap();
+    out.job_runs().iter().filter_map(|r| r.id().map(str::to_string)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_glue_job_run_succeeds_and_a_failed_one_fails_with_its_error_message() {
+    let env = setup(shared_moto()).await;
+    create_glue_job(&env, "nightly_load").await;
+    create_glue_job(&env, "broken_load").await;
+    let src = [
+        glue_task(
+            "load",
+            "nightly_load",
+            "arguments = { \"--day\" = \"{{ ds }}\", \"--table\" = \"sales\" }\nworker_type = \"G.1X\"\n\
+             number_of_workers = 2\nexecution_timeout = \"10m\"\n",
+        ),
+        "[tasks.report]\noperator = \"command\"\ncommand = \"echo {{ tasks.load.job_run_id }}\"\ndepends_on = [\"load\"]\n"
+            .to_string(),
+        glue_task("bad", "broken_load", "arguments = { \"--mode\" = \"SLUICE_FAIL\" }\n"),
+        glue_task("missing", "no_such_job", "retries = 2\nretry_delay = \"100ms\"\n"),
+    ]
+    .concat();
+    let d = dag("glue_jobs", &src);
+    let run = run_dag(&env, &d).await;
+    assert_eq!(state(&env, &run, "load").await, TaskState::Success, "{}", log(&env, &run, "load", 1));
+    let outputs = env.store.outputs(run.id).await.unwrap();
+    let id = outputs["load"]["job_run_id"].as_str().unwrap().to_string();
+    assert_eq!(outputs["report"]["output"], json!(id));
+    let recorded = &tries(&env, &run, "load").await[0].external_ids;
+    assert_eq!(recorded["job_run_id"], json!(id));
+    assert_eq!(recorded["job_name"], "nightly_load");
+    // The UI's console links read the region (issue 14).
+    assert_eq!(recorded["region"], support::REGION);
+    assert_eq!(glue_job_runs(&env, "nightly_load").await, std::slice::from_ref(&id), "one run");
+
+    let glue = env.clients.glue(None).await.unwrap();
+    let r = glue.get_job_run().job_name("nightly_load").run_id(&id).send().await.unwrap().job_run.unwrap();
+    assert_eq!(r.job_run_state().map(|s| s.as_str()), Some("SUCCEEDED"));
+    let args = r.arguments().unwrap();
+    assert_eq!(args["--day"], run.logical_date.format("%Y-%m-%d").to_string());
+    assert_eq!(args["--table"], "sales");
+    assert_eq!(r.worker_type().map(|w| w.as_str()), Some("G.1X"));
+    assert_eq!(r.number_of_workers(), Some(2));
+    assert_eq!(r.timeout(), Some(10));
+
+    assert_eq!(state(&env, &run, "bad").await, TaskState::Failed);
+    let error = tries(&env, &run, "bad").await[0].error.clone().unwrap_or_default();
+    assert!(error.contains("Glue job broken_load run") && error.contains("FAILED"), "{error}");
+    assert!(error.contains("SLUICE_FAIL marker"), "the job run's ErrorMessage: {error}");
+
+    // A job that does not exist is not retried: a retry cannot create it.
+    assert_eq!(state(&env, &run, "missing").await, TaskState::Failed);
+    let t = tries(&env, &run, "missing").await;
+    assert_eq!(t.len(), 1, "{t:?}");
+    let error = t[0].error.clone().unwrap_or_default();
+    assert!(error.contains("Glue job no_such_job does not exist") && error.contains("job_name"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_glue_job_try_re_attaches_to_its_run_after_a_restart_and_a_retry_to_the_earlier_tries_run() {
+    let env = setup(shared_moto()).await;
+    create_glue_job(&env, "resumed_job").await;
+    create_glue_job(&env, "retried_job").await;
+    create_glue_job(&env, "failed_job").await;
+    create_glue_job(&env, "inflight_job").await;
+    let src = [
+        glue_task("resumed", "resumed_job", ""),
+        glue_task("inflight", "inflight_job", "arguments = { \"--day\" = \"{{ ds }}\" }\n"),
+        glue_task("retried", "retried_job", "retries = 1\nretry_delay = \"100ms\"\n"),
+        glue_task("again", "failed_job", "retries = 1\nretry_delay = \"100ms\"\n"),
+    ]
+    .concat();
+    let d = dag("glue_reattach", &src);
+    let run = create_run(&env, &d).await;
+    let glue = env.clients.glue(None).await.unwrap();
+    let start = |job: &'static str, args: Option<(&str, &str)>| {
+        let glue = glue.clone();
+        let args = args.map(|(k, v)| std::collections::HashMap::from([(k.to_string(), v.to_string())]));
+        async move { glue.start_job_run().job_name(job).set_arguments(args).send().await.unwrap().job_run_id.unwrap() }
+    };
+    let resumed = start("resumed_job", None).await;
+    let retried = start("retried_job", None).await;
+    let failed = start("failed_job", Some(("--mode", "SLUICE_FAIL"))).await;
+    let store = env.store.as_ref();
+    // `inflight`: the scheduler stopped while try 1's StartJobRun was in flight: it recorded
+    // `submitted_at`, and the run reached Glue (another run of the job, with other arguments
+    // and started before, is not it).
+    let day = run.logical_date.format("%Y-%m-%d").to_string();
+    let other = start("inflight_job", Some(("--day", "1999-01-01"))).await;
+    store.set_task_states(run.id, &[("inflight".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+    assert_eq!(store.start_try(run.id, "inflight", Utc::now()).await.unwrap(), Start::Started(1));
+    let submitted_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    store.record_external_id(run.id, "inflight", 1, "submitted_at", &json!(submitted_at)).await.unwrap();
+    let _ = glue.batch_stop_job_run().job_name("inflight_job").job_run_ids(&other).send().await.unwrap();
+    let inflight = start("inflight_job", Some(("--day", day.as_str()))).await;
+    // `resumed`: the scheduler stopped while try 1 waited for its run (the try is still running).
+    // `retried`, `again`: try 1 was interrupted; its run goes on (`retried`) or failed (`again`).
+    for (task, id) in [("resumed", &resumed), ("retried", &retried), ("again", &failed)] {
+        store.set_task_states(run.id, &[(task.into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+        assert_eq!(store.start_try(run.id, task, Utc::now()).await.unwrap(), Start::Started(1));
+        store.record_external_id(run.id, task, 1, "job_run_id", &json!(id)).await.unwrap();
+        if task != "resumed" {
+            let outcome = TryOutcome::Failed { error: "interrupted".into(), retry_at: Some(Utc::now()) };
+            store.finish_try(run.id, task, 1, &outcome, Utc::now()).await.unwrap();
+        }
+    }
+    // The failed run must have ended before the retry looks at it.
+    for _ in 0..1200 {
+        let r = glue.get_job_run().job_name("failed_job").run_id(&failed).send().await.unwrap().job_run.unwrap();
+        if r.job_run_state().map(|s| s.as_str()) == Some("FAILED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let run = drive(&env, &d, &run).await;
+    assert_eq!(run.state, RunState::Success);
+    let outputs = env.store.outputs(run.id).await.unwrap();
+
+    assert_eq!(tries(&env, &run, "resumed").await.len(), 1, "the same try went on");
+    assert_eq!(outputs["resumed"]["job_run_id"], json!(resumed));
+    assert_eq!(glue_job_runs(&env, "resumed_job").await, std::slice::from_ref(&resumed), "no second run");
+    assert!(log(&env, &run, "resumed", 1).contains(&format!("re-attaching to Glue job resumed_job run {resumed}")));
+
+    assert_eq!(tries(&env, &run, "inflight").await.len(), 1, "the same try went on");
+    assert_eq!(outputs["inflight"]["job_run_id"], json!(inflight));
+    assert_eq!(glue_job_runs(&env, "inflight_job").await.len(), 2, "no third run");
+    let l = log(&env, &run, "inflight", 1);
+    assert!(
+        l.contains(&format!("cut off while submitting: Glue job inflight_job run {inflight} is the one submitted")),
+        "{l}"
+    );
+
+    let t = tries(&env, &run, "retried").await;
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[1].external_ids["job_run_id"], json!(retried));
+    assert_eq!(outputs["retried"]["job_run_id"], json!(retried));
+    assert_eq!(glue_job_runs(&env, "retried_job").await, std::slice::from_ref(&retried), "no second run");
+    assert!(log(&env, &run, "retried", 2).contains(&format!("try 1's Glue job run {retried} is")));
+    assert!(log(&env, &run, "retried", 2).contains("re-attaching"));
+
+    // The earlier run failed: the retry starts a new one.
+    let second = outputs["again"]["job_run_id"].as_str().unwrap().to_string();
+    assert_ne!(second, failed);
+    assert_eq!(glue_job_runs(&env, "failed_job").await.len(), 2);
+    assert!(log(&env, &run, "again", 2).contains(&format!("try 1's Glue job run {failed} is FAILED; starting anew")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_glue_job_try_cut_off_stops_its_job_run() {
+    // Its own emulator, with its clock frozen: the run stays STARTING until stopped.
+    let moto = Moto::start();
+    moto.freeze_clock();
+    let env = setup(&moto).await;
+    create_glue_job(&env, "slow_job").await;
+    let d = dag("glue_cut_off", &glue_task("job", "slow_job", ""));
+    let run = create_run(&env, &d).await;
+    let ctx = start_try(&env, &d, &run, "job").await;
+    let id = cut_off_once_recorded(&env, operator(&env, &d, "job").as_ref(), &ctx, "job_run_id").await;
+    let glue = env.clients.glue(None).await.unwrap();
+    let r = glue.get_job_run().job_name("slow_job").run_id(&id).send().await.unwrap().job_run.unwrap();
+    assert_eq!(r.job_run_state().map(|s| s.as_str()), Some("STOPPING"), "{r:?}");
+    assert!(log(&env, &run, "job", 1).contains(&format!("stopping Glue job slow_job run {id}: requested")));
+
+    // Cut off while StartJobRun was in flight (`submitted_at` recorded, the run started): the
+    // run is found and stopped; try 1's run, stopped already, is not taken for it.
+    let ctx = start_try(&env, &d, &run, "job").await;
+    let submitted_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    env.store.record_external_id(run.id, "job", ctx.try_number, "submitted_at", &json!(submitted_at)).await.unwrap();
+    let sent = glue.start_job_run().job_name("slow_job").send().await.unwrap().job_run_id.unwrap();
+    operator(&env, &d, "job").cancel(&ctx).await;
+    let r = glue.get_job_run().job_name("slow_job").run_id(&sent).send().await.unwrap().job_run.unwrap();
+    assert_eq!(r.job_run_state().map(|s| s.as_str()), Some("STOPPING"), "{r:?}");
+    let l = log(&env, &run, "job", ctx.try_number);
+    assert!(l.contains(&format!("cut off while submitting: Glue job slow_job run {sent} is the one submitted")), "{l}");
+    assert_eq!(tries(&env, &run, "job").await[1].external_ids["job_run_id"], sent.as_str());
+    moto.run_clock();
+}
+
+/// Creates a Lambda function on moto (its docker-free backend answers with the payload sent,
+/// or a queued result).
+async fn create_function(env: &Env, moto: &Moto, name: &str) {
+    let role = moto.iam_role(&format!("{name}-role"));
+    let lambda = env.clients.lambda(None).await.unwrap();
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .role(role)
+        .handler("handler.main")
+        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(b"not run".to_vec().into()).build())
+        .send()
+        .await
+        .unwrap();
+}
+
+fn lambda_task(id: &str, function: &str, extra: &str) -> String {
+    format!("[tasks.{id}]\noperator = \"lambda\"\nfunction_name = \"{function}\"\ntimeout = \"2m\"\n{extra}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lambda_answers_its_payload_as_output_and_a_function_error_fails_with_the_functions_error() {
+    let moto = shared_moto();
+    let env = setup(moto).await;
+    create_function(&env, moto, "enrich").await;
+    let src = [
+        lambda_task(
+            "enrich",
+            "enrich",
+            "qualifier = \"$LATEST\"\npayload = { day = \"{{ ds }}\", rows = 3, tags = [\"a\", \"{{ dag_id }}\"] }\n",
+        ),
+        "[tasks.report]\noperator = \"command\"\ncommand = \"echo {{ tasks.enrich.payload.day }}\"\ndepends_on = [\"enrich\"]\n"
+            .to_string(),
+        lambda_task(
+            "bad",
+            "arn:aws:lambda:us-east-1:123456789012:function:enrich",
+            "payload = { mode = \"SLUICE_FAIL\" }\nretries = 1\nretry_delay = \"100ms\"\n",
+        ),
+        lambda_task("gone", "no_such_function", ""),
+    ]
+    .concat();
+    let d = dag("lambdas", &src);
+    let run = run_dag(&env, &d).await;
+    let ds = run.logical_date.format("%Y-%m-%d").to_string();
+    assert_eq!(state(&env, &run, "enrich").await, TaskState::Success, "{}", log(&env, &run, "enrich", 1));
+    let outputs = env.store.outputs(run.id).await.unwrap();
+    // moto's simple Lambda answers with the event it was sent: the rendered payload, as JSON.
+    assert_eq!(outputs["enrich"]["payload"], json!({"day": ds, "rows": 3, "tags": ["a", "lambdas"]}));
+    assert_eq!(outputs["report"]["output"], json!(ds));
+    let recorded = &tries(&env, &run, "enrich").await[0].external_ids;
+    assert_eq!(recorded["function_name"], "enrich");
+    assert_eq!(recorded["qualifier"], "$LATEST");
+    assert_eq!(recorded["region"], support::REGION);
+    assert!(recorded["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{recorded:?}");
+
+    // The function's error fails each try, and the retry policy applies (it is the function's).
+    assert_eq!(state(&env, &run, "bad").await, TaskState::Failed);
+    let t = tries(&env, &run, "bad").await;
+    assert_eq!(t.len(), 2, "{t:?}");
+    let error = t[1].error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "function arn:aws:lambda:us-east-1:123456789012:function:enrich failed (Unhandled): SluiceInjectedError: "
+        ) && error.contains("SLUICE_FAIL marker"),
+        "{error}"
+    );
+    assert_eq!(t[1].external_ids["function_error"], json!(error));
+
+    assert_eq!(state(&env, &run, "gone").await, TaskState::Failed);
+    let error = tries(&env, &run, "gone").await[0].error.clone().unwrap_or_default();
+    assert!(error.contains("Invoke: ResourceNotFoundException"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lambda_try_resumes_with_its_recorded_answer_and_one_cut_off_mid_invocation_is_retried() {
+    let moto = shared_moto();
+    let env = setup(moto).await;
+    create_function(&env, moto, "reinvoked").await;
+    let src = [
+        // Never invoked: the try resumes with the answer it recorded (the function does not exist).
+        lambda_task("answered", "never_invoked", ""),
+        lambda_task("failed", "never_invoked", ""),
+        lambda_task("cut", "reinvoked", "payload = { n = 1 }\nretries = 1\nretry_delay = \"100ms\"\n"),
+    ]
+    .concat();
+    let d = dag("lambda_restart", &src);
+    let run = create_run(&env, &d).await;
+    let store = env.store.as_ref();
+    let recorded = [
+        ("answered", vec![("function_name", json!("never_invoked")), ("payload", json!({"rows": 7}))]),
+        (
+            "failed",
+            vec![
+                ("function_name", json!("never_invoked")),
+                ("function_error", json!("function x failed (Unhandled): E: m")),
+            ],
+        ),
+        ("cut", vec![("function_name", json!("reinvoked"))]),
+    ];
+    let provider = AwsOperators::with_clients(env.clients.clone());
+    for (task, ids) in &recorded {
+        store.set_task_states(run.id, &[(task.to_string(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+        assert_eq!(store.start_try(run.id, task, Utc::now()).await.unwrap(), Start::Started(1));
+        for (k, v) in ids {
+            store.record_external_id(run.id, task, 1, k, v).await.unwrap();
+        }
+        let t = &d.tasks[d.task_index(task).unwrap()];
+        let map: serde_json::Map<String, serde_json::Value> =
+            ids.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let op = provider.build(&t.operator, &d, t).unwrap();
+        assert_eq!(op.can_resume(&map), *task != "cut", "{task} resumes only with its answer");
+    }
+
+    let run = drive(&env, &d, &run).await;
+    let outputs = env.store.outputs(run.id).await.unwrap();
+    assert_eq!(state(&env, &run, "answered").await, TaskState::Success);
+    assert_eq!(tries(&env, &run, "answered").await.len(), 1, "the same try, not invoked again");
+    assert_eq!(outputs["answered"]["payload"], json!({"rows": 7}));
+    assert!(log(&env, &run, "answered", 1).contains("answered before the restart"));
+
+    assert_eq!(state(&env, &run, "failed").await, TaskState::Failed);
+    let t = tries(&env, &run, "failed").await;
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].error.as_deref(), Some("function x failed (Unhandled): E: m"));
+
+    // Cut off during its invocation: counted as interrupted, and the retry invokes again.
+    assert_eq!(state(&env, &run, "cut").await, TaskState::Success);
+    let t = tries(&env, &run, "cut").await;
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t[0].error.as_deref().is_some_and(|e| e.contains("interrupted")), "{:?}", t[0].error);
+    assert_eq!(outputs["cut"]["payload"], json!({"n": 1}));
 }

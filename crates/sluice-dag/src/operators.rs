@@ -26,13 +26,15 @@ pub enum OperatorKind {
     Athena,
     Terminate,
     EmrServerless,
+    GlueJob,
+    Lambda,
     Command,
     Wait,
     Noop,
 }
 
 impl OperatorKind {
-    pub const ALL: [OperatorKind; 10] = [
+    pub const ALL: [OperatorKind; 12] = [
         OperatorKind::CreateEmrCluster,
         OperatorKind::AddSteps,
         OperatorKind::Sensor,
@@ -40,6 +42,8 @@ impl OperatorKind {
         OperatorKind::Athena,
         OperatorKind::Terminate,
         OperatorKind::EmrServerless,
+        OperatorKind::GlueJob,
+        OperatorKind::Lambda,
         OperatorKind::Command,
         OperatorKind::Wait,
         OperatorKind::Noop,
@@ -62,6 +66,9 @@ impl OperatorKind {
             // Cost safety: a cluster is torn down whatever happened upstream.
             OperatorKind::Terminate => ("terminate", &[], false, AllDone),
             OperatorKind::EmrServerless => ("emr_serverless", &[("job_run_id", Text)], false, AllSuccess),
+            OperatorKind::GlueJob => ("glue_job", &[("job_run_id", Text)], false, AllSuccess),
+            // `payload` is the function's whole response (any JSON): `tasks.ID.payload.FIELD`.
+            OperatorKind::Lambda => ("lambda", &[("payload", Text)], false, AllSuccess),
             OperatorKind::Command => ("command", &[("output", Text)], false, AllSuccess),
             OperatorKind::Wait => ("wait", &[], true, AllSuccess),
             OperatorKind::Noop => ("noop", &[], false, AllSuccess),
@@ -150,6 +157,8 @@ pub enum Operator {
     Athena(Box<Athena>),
     Terminate(Terminate),
     EmrServerless(Box<EmrServerless>),
+    GlueJob(Box<GlueJob>),
+    Lambda(Box<Lambda>),
     Command(Command),
     Wait(Wait),
     Noop(Noop),
@@ -165,6 +174,8 @@ impl Operator {
             Operator::Athena(_) => OperatorKind::Athena,
             Operator::Terminate(_) => OperatorKind::Terminate,
             Operator::EmrServerless(_) => OperatorKind::EmrServerless,
+            Operator::GlueJob(_) => OperatorKind::GlueJob,
+            Operator::Lambda(_) => OperatorKind::Lambda,
             Operator::Command(_) => OperatorKind::Command,
             Operator::Wait(_) => OperatorKind::Wait,
             Operator::Noop(_) => OperatorKind::Noop,
@@ -181,7 +192,8 @@ impl Operator {
             Operator::Athena(c) => Some(&mut c.poke_interval),
             Operator::Terminate(c) => Some(&mut c.poke_interval),
             Operator::EmrServerless(c) => Some(&mut c.poke_interval),
-            Operator::Command(_) | Operator::Wait(_) | Operator::Noop(_) => None,
+            Operator::GlueJob(c) => Some(&mut c.poke_interval),
+            Operator::Lambda(_) | Operator::Command(_) | Operator::Wait(_) | Operator::Noop(_) => None,
         }
     }
 
@@ -229,8 +241,14 @@ impl Operator {
                     }
                 }
             }
+            Operator::GlueJob(g) => {
+                if g.number_of_workers == Some(0) {
+                    problems.push((Some("number_of_workers"), "`number_of_workers` must be at least 1".into()));
+                }
+            }
             Operator::Terminate(_)
             | Operator::EmrServerless(_)
+            | Operator::Lambda(_)
             | Operator::Command(_)
             | Operator::Wait(_)
             | Operator::Noop(_) => {}
@@ -766,6 +784,49 @@ pub struct EmrServerless {
     /// Time between two status checks while waiting.
     #[serde(default = "default_poke_interval")]
     pub poke_interval: Duration,
+}
+
+/// `glue_job`: StartJobRun of an existing Glue job and wait for it. Output: `job_run_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlueJob {
+    /// The Glue job (it must exist; Sluice does not create jobs).
+    pub job_name: String,
+    /// Arguments of this run, e.g. `{ "--day" = "{{ ds }}" }`; they override the job's default
+    /// arguments of the same name.
+    #[serde(default)]
+    pub arguments: BTreeMap<String, String>,
+    /// Worker type of this run (`G.1X`, `G.2X`, ...). Default: the job's.
+    #[serde(default)]
+    pub worker_type: Option<String>,
+    /// Number of workers of this run (at least 1). Default: the job's.
+    #[serde(default)]
+    pub number_of_workers: Option<u32>,
+    /// Maximum run time, enforced by Glue (rounded up to whole minutes). Default: the job's.
+    #[serde(default)]
+    pub execution_timeout: Option<Duration>,
+    /// Time between two status checks while waiting.
+    #[serde(default = "default_poke_interval")]
+    pub poke_interval: Duration,
+}
+
+/// `lambda`: Invoke a function (RequestResponse) with a JSON payload and wait for its answer.
+/// Output: `payload`, the function's response (parsed JSON; text when it is not JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lambda {
+    /// The function: its name, its ARN or a partial ARN.
+    pub function_name: String,
+    /// The event sent, as JSON (a TOML table or array); its strings are templates.
+    #[serde(default = "empty_object")]
+    pub payload: serde_json::Value,
+    /// A version or alias of the function.
+    #[serde(default)]
+    pub qualifier: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// `command`: run a local command through `sh -c`. Output: `output`, its last stdout line.

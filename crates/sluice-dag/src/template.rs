@@ -88,7 +88,8 @@ impl<'a> Reference<'a> {
         match head {
             "params" => Reference::Params(parts.next()),
             "tasks" => match parts.next() {
-                Some(task) => Reference::TaskOutput { task, field: parts.next() },
+                // `tasks.fn.payload.rows` reads the output `payload` (a JSON value) further down.
+                Some(task) => Reference::TaskOutput { task, field: parts.next().and_then(|f| f.split('.').next()) },
                 None => Reference::TaskOutput { task: "", field: None },
             },
             h if RUN_VARIABLES.contains(&h) => Reference::Run(h),
@@ -254,6 +255,10 @@ mod tests {
         assert_eq!(
             Reference::classify("tasks.create.cluster_id"),
             Reference::TaskOutput { task: "create", field: Some("cluster_id") }
+        );
+        assert_eq!(
+            Reference::classify("tasks.enrich.payload.rows.first"),
+            Reference::TaskOutput { task: "enrich", field: Some("payload") }
         );
         assert_eq!(Reference::classify("dss"), Reference::Unknown("dss"));
     }

@@ -12,7 +12,7 @@ use sluice_scheduler::actions::{
     self, ActionError, BackfillAction, BackfillRequest, ClearRequest, MarkRequest, MarkState, Rerun, TriggerRequest,
 };
 use sluice_scheduler::lookup::{self, LookupError, RunSelector};
-use sluice_store::{Run, RunFilter, RunState, SqliteStore, Store};
+use sluice_store::{Run, RunFilter, RunState, Store};
 
 /// Daily at 05:00 in London from 2026-03-01: `a`, then `b` and `c` after it.
 const DAILY: &str = "schedule = \"0 5 * * *\"\ntimezone = \"Europe/London\"\nstart_date = \"2026-03-01\"\n\
@@ -27,8 +27,7 @@ struct Env {
 
 async fn setup() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     Env { _dir: dir, store, dag: dag("daily", DAILY) }
 }
 
@@ -340,4 +339,10 @@ async fn a_broken_file_falls_back_to_the_last_good_version_in_the_store() {
 
     let e = lookup::dag_with_fallback(&folder, Some(env.store.as_ref()), "dayly").await.unwrap_err();
     assert_eq!(e.to_string(), "no DAG `dayly` in the folder");
+}
+
+/// Every test of this file again on PostgreSQL: a backend matrix, not a copy.
+#[test]
+fn on_postgres() {
+    sluice_store::testing::rerun_on_postgres("on_postgres");
 }

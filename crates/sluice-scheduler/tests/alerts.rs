@@ -14,7 +14,7 @@ use sluice_scheduler::alerts::{self, Alerting};
 use sluice_scheduler::engine::{Engine, Flow, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Clock, Config, ManualClock};
-use sluice_store::{RunKind, RunState, SqliteStore, Store};
+use sluice_store::{RunKind, RunState, Store};
 use tokio::sync::watch;
 
 mod support;
@@ -63,8 +63,7 @@ async fn posts(inbox: &Inbox, n: usize) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_alerts_go_out_at_the_deadline_for_a_late_run_and_for_one_not_started() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let config = Config { logs: dir.path().join("logs"), dags: dir.path().join("dags"), ..Config::default() };
     let clock = Arc::new(ManualClock::new(at("2026-03-01T12:00:05Z")));
     let (url, inbox) = receiver().await;
@@ -214,8 +213,7 @@ async fn run_once(store: &Arc<dyn Store>, clock: &Arc<ManualClock>, dir: &Path, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_failures_in_a_digest_and_the_recovery_each_alert_as_their_rules_say() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
     let (url, inbox) = receiver().await;
     let ok = dir.path().join("ok");
@@ -278,8 +276,7 @@ async fn retries_failures_in_a_digest_and_the_recovery_each_alert_as_their_rules
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_try_running_past_max_duration_alerts_once_while_it_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
     let (url, inbox) = receiver().await;
     let slow = dag(
@@ -319,8 +316,7 @@ async fn a_try_running_past_max_duration_alerts_once_while_it_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_marked_by_hand_alerts_the_rules_that_ask_for_marks() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
     let (url, inbox) = receiver().await;
     let d = dag(
@@ -383,8 +379,7 @@ async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut pr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_answering_500_for_a_while_is_tried_again_with_backoff_and_gets_the_alert_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
     const FAILS: usize = 4;
     let (url, answers) = flaky_receiver(FAILS).await;
@@ -427,8 +422,7 @@ async fn a_channel_answering_500_for_a_while_is_tried_again_with_backoff_and_get
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn freshness_counts_from_the_last_success_and_a_new_success_starts_a_new_incident() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let clock = Arc::new(ManualClock::new(at("2026-03-05T06:00:00Z")));
     let (url, inbox) = receiver().await;
     let d = dag(
@@ -464,8 +458,7 @@ async fn freshness_counts_from_the_last_success_and_a_new_success_starts_a_new_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_committed_while_no_alerter_ran_is_alerted_once_when_one_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let clock = Arc::new(ManualClock::new(at("2026-03-05T08:00:00Z")));
     let (url, inbox) = receiver().await;
     let d = dag("boom", "[[alerts]]\non = [\"failure\"]\nto = [\"webhook:hook\"]\n[tasks.t]\noperator = \"command\"\ncommand = \"false\"\n");
@@ -492,4 +485,10 @@ async fn a_failure_committed_while_no_alerter_ran_is_alerted_once_when_one_start
     assert_ne!(got[0]["run_id"], got[1]["run_id"], "{got:?}");
     assert_eq!(inbox.lock().unwrap().len(), 2);
     assert_eq!(store.alerts(&Default::default()).await.unwrap().len(), 2);
+}
+
+/// Every test of this file again on PostgreSQL: a backend matrix, not a copy.
+#[test]
+fn on_postgres() {
+    sluice_store::testing::rerun_on_postgres("on_postgres");
 }

@@ -13,7 +13,7 @@ use sluice_scheduler::engine::{Engine, EngineEvent, Flow, LoadedDags, Mode};
 use sluice_scheduler::lookup::RunSelector;
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{Command, CommandError, Commands, Config, ManualClock, Reply};
-use sluice_store::{RunFilter, RunState, SqliteStore, Store};
+use sluice_store::{RunFilter, RunState, Store};
 use tokio::task::JoinHandle;
 
 const DAG: &str = r#"
@@ -43,8 +43,7 @@ fn at(s: &str) -> DateTime<Utc> {
 /// A daemon-mode engine with the DAG loaded, its first turn taken, and a command handle.
 async fn setup() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let config = Config { logs: dir.path().join("logs"), dags: dir.path().join("dags"), ..Config::default() };
     let providers: Vec<Arc<dyn OperatorProvider>> = vec![Arc::new(LocalOperators)];
     // Before the first fire time after the start date's tick: nothing is due yet.
@@ -216,4 +215,10 @@ async fn a_pause_holds_from_the_turn_that_handles_it_and_a_clear_runs_tasks_agai
     let tis = env.store.task_instances(run.id).await.unwrap();
     let second = tis.iter().find(|t| t.task_id == "second").unwrap();
     assert_eq!((second.state, second.try_number), (TaskState::Running, 2), "started again in the same turn");
+}
+
+/// Every test of this file again on PostgreSQL: a backend matrix, not a copy.
+#[test]
+fn on_postgres() {
+    sluice_store::testing::rerun_on_postgres("on_postgres");
 }

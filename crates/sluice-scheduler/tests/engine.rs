@@ -12,7 +12,7 @@ use sluice_dag::{parse_dag, Dag, TaskState};
 use sluice_scheduler::engine::{Engine, LoadedDags, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Config};
-use sluice_store::{EventKind, EventQuery, Run, RunKind, RunState, SqliteStore, Store, Try};
+use sluice_store::{EventKind, EventQuery, Run, RunKind, RunState, Store, Try};
 use tokio::sync::{mpsc, watch};
 
 struct Env {
@@ -23,8 +23,7 @@ struct Env {
 
 async fn setup() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let config = Config { logs: dir.path().join("logs"), dags: dir.path().join("dags"), ..Config::default() };
     Env { dir, store, config }
 }
@@ -348,4 +347,10 @@ async fn a_stop_does_not_wait_for_sensors_and_the_next_start_resumes_them() {
     assert_eq!(t[0].external_ids["until"], until, "the resumed wait keeps its end");
     tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(60), engine).await.unwrap().unwrap().unwrap();
+}
+
+/// Every test of this file again on PostgreSQL: a backend matrix, not a copy.
+#[test]
+fn on_postgres() {
+    sluice_store::testing::rerun_on_postgres("on_postgres");
 }

@@ -10,7 +10,7 @@ use sluice_dag::{parse_dag, Dag, TaskState};
 use sluice_scheduler::engine::{log_path, Engine, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Config};
-use sluice_store::{Run, RunKind, SqliteStore, Store};
+use sluice_store::{Run, RunKind, Store};
 use tokio::sync::{mpsc, watch};
 
 struct Env {
@@ -21,8 +21,7 @@ struct Env {
 
 async fn setup() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let config = Config { logs: dir.path().join("logs"), dags: dir.path().join("dags"), ..Config::default() };
     Env { _dir: dir, store, config }
 }
@@ -106,4 +105,10 @@ async fn a_missing_upstream_output_skips_the_task_and_another_render_error_fails
     let bad = log(&env, &run, "bad").expect("a failure writes its reason");
     assert!(bad.contains("[sluice] failed: key `command`"), "{bad}");
     assert!(!bad.contains("skipped"), "{bad}");
+}
+
+/// Every test of this file again on PostgreSQL: a backend matrix, not a copy.
+#[test]
+fn on_postgres() {
+    sluice_store::testing::rerun_on_postgres("on_postgres");
 }

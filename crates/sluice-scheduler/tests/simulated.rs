@@ -12,7 +12,7 @@ use sluice_dag::{parse_dag, retry_time, Dag, EndedTry, TaskState};
 use sluice_scheduler::engine::{Engine, Flow, LoadedDags, Mode};
 use sluice_scheduler::operators::{LocalOperators, OperatorProvider};
 use sluice_scheduler::{runs, Clock, Config, ManualClock};
-use sluice_store::{EventKind, EventQuery, Run, RunFilter, RunKind, RunState, SqliteStore, Store, Try};
+use sluice_store::{EventKind, EventQuery, Run, RunFilter, RunKind, RunState, Store, Try};
 use tokio::sync::watch;
 
 mod support;
@@ -27,8 +27,7 @@ struct Env {
 
 async fn setup(now: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let config = Config { logs: dir.path().join("logs"), dags: dir.path().join("dags"), ..Config::default() };
     std::fs::create_dir_all(&config.dags).unwrap();
     Env { dir, store, config, clock: Arc::new(ManualClock::new(at(now))) }
@@ -353,4 +352,10 @@ async fn depends_on_past_waits_for_the_previous_run() {
     e.load_active_runs().await.unwrap();
     assert_eq!(drive(&mut e, &env.clock, DateTime::<Utc>::MAX_UTC).await, Flow::Done);
     assert_eq!(env.store.run(second.id).await.unwrap().unwrap().state, RunState::Success);
+}
+
+/// Every test of this file again on PostgreSQL: a backend matrix, not a copy.
+#[test]
+fn on_postgres() {
+    sluice_store::testing::rerun_on_postgres("on_postgres");
 }

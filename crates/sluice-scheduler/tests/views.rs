@@ -1,13 +1,12 @@
 //! The views listings print, built from a real SQLite file: what they hold and their JSON shape.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sluice_dag::{parse_dag, TaskState};
 use sluice_scheduler::actions::{self, TriggerRequest};
 use sluice_scheduler::views::{DagListView, RunDetailView, RunView, ValidationView};
-use sluice_store::{SqliteStore, Store, TryOutcome};
+use sluice_store::TryOutcome;
 
 const DAILY: &str = "schedule = \"0 5 * * *\"\ntimezone = \"Europe/London\"\nstart_date = \"2026-03-01\"\n\
 [tasks.z_first]\noperator = \"noop\"\n[tasks.a_second]\noperator = \"noop\"\ndepends_on = [\"z_first\"]\n";
@@ -19,8 +18,7 @@ fn now() -> DateTime<Utc> {
 #[tokio::test]
 async fn a_run_detail_has_tasks_in_the_dags_order_with_their_tries_and_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("sluice.db").display().to_string()).await.unwrap());
+    let store = sluice_store::testing::store_in(dir.path()).await;
     let dag = parse_dag(Path::new("daily.toml"), DAILY).dag.unwrap();
     let req = TriggerRequest { logical_date: Some("2026-03-02".into()), conf: None, idempotency_key: None };
     let run = actions::trigger(store.as_ref(), &dag, &req, now()).await.unwrap().run;
@@ -84,4 +82,10 @@ fn a_dag_list_shows_paused_flags_from_the_store_or_as_the_dag_will_start() {
     let checked = ValidationView::from(&folder);
     assert!(!checked.valid);
     assert_eq!(checked.files.iter().filter(|f| !f.valid).count(), 1);
+}
+
+/// Every test of this file again on PostgreSQL: a backend matrix, not a copy.
+#[test]
+fn on_postgres() {
+    sluice_store::testing::rerun_on_postgres("on_postgres");
 }

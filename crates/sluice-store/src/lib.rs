@@ -10,8 +10,8 @@
 //! leaves a state the daemon can resume from, and it writes the events that describe its
 //! change in that same transaction: an event is committed exactly when its change is. SQLite
 //! ([`SqliteStore`]) is the default backend: one file, WAL mode, created and migrated on first
-//! open. A PostgreSQL backend can follow behind the same trait (and the same contract tests,
-//! `tests/contract`) without touching the scheduler; [`open`] picks the backend from the URL.
+//! open. PostgreSQL ([`PgStore`], feature `postgres`) is the other, behind the same trait and
+//! the same contract tests (`tests/contract`); [`open`] picks the backend from the URL.
 
 use std::collections::BTreeMap;
 
@@ -23,17 +23,27 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub mod alert;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod backend;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub mod copy;
 pub mod event;
 pub mod lock;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod url;
 pub use alert::{AlertQuery, AlertRow, AlertState, Attempt, AttemptRow, NewAlert};
 pub use event::{AttemptResult, Event, EventKind, EventQuery, NewEvent, Order, TryResult};
 pub use lock::{LockError, SchedulerLock};
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use url::DbUrl;
+pub use url::{redacted, DbUrl};
 
 /// Opens the store a URL names (see [`DbUrl`]): the one place that maps a URL to a backend.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
@@ -42,6 +52,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         DbUrl::Sqlite { .. } | DbUrl::SqliteMemory => Ok(Arc::new(SqliteStore::open(url).await?)),
         #[cfg(not(feature = "sqlite"))]
         DbUrl::Sqlite { .. } | DbUrl::SqliteMemory => Err(StoreError::NotBuilt("SQLite")),
+        #[cfg(feature = "postgres")]
+        DbUrl::Postgres(_) => Ok(Arc::new(PgStore::open(url).await?)),
+        #[cfg(not(feature = "postgres"))]
         DbUrl::Postgres(_) => Err(StoreError::NotBuilt("PostgreSQL")),
     }
 }
@@ -532,6 +545,14 @@ pub trait Store: Send + Sync + 'static {
     /// `data_version`); lets the daemon notice CLI writes without rescanning tables.
     async fn changed_elsewhere(&self) -> Result<bool>;
 
+    /// Claims the database for the one scheduler that may run on it, for as long as this
+    /// handle lives; refused with [`StoreError::Conflict`], naming the holder, when another
+    /// scheduler has it. The default does nothing: SQLite's daemon holds [`SchedulerLock`], a
+    /// file lock taken before the database is even opened.
+    async fn claim_scheduler(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Proves that a write could commit now, changing nothing (what a readiness probe asks):
     /// takes the write lock and lets it go. Waits about 2 s at most for a lock another process
     /// holds, then returns the error (SQLite: a [`StoreError::Db`] saying "database is
@@ -571,7 +592,10 @@ pub trait Store: Send + Sync + 'static {
     /// it is now. An alert that is not
     /// pending (delivered or given up, e.g. by another sender) is refused with
     /// [`StoreError::Conflict`] and nothing is written; an unknown id is `NotFound`.
-    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow>;
+    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow> {
+        let mut answers = self.record_attempts(at, &[(alert, attempt.clone())]).await?;
+        answers.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no answer for the attempt".into())))
+    }
 
     /// [`Store::record_attempt`] for several alerts at `at`, in one transaction (a sender
     /// whose sends ended together writes once, not once per alert): an answer per attempt, in

@@ -120,7 +120,7 @@ pub fn read_holder(path: &Path) -> Option<Holder> {
     })
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -51,7 +51,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -61,11 +61,15 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Executor, Row, Transaction};
 use tokio::sync::{broadcast, Mutex};
 
+use crate::backend::{
+    self, json_text, parse_json_map, parse_run_state, parse_task_state, run_not_found, task_not_found, try_finished,
+    try_not_found, try_number, Pending, RunNames, ALERT_COLS, ATTEMPT_COLS, BROADCAST_CAPACITY, EVENT_COLS, RUN_COLS,
+    RUN_NCOLS, TI_COLS, TOKEN_COLS, TRY_COLS,
+};
 use crate::{
     AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Created, DagRow, DagSync, DbUrl, Event,
     EventKind, EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run,
     RunFilter, RunKind, RunState, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try, TryOutcome,
-    TryResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -76,25 +80,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read connections per handle.
 const READERS: u32 = 4;
-
-/// Columns of a run, in the order [`run_at`] reads them; the table is always aliased `r`.
-const RUN_COLS: &str = "r.id, r.dag_id, r.run_id, r.kind, r.logical_date, r.data_interval_start, \
-     r.data_interval_end, r.state, r.conf, r.created_at, r.started_at, r.ended_at, r.deadline, r.deadline_missed, \
-     r.first_started_at, r.idempotency_key";
-const RUN_NCOLS: usize = 16;
-/// Columns of a try, in the order [`try_at`] reads them; the table is always aliased `t`.
-const TRY_COLS: &str = "t.run, t.task_id, t.try_number, t.state, t.started_at, t.ended_at, t.error, t.external_ids";
-const TI_COLS: &str = "run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at";
-/// Columns of an API token, in the order [`token_row`] reads them (never the hash).
-const TOKEN_COLS: &str = "id, name, role, created_at, expires_at, revoked_at, last_used_at";
-const EVENT_COLS: &str = "id, at, dag_id, run_id, task_id, kind, data";
-/// Columns of an alert, in the order [`alert_row`] reads them.
-const ALERT_COLS: &str = "id, channel, incident, rule, dag_id, run_id, task_id, event_id, message, state, attempts, \
-     created_at, next_attempt_at, delivered_at, last_error";
-const ATTEMPT_COLS: &str = "alert, number, at, ok, text";
-/// Events a subscriber may fall behind by before it gets `Lagged`: a few batches of the
-/// largest size the engine commits.
-const BROADCAST_CAPACITY: usize = 16_384;
 
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct SqliteStore {
@@ -178,16 +163,13 @@ impl SqliteStore {
 
     /// Sends committed events to the subscribers, if there are any.
     fn publish(&self, events: Vec<Pending>, ids: Vec<i64>) {
-        if self.events.receiver_count() == 0 {
-            return;
-        }
-        for (p, id) in events.into_iter().zip(ids) {
-            // The time as stored (to the microsecond), so a subscriber and a reader agree.
-            let at = p.at.duration_trunc(chrono::TimeDelta::microseconds(1)).unwrap_or(p.at);
-            let event = Event { id, at, dag_id: p.dag_id, run_id: p.run_id, task_id: p.task_id, kind: p.kind };
-            // An error only means the last receiver went away meanwhile.
-            let _ = self.events.send(Arc::new(event));
-        }
+        backend::publish(&self.events, events, ids);
+    }
+
+    /// The pool of read connections (for copying the database elsewhere).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn read_pool(&self) -> &SqlitePool {
+        &self.readers
     }
 
     /// Closes every connection (checkpointing the WAL when this was the last one open).
@@ -253,30 +235,10 @@ fn ts(t: DateTime<Utc>) -> String {
     s
 }
 
-fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("bad time `{s}`: {e}")))
-}
-
-fn json_text(map: &Map<String, Value>) -> String {
-    Value::Object(map.clone()).to_string()
-}
-
-fn parse_json_map(s: &str, what: &str) -> Result<Map<String, Value>> {
-    match serde_json::from_str::<Value>(s) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(StoreError::Corrupt(format!("{what} is not a JSON object: {other}"))),
-        Err(e) => Err(StoreError::Corrupt(format!("{what} is not JSON: {e}"))),
-    }
-}
-
-fn parse_task_state(s: &str) -> Result<TaskState> {
-    TaskState::from_str(s).map_err(StoreError::Corrupt)
-}
-
-fn parse_run_state(s: &str) -> Result<RunState> {
-    RunState::from_str(s).map_err(StoreError::Corrupt)
 }
 
 // --- Decoding rows (by position) ---
@@ -494,9 +456,6 @@ async fn fetch_run<'c, E: Executor<'c, Database = Sqlite>>(e: E, id: i64) -> Res
     sqlx::query(&sql).bind(id).fetch_optional(e).await?.map(|row| run_at(&row, 0)).transpose()
 }
 
-/// The (dag id, run id, key) of a run, what its events carry; or `NotFound`.
-type RunNames = (String, String, i64);
-
 /// The [`RunNames`] of a run and its state, or `NotFound`.
 async fn run_names_and_state(conn: &mut SqliteConnection, run: i64) -> Result<(RunNames, RunState)> {
     let row: Option<(String, String, String)> =
@@ -512,40 +471,6 @@ async fn run_names(conn: &mut SqliteConnection, run: i64) -> Result<RunNames> {
         .fetch_optional(conn)
         .await?
         .ok_or_else(|| run_not_found(run))
-}
-
-/// An event written in a transaction, published once it commits.
-struct Pending {
-    at: DateTime<Utc>,
-    dag_id: Option<String>,
-    run_id: Option<String>,
-    /// The run's key: events are found by run through an index of integers, not of run ids.
-    run: Option<i64>,
-    task_id: Option<String>,
-    kind: EventKind,
-}
-
-impl Pending {
-    /// An event of a run (of one of its tasks, with `task_id`).
-    fn of_run(at: DateTime<Utc>, names: &RunNames, task_id: Option<&str>, kind: EventKind) -> Pending {
-        Pending {
-            at,
-            dag_id: Some(names.0.clone()),
-            run_id: Some(names.1.clone()),
-            run: Some(names.2),
-            task_id: task_id.map(str::to_string),
-            kind,
-        }
-    }
-
-    fn of_dag(at: DateTime<Utc>, dag_id: &str, kind: EventKind) -> Pending {
-        Pending { at, dag_id: Some(dag_id.to_string()), run_id: None, run: None, task_id: None, kind }
-    }
-
-    /// An event of no DAG (an API token's).
-    fn of_store(at: DateTime<Utc>, kind: EventKind) -> Pending {
-        Pending { at, dag_id: None, run_id: None, run: None, task_id: None, kind }
-    }
 }
 
 /// Rows per multi-row `INSERT INTO events` (seven bound values each).
@@ -587,18 +512,6 @@ async fn names_of(conn: &mut SqliteConnection, runs: Vec<i64>) -> Result<HashMap
         }
     }
     Ok(names)
-}
-
-fn run_not_found(run: i64) -> StoreError {
-    StoreError::NotFound(format!("run {run}"))
-}
-
-fn task_not_found(run: i64, task_id: &str) -> StoreError {
-    StoreError::NotFound(format!("task `{task_id}` of run {run}"))
-}
-
-fn try_not_found(run: i64, task_id: &str, try_number: u32) -> StoreError {
-    StoreError::NotFound(format!("try {try_number} of task `{task_id}` of run {run}"))
 }
 
 /// Ids per `IN (...)` list: far below SQLite's limit of bound parameters; a power of two
@@ -789,21 +702,6 @@ async fn task_state(tx: &mut SqliteConnection, run: i64, task_id: &str) -> Resul
         .fetch_optional(&mut *tx)
         .await?;
     parse_task_state(&state.ok_or_else(|| task_not_found(run, task_id))?)
-}
-
-/// The `try_finished` event of `t`, the task being `task_state` after it.
-fn try_finished(at: DateTime<Utc>, names: &RunNames, t: &FinishTry, task_state: TaskState) -> Pending {
-    let (outcome, error) = match &t.outcome {
-        TryOutcome::Success { .. } => (TryResult::Success, None),
-        TryOutcome::Failed { error, .. } => (TryResult::Failed, Some(error.clone())),
-        TryOutcome::Skipped { reason } => (TryResult::Skipped, Some(reason.clone())),
-    };
-    let kind = EventKind::TryFinished { try_number: t.try_number, outcome, error, task_state };
-    Pending::of_run(at, names, Some(&t.task_id), kind)
-}
-
-fn try_number(n: i64) -> Result<u32> {
-    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("try number {n} out of range")))
 }
 
 /// [`Store::start_tries`] for a batch naming each task once: one guarded UPDATE and one
@@ -1919,11 +1817,6 @@ impl Store for SqliteStore {
                 .fetch_one(&self.readers)
                 .await?;
         next.as_deref().map(parse_ts).transpose()
-    }
-
-    async fn record_attempt(&self, alert: i64, at: DateTime<Utc>, attempt: &Attempt) -> Result<AlertRow> {
-        let mut answers = self.record_attempts(at, &[(alert, attempt.clone())]).await?;
-        answers.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no answer for the attempt".into())))
     }
 
     async fn record_attempts(&self, at: DateTime<Utc>, attempts: &[(i64, Attempt)]) -> Result<Vec<Result<AlertRow>>> {

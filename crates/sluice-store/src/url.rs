@@ -18,7 +18,7 @@ pub enum DbUrl {
 }
 
 /// What [`StoreError::UnsupportedUrl`] says is supported.
-pub const SUPPORTED: &str = "sqlite:PATH, sqlite://PATH, a file path, or sqlite::memory:";
+pub const SUPPORTED: &str = "sqlite:PATH, sqlite://PATH, a file path, sqlite::memory:, or postgres://...";
 
 impl DbUrl {
     /// Parses `url`; anything else is [`StoreError::UnsupportedUrl`]. SQLite query parameters
@@ -61,6 +61,17 @@ impl DbUrl {
     }
 }
 
+/// `url` fit to print: a server URL's password replaced by `***` (a SQLite URL has none).
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 /// `mysql:...`, `http://...`: a URL scheme (two characters or more, so that a Windows drive
 /// letter is still a path).
 fn has_scheme(url: &str) -> bool {
@@ -80,6 +91,18 @@ fn has_scheme(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_is_never_printed() {
+        assert_eq!(
+            redacted("postgres://u:s3cret@db:5432/x?sslmode=require"),
+            "postgres://u:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(redacted("postgresql://u:p%40ss@h/d"), "postgresql://u:***@h/d");
+        assert_eq!(redacted("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redacted("postgres://h/d?options[search_path]=a@b"), "postgres://h/d?options[search_path]=a@b");
+        assert_eq!(redacted("sqlite:/var/lib/sluice.db"), "sqlite:/var/lib/sluice.db");
+    }
 
     fn sqlite(p: &str) -> DbUrl {
         DbUrl::Sqlite { path: PathBuf::from(p) }

@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
                     } else {
                         println!(
                             "nothing to terminate: no EMR cluster was ever requested by the runs in {}",
-                            ctx.config.db
+                            sluice_store::redacted(&ctx.config.db)
                         );
                     }
                     return Ok(exit::OK);

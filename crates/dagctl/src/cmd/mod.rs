@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod bench;
 pub mod clear;
 pub mod clusters;
+pub mod db;
 pub mod events;
 pub mod generate;
 pub mod import;

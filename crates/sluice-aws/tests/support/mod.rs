@@ -229,13 +229,40 @@ impl Moto {
         assert_eq!(st, 200, "moto reset: {text}");
     }
 
+    /// Creates an IAM role in moto's IAM (Lambda's CreateFunction wants one that exists) and
+    /// returns its ARN. moto does not check signatures unless told to, so the request only names
+    /// IAM in its credential scope, which is how the server picks the service.
+    pub fn iam_role(&self, name: &str) -> String {
+        let body = format!("Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument=%7B%7D");
+        let headers = format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential={ACCESS_KEY_ID}/20260101/{REGION}/iam/aws4_request, SignedHeaders=host, Signature=0\r\n"
+        );
+        let (st, text) = self.raw_request("POST", "/", &headers, &body);
+        assert_eq!(st, 200, "IAM CreateRole {name}: {text}");
+        format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}")
+    }
+
+    /// Queues what moto's docker-free Lambda answers to the next invocations, in order (else it
+    /// answers each with the request's own payload).
+    pub fn queue_lambda_results(&self, results: &[&str]) {
+        let body = serde_json::json!({ "region": REGION, "results": results });
+        let (st, text) = self.request("POST", "/moto-api/static/lambda-simple/response", Some(&body));
+        assert_eq!(st, 201, "lambda-simple response: {text}");
+    }
+
     /// One plain HTTP/1.1 request to the server; returns the status and the body.
     pub fn request(&self, method: &str, path: &str, json: Option<&serde_json::Value>) -> (u16, String) {
         let body = json.map(|j| j.to_string()).unwrap_or_default();
+        self.raw_request(method, path, "Content-Type: application/json\r\n", &body)
+    }
+
+    /// One plain HTTP/1.1 request with extra header lines (each ending in CRLF).
+    fn raw_request(&self, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
         stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
             self.port,
             body.len()

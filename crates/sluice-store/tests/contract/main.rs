@@ -18,18 +18,34 @@ mod races;
 /// One fresh database of a backend; every [`Db::handle`] opens another handle on it (another
 /// process, as far as the store can tell).
 pub struct Db {
-    url: String,
-    _dir: TempDir,
+    dir: TempDir,
+    postgres: bool,
+    /// Made by the first handle.
+    url: tokio::sync::OnceCell<String>,
 }
 
 impl Db {
     pub fn sqlite() -> Db {
-        let dir = TempDir::new().unwrap();
-        Db { url: format!("sqlite:{}", dir.path().join("sluice.db").display()), _dir: dir }
+        Db { dir: TempDir::new().unwrap(), postgres: false, url: tokio::sync::OnceCell::new() }
+    }
+
+    /// A schema of its own on the test PostgreSQL server (`sluice_store::testing`).
+    #[cfg(feature = "postgres")]
+    pub fn postgres() -> Db {
+        Db { dir: TempDir::new().unwrap(), postgres: true, url: tokio::sync::OnceCell::new() }
     }
 
     pub async fn handle(&self) -> Arc<dyn Store> {
-        sluice_store::open(&self.url).await.unwrap()
+        let url = self
+            .url
+            .get_or_init(|| async {
+                match self.postgres {
+                    true => sluice_store::testing::new_schema().await,
+                    false => format!("sqlite:{}", self.dir.path().join("sluice.db").display()),
+                }
+            })
+            .await;
+        sluice_store::open(url).await.unwrap()
     }
 }
 
@@ -155,3 +171,5 @@ macro_rules! backend {
 }
 
 backend!(sqlite, crate::Db::sqlite());
+#[cfg(feature = "postgres")]
+backend!(postgres, crate::Db::postgres());
