@@ -685,3 +685,72 @@ async fn dagctl_server_serves_the_store_and_writes_actions_for_the_daemon() {
     let last: Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
     assert_eq!(last["state"], "success", "{lines}");
 }
+
+/// Templates that read params, the run's conf, the run id and an upstream's output, and an
+/// Athena query read from a file.
+const RENDERED: &str = r#"id = "rendered"
+start_date = 2026-01-01
+[params]
+region = "eu"
+[tasks.first]
+operator = "command"
+command = "echo out-{{ params.region }}"
+[tasks.second]
+operator = "command"
+depends_on = ["first"]
+command = "echo got {{ tasks.first.output }} for {{ params.region }} in {{ run_id }}; exit 1"
+[tasks.query]
+operator = "athena"
+depends_on = ["second"]
+query_file = "report.sql"
+database = "sales"
+output_location = "s3://results/{{ ds }}/"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_keys_are_the_templates_for_the_run_with_its_conf_and_upstream_outputs() {
+    let env = Env::new();
+    env.write_dag("rendered.toml", RENDERED);
+    std::fs::write(env.root().join("dags/report.sql"), "SELECT * FROM orders WHERE ds = '{{ ds }}'").unwrap();
+    let d = env.daemon();
+    let c = reqwest::Client::new();
+    let (s, t) = post(&c, &d.url("/api/v1/dags/rendered/runs"), json!({"conf": {"region": "us"}})).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let run_id = t["run"]["run_id"].as_str().unwrap().to_string();
+    let run_url = d.url(&format!("/api/v1/dags/rendered/runs/{}", urlencode(&run_id)));
+    until("the run to fail", || async {
+        let (_, r) = get(&c, &run_url).await;
+        (r["state"] == "failed").then_some(())
+    })
+    .await;
+
+    // The upstream's stored output, the run's conf over the params, the run's id.
+    let (s, r) = get(&c, &format!("{run_url}/tasks/second/rendered")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["operator"], "command");
+    assert_eq!(r["keys"]["command"], format!("echo got out-us for us in {run_id}; exit 1"));
+    assert!(r.get("error").is_none(), "{r}");
+    // The Athena task never ran (its upstream failed): its query file and the run's date,
+    // rendered all the same.
+    let (s, r) = get(&c, &format!("{run_url}/tasks/query/rendered")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (_, run) = get(&c, &run_url).await;
+    let ds = &run["logical_date"].as_str().unwrap()[..10];
+    assert_eq!(r["keys"]["query"], format!("SELECT * FROM orders WHERE ds = '{ds}'"), "{r}");
+    assert_eq!(r["keys"]["output_location"], format!("s3://results/{ds}/"));
+    // What `dagctl render` prints for that date is the same text.
+    let cli: Value = serde_json::from_str(&env.ok(&["render", "rendered", "query", "--date", ds, "--json"])).unwrap();
+    assert_eq!(cli["query"], r["keys"]["query"]);
+
+    // A template that no longer renders says why; unknown tasks and runs are 404s.
+    std::fs::remove_file(env.root().join("dags/report.sql")).unwrap();
+    let (s, r) = get(&c, &format!("{run_url}/tasks/query/rendered")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r.get("keys").is_none(), "{r}");
+    assert!(r["error"].as_str().unwrap().contains("cannot read"), "{r}");
+    let (s, r) = get(&c, &format!("{run_url}/tasks/nope/rendered")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{r}");
+    assert!(r["detail"].as_str().unwrap_or_default().contains("no task `nope`"), "{r}");
+    let (s, _) = get(&c, &d.url("/api/v1/dags/rendered/runs/nope/tasks/first/rendered")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -1,8 +1,9 @@
-//! `dagctl bench --small --scenario api` and `--scenario alerts`: the API scenario end to end
-//! at a small size (a few hundred runs stored, one second per endpoint), through this binary's
-//! daemon and its hidden `bench-load` generator in a second process, and the alerts scenario's
-//! two daemons. For correctness (every request answered, every
-//! chain run checked), not for time: nothing here compares a figure with a bound.
+//! `dagctl bench --small --scenario api`, `--scenario alerts` and `--scenario ui`: the API
+//! scenario end to end at a small size (a few hundred runs stored, one second per endpoint),
+//! through this binary's daemon and its hidden `bench-load` generator in a second process, the
+//! alerts scenario's two daemons, and the web UI's views (with headless Chromium when
+//! chromedriver is installed). For correctness (every request answered, every chain run
+//! checked, every grid cell drawn), not for time: nothing here compares a figure with a bound.
 
 use serde_json::Value;
 
@@ -68,6 +69,41 @@ fn the_alerts_scenario_queues_alerts_to_a_channel_that_never_answers_and_measure
     let pending = metric("alerts pending")["median"].as_f64().unwrap();
     assert!(pending >= 2.0 && pending % 2.0 == 0.0, "{pending}");
     assert!(metric("connections to the channel")["median"].as_f64().unwrap() >= 1.0);
+}
+
+#[test]
+fn the_ui_scenario_measures_every_view_and_the_grid_in_chromium() {
+    let ui = small_scenario("ui");
+    let metric = |name: &str| metric(&ui, name);
+    for view in [
+        "DAG list",
+        "DAG page, grid 25",
+        "DAG page, grid 365",
+        "graph",
+        "calendar",
+        "durations",
+        "runs",
+        "source",
+        "run page",
+        "try page with log",
+    ] {
+        let p99 = metric(&format!("{view} p99"));
+        assert_eq!(p99["samples"], 5, "{view}: {p99}");
+        assert!(p99["median"].as_f64().unwrap() > 0.0, "{view}: {p99}");
+        assert!(p99.get("target").is_none(), "no targets at the small size");
+    }
+    let description = ui["description"].as_str().unwrap();
+    let has_driver =
+        std::process::Command::new("chromedriver").arg("--version").output().is_ok_and(|o| o.status.success());
+    if has_driver {
+        // One load of the 400-run DAG's page: its 365 runs by 20 tasks were all drawn.
+        let drawn = metric("DAG page, grid 365 drawn in Chromium");
+        assert_eq!(drawn["samples"], 1, "{drawn}");
+        assert!(drawn["median"].as_f64().unwrap() > 0.0, "{drawn}");
+        assert!(description.contains("7300 cells drawn in headless Chromium"), "{description}");
+    } else {
+        assert!(description.contains("chromedriver not found"), "{description}");
+    }
 }
 
 #[test]

@@ -363,6 +363,24 @@ fn warehouse_dag() -> String {
     s
 }
 
+/// 200 noop tasks in 20 stages of 10, each task depending on two of the stage before.
+fn big_dag() -> String {
+    let mut s = String::from("id = \"big\"\ndescription = \"Two hundred tasks\"\nstart_date = 2026-01-01\n");
+    for stage in 0..20 {
+        for k in 0..10 {
+            s.push_str(&format!("[tasks.s{stage:02}_{k}]\noperator = \"noop\"\n"));
+            if stage > 0 {
+                s.push_str(&format!(
+                    "depends_on = [\"s{p:02}_{k}\", \"s{p:02}_{}\"]\n",
+                    (k * 3 + 1) % 10,
+                    p = stage - 1
+                ));
+            }
+        }
+    }
+    s
+}
+
 const BROKEN: &str = "id = \"broken\"\n[tasks.x]\noperator = \"nope\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,6 +391,7 @@ async fn a_failed_task_is_found_in_the_grid_cleared_from_its_log_and_succeeds_li
     env.write_dag("broken.toml", BROKEN);
     env.write_dag("daily.toml", DAILY);
     env.write_dag("warehouse.toml", &warehouse_dag());
+    env.write_dag("big.toml", &big_dag());
     let d = env.daemon();
     // Some history first: runs that succeed (the warehouse unlocked), then one that fails.
     std::fs::write(env.file("unlocked"), "").unwrap();
@@ -412,6 +431,9 @@ async fn a_failed_task_is_found_in_the_grid_cleared_from_its_log_and_succeeds_li
     assert!(url.path().ends_with("/tasks/load"), "{url}");
     b.text_contains("#log", "boom: the warehouse is locked").await;
     b.text_contains("#try-error", "exit").await;
+    // The rendered keys: the task's command as its template produced it for this run.
+    let rendered = b.text_contains("#rendered", "boom: the warehouse is locked").await;
+    assert!(rendered.contains("\"command\"") && !rendered.contains("{{"), "{rendered}");
     b.screenshots("log").await;
 
     // Clear it with its preview: load and what is downstream of it.
@@ -437,10 +459,58 @@ async fn a_failed_task_is_found_in_the_grid_cleared_from_its_log_and_succeeds_li
     b.text_contains("#tasks", "pid").await;
     b.screenshots("run").await;
 
+    // Console links: a Glue job run (job name and run id, no EMR Serverless application),
+    // and an EMR Serverless job run whose ids also name a job.
+    {
+        use sluice_store::Store as _;
+        let store = sluice_store::SqliteStore::open(&format!("sqlite:{}", env.file("sluice.db"))).await.unwrap();
+        let key = store.run_by_run_id("shop", &run_id).await.unwrap().unwrap().id;
+        for (task, ids) in [
+            ("extract", json!({"job_name": "nightly etl", "job_run_id": "jr_0123", "region": "eu-west-1"})),
+            (
+                "report",
+                json!({"application_id": "00app", "job_run_id": "00run", "job_name": "x", "region": "eu-west-1"}),
+            ),
+        ] {
+            for (k, v) in ids.as_object().unwrap() {
+                store.record_external_id(key, task, 1, k, v).await.unwrap();
+            }
+        }
+        store.close().await.unwrap();
+    }
+    b.open(&format!("/dags/shop/runs/{}", urlencode(&run_id))).await;
+    let glue = b
+        .until(
+            "the Glue link",
+            "const a = document.querySelector('tr[data-task=extract] a[href*=gluestudio]'); return a && a.href",
+        )
+        .await;
+    assert_eq!(
+        glue,
+        json!(
+            "https://eu-west-1.console.aws.amazon.com/gluestudio/home?region=eu-west-1#/job/nightly%20etl/run/jr_0123"
+        )
+    );
+    let report = b
+        .until("the EMR Serverless link", "const r = document.querySelector('tr[data-task=report]'); return r && r.querySelector('a[href*=serverless]') && [...r.querySelectorAll('.ext a')].map(a => a.href)")
+        .await;
+    assert_eq!(
+        report,
+        json!(["https://eu-west-1.console.aws.amazon.com/emr/home?region=eu-west-1#/serverless/applications/00app/job-runs/00run"]),
+        "no Glue link beside an application id"
+    );
+
     // The other tabs draw from the API.
     b.open("/dags/warehouse?tab=graph").await;
     b.until("the graph", "return document.querySelectorAll('#graph g.node').length === 10").await;
     b.screenshots("graph").await;
+    // A 200-task DAG's graph draws: every node and edge, the picture as big as the layout.
+    let layout = api_get(&d.url("/api/v1/dags/big/graph")).await;
+    b.open("/dags/big?tab=graph").await;
+    let drawn = b
+        .until("the 200-task graph", "const g = document.querySelector('#graph'); return g && g.querySelectorAll('g.node').length === 200 && [g.querySelectorAll('path.edge').length, Number(g.getAttribute('width'))]")
+        .await;
+    assert_eq!(drawn, json!([layout["edges"].as_array().unwrap().len(), layout["width"].as_u64().unwrap() + 40]));
     b.open("/dags/shop?tab=source").await;
     b.text_contains("#validation", "Valid").await;
     b.text_contains("#source", "[tasks.load]").await;
@@ -552,6 +622,13 @@ async fn a_live_log_grows_while_the_task_runs_and_a_cli_run_appears_in_the_open_
     let b = Browser::start(&d.base).await;
     b.open("/dags/gated").await;
     b.text_contains("#grid", "No runs yet").await;
+    // Away and back: the page comes back from the back-forward cache (the same document, its
+    // script state kept), having let its event stream go while away, and streams again.
+    b.client.execute("window.__kept = true; return true", vec![]).await.unwrap();
+    b.client.goto("about:blank").await.unwrap();
+    b.client.back().await.unwrap();
+    b.until("the same page, restored", "return window.__kept === true && location.pathname === '/dags/gated'").await;
+    b.until("the stream again", "return document.querySelector('#live.on')").await;
 
     // A run started from the CLI shows in the open grid, from the event stream.
     env.ok(&["trigger", "gated"]);

@@ -394,6 +394,10 @@ fn operations(s: &mut Schemas) -> Vec<Op> {
             .query(s.query::<tasks::LogQuery>())
             .answer(200, "The log's bytes (empty when the try wrote nothing). Without `follow`, the `X-Log-Size` header gives the file's size: the next `offset`.", "text/plain", json!({"type": "string"}))
             .problems(READ),
+        Op::new(M::GET, "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/rendered", "getRenderedKeys", "tasks", "A task's keys as its templates render for the run")
+            .describe("What `dagctl render` shows, for this run: its dates, its conf over the DAG's `[params]`, and the outputs its upstreams stored (an output not produced yet shows as `<tasks.ID.FIELD>`). Rendered with the DAG as loaded now. A template that does not render gives `error` instead of `keys`.")
+            .json(200, "The rendered keys, or why they do not render.", s.response::<tasks::RenderedKeys>())
+            .problems(READ),
         Op::new(M::GET, "/api/v1/runs", "listRuns", "runs", "Runs across DAGs, newest logical date first")
             .describe("Filters by DAG, state, kind and logical date range; cursor pagination (pass `next_cursor` back as `cursor`) with an optional bounded count.")
             .query(s.query::<runs::RunsQuery>())
@@ -458,7 +462,7 @@ fn build() -> Value {
         "tags": [
             {"name": "dags", "description": "DAGs: listing, detail, pause, the grid."},
             {"name": "runs", "description": "Runs: listing, trigger, backfill, clear, mark, wait."},
-            {"name": "tasks", "description": "Task instances, tries and logs."},
+            {"name": "tasks", "description": "Task instances, tries, logs and rendered keys."},
             {"name": "events", "description": "The event stream."},
             {"name": "tokens", "description": "API tokens (admin)."},
             {"name": "health", "description": "Health, readiness, metrics."},

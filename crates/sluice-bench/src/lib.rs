@@ -19,6 +19,7 @@
 //! | `reload_huge` | that file dropped into a running daemon's folder while a chain of 100 short `sleep` tasks runs: the chain's task latency while the daemon reloads |
 //! | `api` | the HTTP API with 10,000 runs stored, loaded from a second process: latency and throughput per endpoint, and the scheduler's task latency meanwhile (not in the default set: `--scenario api`) |
 //! | `alerts` | failing runs alerting a webhook that never answers, beside a chain triggered through the API: the chain's task latency with and without the alerts (not in the default set: `--scenario alerts`) |
+//! | `ui` | the web UI with 10,000 runs of a 20-task DAG and 200 DAGs stored: each view's API requests (p99 server time per view), and the DAG page's 365-run grid drawn in headless Chromium through chromedriver (not in the default set: `--scenario ui`) |
 //!
 //! [`run`] returns a [`Report`], printed as a table ([`Report::table`]) or JSON.
 //!
@@ -70,11 +71,12 @@ pub enum Scenario {
     ReloadHuge,
     Api,
     Alerts,
+    Ui,
 }
 
 impl Scenario {
     /// Every scenario, in the table's order.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Chain,
         Scenario::Wide,
         Scenario::Fan,
@@ -86,13 +88,14 @@ impl Scenario {
         Scenario::ReloadHuge,
         Scenario::Api,
         Scenario::Alerts,
+        Scenario::Ui,
     ];
 
     /// What runs when no scenario is chosen: all but `api`, which takes some minutes and
-    /// measures the API rather than the scheduler, and `alerts`, which measures what a broken
-    /// alert channel costs.
+    /// measures the API rather than the scheduler, `alerts`, which measures what a broken
+    /// alert channel costs, and `ui`, which measures the web UI (and wants Chromium).
     pub fn default_set() -> Vec<Scenario> {
-        Scenario::ALL.into_iter().filter(|s| !matches!(s, Scenario::Api | Scenario::Alerts)).collect()
+        Scenario::ALL.into_iter().filter(|s| !matches!(s, Scenario::Api | Scenario::Alerts | Scenario::Ui)).collect()
     }
 
     pub fn name(self) -> &'static str {
@@ -108,6 +111,7 @@ impl Scenario {
             Scenario::ReloadHuge => "reload_huge",
             Scenario::Api => "api",
             Scenario::Alerts => "alerts",
+            Scenario::Ui => "ui",
         }
     }
 
@@ -134,6 +138,14 @@ pub struct Sizes {
     pub api_runs: usize,
     /// `api`: runs of the 50-task DAG whose grid is asked for (the grid shows up to 365).
     pub grid_runs: usize,
+    /// `ui`: runs of the 20-task DAG in the store.
+    pub ui_runs: usize,
+    /// `ui`: DAGs in the folder and the store (the DAG list's rows), that one among them.
+    pub ui_dags: usize,
+    /// `ui`: loads of each view whose server time is measured.
+    pub ui_samples: usize,
+    /// `ui`: loads of the DAG page in Chromium whose drawing time is measured.
+    pub ui_browser_loads: usize,
 }
 
 impl Sizes {
@@ -150,6 +162,10 @@ impl Sizes {
             reload_chain: 100,
             api_runs: 10_000,
             grid_runs: 365,
+            ui_runs: 10_000,
+            ui_dags: 200,
+            ui_samples: 200,
+            ui_browser_loads: 10,
         }
     }
 
@@ -166,6 +182,10 @@ impl Sizes {
             reload_chain: 50,
             api_runs: 300,
             grid_runs: 30,
+            ui_runs: 400,
+            ui_dags: 10,
+            ui_samples: 5,
+            ui_browser_loads: 1,
         }
     }
 }

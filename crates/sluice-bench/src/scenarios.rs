@@ -15,6 +15,7 @@ use crate::{BenchError, DaemonKind, Options, Scenario};
 
 mod alerts;
 mod api;
+mod ui;
 
 /// The daemon's memory target, 50 MB (decimal), in the MiB the memory figures are reported in.
 const MEMORY_TARGET_MIB: f64 = 50.0 * 1e6 / (1024.0 * 1024.0);
@@ -74,6 +75,7 @@ async fn run_scenarios(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result
             Scenario::Idle => report.results.push(idle(o, keep).await?),
             Scenario::Api => report.results.push(api::api(o, keep).await?),
             Scenario::Alerts => report.results.push(alerts::alerts(o, keep).await?),
+            Scenario::Ui => report.results.push(ui::ui(o, keep).await?),
         }
     }
     Ok(report)

@@ -393,6 +393,44 @@ impl Dag {
         TemplateContext::new(&self.id, task, run_id, dates, template::merge_params(&self.params, conf))
     }
 
+    /// The task's keys rendered for a person to read (`dagctl render`, the API's rendered keys
+    /// of a task in a run): the template context of `run_id` at `dates` with `conf`, the
+    /// upstream outputs known so far (`outputs`: task id -> field -> value, as the store keeps
+    /// them), and a placeholder `<tasks.ID.FIELD>` for each output of an upstream not in
+    /// `outputs` (not run yet, or failed), as deep as the task reads it
+    /// (`tasks.ID.payload.day` gets `<tasks.ID.payload.day>`).
+    pub fn render_for_display(
+        &self,
+        task: &Task,
+        run_id: &str,
+        dates: &RunDates,
+        conf: Option<&Map<String, Value>>,
+        mut outputs: std::collections::BTreeMap<String, Map<String, Value>>,
+    ) -> Result<Value, RenderError> {
+        let mut ctx = self.template_context(&task.id, run_id, dates, conf);
+        let mut placeholders = std::collections::BTreeMap::new();
+        for up in self.ancestors(&task.id) {
+            match outputs.remove(&up.id) {
+                Some(known) => {
+                    ctx.tasks.insert(up.id.clone(), known);
+                }
+                None => {
+                    let shown = up
+                        .operator
+                        .kind()
+                        .outputs()
+                        .iter()
+                        .map(|(f, shape)| (f.to_string(), shape.placeholder(format!("<tasks.{}.{f}>", up.id))))
+                        .collect();
+                    placeholders.insert(up.id.clone(), shown);
+                }
+            }
+        }
+        deepen_placeholders(&mut placeholders, &task.keys);
+        ctx.tasks.extend(placeholders);
+        self.render_task(task, &ctx).map(|(rendered, _)| rendered)
+    }
+
     /// Renders the task's keys with `ctx` and reads them back as its typed operator.
     pub fn render_task(&self, task: &Task, ctx: &TemplateContext) -> Result<(Value, Operator), RenderError> {
         let env = template::environment();
@@ -419,6 +457,44 @@ impl Dag {
             )
         })?;
         Ok((rendered, op))
+    }
+}
+
+/// Placeholders as deep as the task reads them: an output holding JSON (a `lambda`'s
+/// `payload`) read as `tasks.enrich.payload.day` becomes an object whose `day` is
+/// `<tasks.enrich.payload.day>`, so that the read renders instead of being undefined.
+fn deepen_placeholders(tasks: &mut std::collections::BTreeMap<String, Map<String, Value>>, keys: &Map<String, Value>) {
+    let env = template::environment();
+    let mut names = Vec::new();
+    strings(&Value::Object(keys.clone()), &mut |s| {
+        names.extend(template::referenced_names(&env, s).unwrap_or_default());
+    });
+    for name in names {
+        let parts: Vec<&str> = name.split('.').collect();
+        let ["tasks", up, field, deeper @ ..] = parts.as_slice() else { continue };
+        if deeper.is_empty() {
+            continue;
+        }
+        let Some(outputs) = tasks.get_mut(*up) else { continue };
+        let Some(mut at) = outputs.get_mut(*field) else { continue };
+        for (i, seg) in deeper.iter().enumerate() {
+            if !at.is_object() {
+                *at = Value::Object(Map::new());
+            }
+            let Value::Object(m) = at else { break };
+            let here = format!("<{}>", parts[..4 + i].join("."));
+            at = m.entry(seg.to_string()).or_insert(Value::String(here));
+        }
+    }
+}
+
+/// Calls `f` with every string inside `v`.
+fn strings(v: &Value, f: &mut impl FnMut(&str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter().for_each(|i| strings(i, f)),
+        Value::Object(m) => m.values().for_each(|i| strings(i, f)),
+        _ => {}
     }
 }
 

@@ -11,7 +11,7 @@ use crate::exit;
 #[derive(clap::Args)]
 pub struct Args {
     /// A scenario to run (repeatable): chain_50, wide_200, fan_200, noop_10k, many_dags,
-    /// latency, idle, huge_dag, reload_huge, api, alerts [default: all but api and alerts].
+    /// latency, idle, huge_dag, reload_huge, api, alerts, ui [default: all but api, alerts and ui].
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Print the report as JSON.

@@ -55,6 +55,7 @@ endpoints! {
     GET "/api/v1/dags/{dag_id}/runs/{run_id}/tasks" => tasks::list,
     GET "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/tries" => tasks::tries,
     GET "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/tries/{try_number}/log" => tasks::log,
+    GET "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/rendered" => tasks::rendered,
     GET "/api/v1/runs" => runs::list,
     GET "/api/v1/events" => events::list,
     GET "/api/v1/events/stream" => events::stream,

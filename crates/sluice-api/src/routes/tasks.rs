@@ -1,5 +1,5 @@
-//! A run's task instances, a task's tries, and a try's log (from a byte offset, and followed
-//! as the file grows until the try ends).
+//! A run's task instances, a task's tries, a try's log (from a byte offset, and followed as
+//! the file grows until the try ends), and a task's keys as its templates render for the run.
 
 use std::io::SeekFrom;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sluice_scheduler::views::{RunDetailView, TaskInstanceView, TryView};
 use sluice_store::{Run, TaskState, Try};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -180,4 +180,42 @@ impl Follow {
             }
         }
     }
+}
+
+/// A task's keys with their templates rendered for a run: what the template produced.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RenderedKeys {
+    pub task_id: String,
+    /// The task's operator.
+    pub operator: String,
+    /// The rendered keys; absent when a template does not render (see `error`). An output of
+    /// an upstream that has none yet (not run, or failed) shows as `<tasks.ID.FIELD>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<serde_json::Value>,
+    /// Why the keys do not render, if they do not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The task's keys rendered as `dagctl render` renders them (`Dag::render_for_display`), for
+/// this run: its dates, its conf over the DAG's `[params]`, and the outputs its upstreams
+/// stored. The DAG is the one loaded now: the store keeps the last version that loaded, not
+/// each run's. Like `dagctl render`, nothing is hidden: the keys are the DAG file's, which
+/// `GET /api/v1/dags/{dag_id}` shows too, and the template context holds no secret.
+pub(crate) async fn rendered(
+    State(api): State<Api>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<RenderedKeys>> {
+    let dag = loaded_dag(&api, &dag_id)?;
+    let run = find(&api, &dag_id, &run_id).await?;
+    let task = dag.task(&task_id).ok_or_else(|| {
+        Problem::not_found(format!("DAG `{dag_id}` has no task `{task_id}` now (its file may have dropped it)"))
+    })?;
+    let outputs = api.store().outputs(run.id).await?;
+    let dates = sluice_scheduler::engine::run_dates(&dag, &run);
+    let (keys, error) = match dag.render_for_display(task, &run.run_id, &dates, run.conf.as_ref(), outputs) {
+        Ok(keys) => (Some(keys), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(Json(RenderedKeys { task_id, operator: task.operator.kind().to_string(), keys, error }))
 }

@@ -154,7 +154,7 @@ pub(crate) async fn api(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Resul
 
 /// Writes `count` succeeded runs of `spec`, one a day from 1990, as the daemon would: created,
 /// started, every task's try started and finished, the run finished.
-async fn fill(store: &SqliteStore, spec: &DagSpec, count: usize) -> Result<(), BenchError> {
+pub(super) async fn fill(store: &SqliteStore, spec: &DagSpec, count: usize) -> Result<(), BenchError> {
     const BATCH: usize = 100;
     let tasks: Vec<(String, u32)> = spec.tasks.iter().map(|t| (t.id.clone(), 1)).collect();
     let first = Utc.with_ymd_and_hms(1990, 1, 1, 5, 0, 0).single().expect("a valid date");
