@@ -60,6 +60,17 @@ impl World {
         World { dir, moto }
     }
 
+    /// The folder with its state in a new PostgreSQL schema instead of `sluice.db`, and
+    /// schedulers' leases of `lease`: for several schedulers on one database.
+    async fn on_postgres(moto: Moto, lease: &str) -> World {
+        let w = World::new(moto);
+        let url = sluice_store::testing::new_schema().await;
+        let toml = std::fs::read_to_string(w.dir.path().join("sluice.toml")).unwrap();
+        let toml = toml.replace("db = \"sluice.db\"", &format!("db = \"{url}\"\nlease = \"{lease}\""));
+        std::fs::write(w.dir.path().join("sluice.toml"), toml).unwrap();
+        w
+    }
+
     /// Copies a shipped DAG into the folder, through `edit`.
     fn ship(&self, name: &str, edit: impl Fn(String) -> String) {
         let src = std::fs::read_to_string(repo().join(format!("dags/{name}.toml"))).unwrap();
@@ -529,4 +540,143 @@ async fn without_credentials_the_janitor_succeeds_when_no_run_ever_asked_for_a_c
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(NO_CREDENTIALS), "{stderr}");
+}
+
+// --- Several schedulers on one PostgreSQL database, taken over mid-step ---
+
+/// The `crash` DAG with its step submitted and RUNNING on the frozen emulator, under one
+/// scheduler; a second one started beside it. Returns (the holder, the other, the run id).
+async fn a_step_running_under_one_of_two_schedulers(w: &World) -> (Child, Child, String) {
+    w.write_dag("crash", &FAILING_STEP.replace(", \"SLUICE_FAIL\"", ""));
+    let holder = w.daemon();
+    assert!(ok(&w.dagctl(&["trigger", "crash", "--date", "2026-03-01"])));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let run_id = loop {
+        let t = w.tasks("crash", "2026-03-01");
+        let submitted = t.get("tasks").is_some_and(|_| {
+            let j = task(&t, "job");
+            j["state"] == "running"
+                && j["tries"].as_array().is_some_and(|tr| tr.iter().any(|x| x["external_ids"]["step_ids"].is_array()))
+        });
+        if submitted {
+            break t["run"]["run_id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the step never started: {t}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    w.moto().advance_clock(1.5);
+    let other = w.daemon();
+    // The second one is registered (and so could take over) before the test acts.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let out = w.dagctl(&["schedulers", "--json"]);
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if listed.as_array().is_some_and(|a| a.len() == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second scheduler never registered: {listed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (holder, other, run_id)
+}
+
+/// Waits for the event `kind` of DAG `dag`; returns it.
+fn wait_event(w: &World, dag: &str, kind: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let out = w.dagctl(&["events", "--dag", dag, "--json"]);
+        let found = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["kind"]["type"] == kind);
+        if let Some(e) = found {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "no {kind} event for {dag}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the resumed try of `job` says in its log that it re-attached to its step (it
+/// polls the step at once).
+fn wait_reattached(w: &World, run_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !w.try_log("crash", run_id, "job", 1).contains("re-attaching to this try's steps") {
+        assert!(Instant::now() < deadline, "the try was not resumed:\n{}", w.try_log("crash", run_id, "job", 1));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill").arg(sig).arg(child.id().to_string()).status().unwrap().success());
+}
+
+/// The EMR run's end as the emulator and the store see it: one cluster, one step submitted
+/// once and completed, the step's task in one try (adopted, not retried).
+async fn assert_one_cluster_one_step(w: &World, run: &Value) {
+    assert_eq!(run["run"]["state"], "success", "{run}");
+    let clusters = w.clusters("crash").await;
+    assert_eq!(clusters.len(), 1, "exactly one cluster for the run: {clusters:?}");
+    assert_eq!(clusters[0].2.len(), 1, "exactly one step, submitted once: {:?}", clusters[0].2);
+    assert_eq!(clusters[0].2[0].1, StepState::Completed);
+    assert_eq!(task(run, "job")["tries"].as_array().unwrap().len(), 1, "{run}");
+}
+
+/// A scheduler frozen (SIGSTOP) past its lease while it polls an EMR step: the other takes the
+/// try over and adopts the step; woken (SIGCONT), the frozen one finds its lease gone, writes
+/// nothing more and stops. The emulator shows one cluster and one step.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_scheduler_taken_over_mid_step_does_nothing_more() {
+    let moto = Moto::start();
+    moto.freeze_clock();
+    let w = World::on_postgres(moto, "4s").await;
+    let (mut frozen, mut other, run_id) = a_step_running_under_one_of_two_schedulers(&w).await;
+    signal(&frozen, "-STOP");
+    wait_event(&w, "crash", "try_resumed");
+    wait_reattached(&w, &run_id);
+    signal(&frozen, "-CONT");
+    let status = frozen.wait().unwrap();
+    assert!(!status.success(), "a scheduler that lost its lease stops with an error");
+    let logs: String = std::fs::read_dir(w.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("daemon-")))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        logs.contains("lease") && logs.contains("every try of this scheduler was cut off"),
+        "it says why it stopped:\n{logs}"
+    );
+    w.moto().run_clock();
+    let run = w.run_end("crash", "2026-03-01");
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert_one_cluster_one_step(&w, &run).await;
+}
+
+/// `kill -9` of the scheduler holding an EMR step, a second one running, default lease: the
+/// second adopts the step (it is not submitted again) and the run finishes. The failover time,
+/// kill to the adopted try's first poll, is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_dash_nine_of_the_step_holder_lets_the_other_scheduler_adopt_the_step() {
+    let moto = Moto::start();
+    moto.freeze_clock();
+    let w = World::on_postgres(moto, "10s").await;
+    let (mut holder, mut other, run_id) = a_step_running_under_one_of_two_schedulers(&w).await;
+    let killed_at = chrono::Utc::now();
+    holder.kill().unwrap(); // SIGKILL
+    holder.wait().unwrap();
+    let resumed = wait_event(&w, "crash", "try_resumed");
+    wait_reattached(&w, &run_id);
+    let at: chrono::DateTime<chrono::Utc> = resumed["at"].as_str().unwrap().parse().unwrap();
+    println!(
+        "failover (kill -9 to the step adopted, lease 10s): {:.1} s",
+        (at - killed_at).num_milliseconds() as f64 / 1000.0
+    );
+    w.moto().run_clock();
+    let run = w.run_end("crash", "2026-03-01");
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert_one_cluster_one_step(&w, &run).await;
 }

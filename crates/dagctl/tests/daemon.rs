@@ -858,6 +858,10 @@ fn sigterm_past_the_grace_period_cuts_the_task_off() {
 /// block the next start.
 #[test]
 fn a_second_daemon_on_the_same_database_refuses_to_start_and_touches_nothing() {
+    if on_shared_database() {
+        // Several schedulers share a PostgreSQL database (see the tests at the end).
+        return;
+    }
     let env = Env::new();
     let gate = env.file("gate");
     env.write_dag(
@@ -932,7 +936,8 @@ fn schedulers_lists_the_running_daemon_and_nobody_after_it_died() {
     assert_eq!(rows.len(), 1, "{listed:#}");
     assert_eq!(rows[0]["pid"], daemon.pid(), "{listed:#}");
     assert!(rows[0]["host"].as_str().is_some_and(|h| !h.is_empty()), "{listed:#}");
-    assert!(rows[0]["renewed_at"].is_null(), "a lock needs no renewal: {listed:#}");
+    // A lock needs no renewal; a lease does.
+    assert_eq!(rows[0]["renewed_at"].is_null(), !on_shared_database(), "{listed:#}");
     let table = env.ok(&["schedulers"]);
     assert!(table.contains(&daemon.pid().to_string()) && table.contains("TRIES HELD"), "{table}");
 
@@ -1145,6 +1150,180 @@ fn list_shows_a_dag_paused_at_creation_as_paused_before_any_scheduler_saw_it() {
     env.ok(&["unpause", "later"]);
     let list = env.json(&["list", "--json"]);
     assert_eq!(list["dags"].as_array().unwrap().iter().find(|d| d["id"] == "later").unwrap()["paused"], false);
+}
+
+// --- Several schedulers on one PostgreSQL database (these run in the `on_postgres` pass) ---
+
+fn on_shared_database() -> bool {
+    sluice_store::testing::Backend::current() == sluice_store::testing::Backend::Postgres
+}
+
+/// `dagctl events --json` of one DAG, parsed.
+fn events_of(env: &Env, dag: &str) -> Vec<Value> {
+    env.ok(&["events", "--dag", dag, "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Four schedulers on one database race for the same ready tasks: every task ran exactly
+/// once, and the store holds one try per task. (`SLUICE_CLAIM_RACE_TASKS` sets how many; the
+/// default keeps the suite's time.)
+#[test]
+fn four_schedulers_racing_for_the_same_tasks_run_each_exactly_once() {
+    if !on_shared_database() {
+        return;
+    }
+    let n: usize = std::env::var("SLUICE_CLAIM_RACE_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+    let env = Env::new();
+    let out = env.file("ran.txt");
+    let mut dag = String::new();
+    for i in 0..n {
+        // The shell's parent is the scheduler that ran the task.
+        dag.push_str(&format!("[tasks.t{i}]\noperator = \"command\"\ncommand = \"echo t{i} $PPID >> '{out}'\"\n"));
+    }
+    env.write_dag("race.toml", &dag);
+    let daemons: Vec<Daemon> = (0..4).map(|_| env.daemon(&[])).collect();
+    assert_eq!(env.json(&["schedulers", "--json"]).as_array().map(Vec::len), Some(4), "four schedulers listed");
+    let started = Instant::now();
+    env.ok(&["trigger", "race", "--date", "2026-01-01"]);
+    let v = env.wait_run_finished("race", "2026-01-01", Duration::from_secs(600));
+    let took = started.elapsed();
+    assert_eq!(v["run"]["state"], "success", "{}", env.daemon_logs());
+    let ran = std::fs::read_to_string(&out).unwrap();
+    let mut ids: Vec<&str> = ran.lines().filter_map(|l| l.split(' ').next()).collect();
+    ids.sort_unstable();
+    let mut expected: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>(), "every task ran exactly once");
+    for t in v["tasks"].as_array().unwrap() {
+        assert_eq!(tries(t).len(), 1, "one try per task: {t:#}");
+    }
+    let mut per_scheduler: std::collections::BTreeMap<&str, usize> = Default::default();
+    for l in ran.lines() {
+        *per_scheduler.entry(l.split(' ').nth(1).unwrap_or("?")).or_default() += 1;
+    }
+    let pids: Vec<u32> = daemons.iter().map(Daemon::pid).collect();
+    println!("{n} tasks on 4 schedulers {pids:?} in {took:.1?}; tasks per scheduler pid: {per_scheduler:?}");
+}
+
+/// `kill -9` of the scheduler running a command, with a second one running: the second takes
+/// the try over once the first's lease runs out, fails it as interrupted (its process died with
+/// its scheduler), and the retry finishes the run. The failover time is printed.
+#[test]
+fn kill_dash_nine_of_one_scheduler_hands_its_try_to_another() {
+    if !on_shared_database() {
+        return;
+    }
+    let env = Env::new();
+    let gate = env.file("gate");
+    let owners = env.file("owners.txt");
+    env.write_dag(
+        "failover.toml",
+        &format!(
+            "[tasks.a]\noperator = \"command\"\nretries = 1\nretry_delay = \"0s\"\n\
+             command = \"echo $PPID >> '{owners}'; {wait}\"\n",
+            wait = wait_for(&gate)
+        ),
+    );
+    let mut daemons = [env.daemon(&[]), env.daemon(&[])];
+    env.ok(&["trigger", "failover", "--date", "2026-01-01"]);
+    let owner: u32 = env.wait_until("a scheduler to run `a`", Duration::from_secs(30), || {
+        std::fs::read_to_string(&owners).ok()?.lines().next()?.trim().parse().ok()
+    });
+    let k = daemons.iter().position(|d| d.pid() == owner).expect("the task's parent is one of the schedulers");
+    let killed_at = Utc::now();
+    daemons[k].kill9();
+    let survivor = daemons[1 - k].pid();
+    let v = env.wait_until("the other scheduler to start the retry", Duration::from_secs(60), || {
+        let v = env.tasks("failover", "2026-01-01");
+        (tries(task(&v, "a")).len() == 2).then_some(v)
+    });
+    let first = &tries(task(&v, "a"))[0];
+    assert_eq!(first["state"], "failed", "{v:#}");
+    assert!(first["error"].as_str().unwrap_or_default().contains("interrupted"), "{v:#}");
+    let interrupted = events_of(&env, "failover")
+        .into_iter()
+        .find(|e| e["kind"]["type"] == "try_interrupted")
+        .expect("a try_interrupted event");
+    println!(
+        "failover (kill -9 to the try taken over, default lease): {:.1} s",
+        (time(&interrupted["at"]) - killed_at).num_milliseconds() as f64 / 1000.0
+    );
+    open_gate(&gate);
+    let v = env.wait_run_finished("failover", "2026-01-01", Duration::from_secs(60));
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+    let ran: Vec<u32> =
+        std::fs::read_to_string(&owners).unwrap().lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(ran, [owner, survivor], "the retry ran on the survivor");
+    assert_eq!(env.json(&["schedulers", "--json"]).as_array().map(Vec::len), Some(1), "only the survivor is listed");
+}
+
+/// Four schedulers see the same due cron ticks at once (a paused DAG with five days to catch
+/// up, unpaused while they all run): each tick makes one run, and each task runs once.
+#[test]
+fn a_cron_tick_seen_by_four_schedulers_creates_one_run() {
+    if !on_shared_database() {
+        return;
+    }
+    let env = Env::new();
+    let out = env.file("ticks.txt");
+    env.write_dag(
+        "ticks.toml",
+        &format!(
+            "schedule = \"0 5 * * *\"\nstart_date = \"2026-01-01\"\nend_date = \"2026-01-06\"\ncatchup = true\n\
+             max_active_runs = 5\npaused_at_creation = true\n[tasks.t]\noperator = \"command\"\ncommand = \"echo {{{{ ds }}}} >> '{out}'\"\n"
+        ),
+    );
+    let _daemons: Vec<Daemon> = (0..4).map(|_| env.daemon(&[])).collect();
+    // All four are up before any tick is due: they see the unpause at their next change check.
+    env.ok(&["unpause", "ticks"]);
+    let runs = env.wait_until("the five runs to finish", Duration::from_secs(120), || {
+        let runs = env.runs("ticks");
+        (runs.len() >= 5 && runs.iter().all(|r| r["state"] == "success")).then_some(runs)
+    });
+    assert_eq!(runs.len(), 5, "one run per tick: {runs:#?}");
+    let mut ds: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_string).collect();
+    ds.sort();
+    assert_eq!(ds, ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"], "each task once");
+}
+
+/// `max_active_runs = 1` holds across schedulers: two of them racing to start the next of
+/// four queued runs never have two running at once. The events, in commit order, show every
+/// start and end.
+#[test]
+fn max_active_runs_holds_across_two_schedulers() {
+    if !on_shared_database() {
+        return;
+    }
+    let env = Env::new();
+    let gate = env.file("gate");
+    env.write_dag(
+        "one.toml",
+        &format!("max_active_runs = 1\n[tasks.t]\noperator = \"command\"\ncommand = \"{}\"\n", wait_for(&gate)),
+    );
+    let _daemons = [env.daemon(&[]), env.daemon(&[])];
+    for date in ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"] {
+        env.ok(&["trigger", "one", "--date", date]);
+    }
+    env.wait_until("a run to start", Duration::from_secs(30), || {
+        env.runs("one").iter().any(|r| r["state"] == "running").then_some(())
+    });
+    open_gate(&gate);
+    env.wait_until("the four runs to finish", Duration::from_secs(120), || {
+        let runs = env.runs("one");
+        (runs.len() == 4 && runs.iter().all(|r| r["state"] == "success")).then_some(())
+    });
+    let (mut running, mut most) = (0i32, 0i32);
+    for e in events_of(&env, "one") {
+        match e["kind"]["type"].as_str() {
+            Some("run_started") => running += 1,
+            Some("run_finished") => running -= 1,
+            _ => {}
+        }
+        most = most.max(running);
+    }
+    assert_eq!((most, running), (1, 0), "at most one run at a time:\n{:#?}", events_of(&env, "one"));
 }
 
 /// Every test of this file again with the daemons on PostgreSQL: a backend matrix, not a copy.

@@ -23,6 +23,11 @@ pub struct Config {
     pub parallelism: usize,
     /// On SIGTERM/SIGINT, how long running local processes may take to finish. Default 30s.
     pub grace_period: Duration,
+    /// On a database several schedulers share (PostgreSQL): how long a scheduler's claim on
+    /// its tries lasts without renewal, in the database's time. It renews every quarter of it
+    /// and stops its own work after three quarters without a renewal; past it, another
+    /// scheduler takes its tries over. Default 10s.
+    pub lease: Duration,
     /// Named pools and their slot counts; a task with `pool = "x"` takes one slot of `x`.
     pub pools: BTreeMap<String, usize>,
     /// Named AWS connections; a DAG or task with `connection = "x"` uses `[connections.x]`.
@@ -89,6 +94,7 @@ impl Default for Config {
             logs: PathBuf::from("logs"),
             parallelism: 32,
             grace_period: Duration::from_secs(30),
+            lease: Duration::from_secs(10),
             pools: BTreeMap::new(),
             connections: BTreeMap::new(),
             max_poke_interval: None,
@@ -137,6 +143,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message: "parallelism must be at least 1".into(),
+            });
+        }
+        if c.lease.as_std() < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("lease must be at least 1s (it is {})", c.lease),
             });
         }
         if let Some((name, _)) = c.pools.iter().find(|(_, n)| **n == 0) {

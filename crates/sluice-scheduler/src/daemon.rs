@@ -68,7 +68,14 @@ pub async fn run_with(
         alerts::ensure_cursor(store.as_ref()).await?;
     }
     let alert_store = store.clone();
+    // On a shared database: this scheduler's place among the others, kept by its lease.
+    let claim = store.claim_scheduler(config.lease.as_std()).await?;
+    let lease = crate::lease::keep(store.clone(), claim);
+    let release = store.clone();
     let mut engine = Engine::new(store, config.clone(), providers, Mode::Daemon);
+    if let Some(lost) = lease {
+        engine = engine.fenced_by(lost);
+    }
     let catalog = engine.catalog();
     engine.set_dags(folder).await?;
     engine.load_active_runs().await?;
@@ -106,6 +113,10 @@ pub async fn run_with(
     on_start(Handles { commands: engine.commands(), catalog, stats: engine.stats() });
     info!("scheduler running");
     engine.run(shutdown, rx).await?;
+    // What is left running is taken over by the other schedulers now, not after the lease.
+    if let Err(e) = release.release_claim().await {
+        warn!(error = %e, "cannot end the scheduler's lease; the other schedulers wait for it to run out");
+    }
     if let Some(task) = alerting {
         // It saves its place and stops; a delivery under way is not waited for long (its
         // alert stays pending and goes out after the next start).

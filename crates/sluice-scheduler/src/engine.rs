@@ -28,7 +28,7 @@ use sluice_store::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use self::slots::{Slots, Want};
 
@@ -111,6 +111,9 @@ pub enum EngineEvent {
     Shutdown,
     /// A caller asked for an action through [`Engine::commands`].
     Command(Envelope),
+    /// The scheduler's lease on a shared database could not be renewed in time (see
+    /// [`Engine::fenced_by`]): other schedulers may own its tries already.
+    LeaseLost(String),
 }
 
 /// The tries of an [`EngineEvent::TriesEnded`], as their tokio tasks ended.
@@ -133,6 +136,8 @@ struct Inputs {
     commands: Option<(Commands, mpsc::Receiver<Envelope>)>,
     /// When the store is next asked whether another process wrote to it.
     next_external: tokio::time::Instant,
+    /// Says why once the lease is lost ([`Engine::fenced_by`]).
+    lease_lost: Option<watch::Receiver<Option<String>>>,
 }
 
 /// A loaded folder made ready for the engine: each DAG with its adjacency and a hash of its
@@ -233,6 +238,7 @@ impl Engine {
                 reloads: None,
                 commands: None,
                 next_external: tokio::time::Instant::now(),
+                lease_lost: None,
             },
             started: false,
             stats,
@@ -243,6 +249,14 @@ impl Engine {
     /// Takes "now" and timers from `clock` instead of the system clock (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
         self.clock = clock;
+        self
+    }
+
+    /// Stops the engine, its tries cut off, as soon as `lost` says why the scheduler's lease
+    /// is lost ([`crate::lease`]): from then on other schedulers may hold its tries, and it
+    /// must do nothing more for them.
+    pub fn fenced_by(mut self, lost: watch::Receiver<Option<String>>) -> Engine {
+        self.inputs.lease_lost = Some(lost);
         self
     }
 
@@ -440,12 +454,25 @@ impl Engine {
     /// After a crash or a stop: every try still marked running is resumed when its operator
     /// can pick it up from its recorded ids, or else counted as failed (its orphaned process
     /// killed first) and left to its retry policy. A finished task is never run again.
+    ///
+    /// On a database several schedulers share, the same happens to the tries of a scheduler
+    /// that died (its lease ran out), which this one takes over: called at start and at every
+    /// change check (a leased scheduler only: with an exclusive claim every running try is
+    /// this engine's own after the start).
     pub async fn recover(&mut self) -> Result<()> {
-        for (run, t) in self.store.running_tries().await? {
+        let orphans = self.store.take_over_tries().await?;
+        if orphans.iter().any(|(run, _)| !self.runs.contains_key(&run.id)) {
+            // A run this engine has not seen yet (another scheduler created it).
+            self.load_active_runs().await?;
+        }
+        for (run, t) in orphans {
             if run.kind == RunKind::Test && self.is_daemon() {
                 continue;
             }
-            let Some(ar) = self.runs.get(&run.id) else { continue };
+            let Some(ar) = self.runs.get(&run.id) else {
+                warn!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, "interrupted try of a DAG that is not loaded; left as it is");
+                continue;
+            };
             let Some(i) = ar.entry.dag.task_index(&t.task_id) else { continue };
             let task = &ar.entry.dag.tasks[i];
             let rendered = render(&self.store, &ar.entry.dag, &run, i).await;
@@ -559,6 +586,7 @@ impl Engine {
                 }
                 Some(reload) = recv(inputs.reloads.as_mut()) => return EngineEvent::Reload(reload),
                 Some(command) = recv(inputs.commands.as_mut().map(|(_, rx)| rx)) => return EngineEvent::Command(command),
+                Some(why) = lost(inputs.lease_lost.as_mut()) => return EngineEvent::LeaseLost(why),
             }
         }
     }
@@ -574,6 +602,18 @@ impl Engine {
                     self.refresh_paused().await?;
                     self.load_active_runs().await?;
                 }
+                if self.stopping.is_none() && self.inputs.lease_lost.is_some() {
+                    // Tries of schedulers that died, on a shared database (a scheduler there
+                    // holds a lease).
+                    self.recover().await?;
+                }
+            }
+            EngineEvent::LeaseLost(why) => {
+                let running = self.slots.len();
+                self.tries.abort_all();
+                while self.tries.join_next().await.is_some() {}
+                error!(running, "{why}: every try of this scheduler was cut off; it stops");
+                return Err(SchedulerError::LeaseLost(why));
             }
             EngineEvent::Reload(Reload::Folder(folder)) => self.set_dags(folder).await?,
             EngineEvent::Command(envelope) => self.handle_command(envelope).await?,
@@ -832,7 +872,13 @@ impl Engine {
                 self.runs.values().filter(|r| r.run.dag_id == dag_id && r.run.state == RunState::Running).count();
             if single || running < max {
                 let now = self.clock.now();
-                self.store.set_run_state(id, RunState::Running, now).await?;
+                if single {
+                    self.store.set_run_state(id, RunState::Running, now).await?;
+                } else if !self.store.start_run(id, max, now).await? {
+                    // Another scheduler started it, or the DAG's limit is reached across
+                    // schedulers: what it is now comes with the next change check.
+                    continue;
+                }
                 let ar = self.runs.get_mut(&id).expect("active run");
                 ar.run.state = RunState::Running;
                 ar.dirty.extend(0..ar.tis.len());
@@ -1059,10 +1105,21 @@ impl Engine {
             }
         };
         for ((run, i, _), start) in starting.into_iter().zip(numbers) {
-            // Lost to another writer (the task was changed meanwhile): its slot goes back.
-            let Start::Started(try_number) = start else {
-                self.slots.release((run, i));
-                continue;
+            let try_number = match start {
+                Start::Started(n) => n,
+                // Lost to another writer (another scheduler started it, or it was changed
+                // meanwhile): its slot goes back, and the task takes the state it has.
+                Start::NotStartable(now) => {
+                    self.slots.release((run, i));
+                    let ar = self.runs.get_mut(&run).expect("active run");
+                    if ar.tis[i].state != now {
+                        ar.tis[i].state = now;
+                        if now.is_finished() {
+                            ar.dirty.extend(ar.entry.downs[i].iter().copied());
+                        }
+                    }
+                    continue;
+                }
             };
             {
                 let ar = self.runs.get_mut(&run).expect("active run");
@@ -1172,13 +1229,16 @@ impl Engine {
         }
         // The store has the last word: a task cleared or marked while its try ran keeps what
         // was decided meanwhile.
-        let applied_all: Vec<TaskState> =
-            self.store.finish_tries(&finished).await?.into_iter().map(Finish::task_state).collect();
+        let finishes = self.store.finish_tries(&finished).await?;
         let mut changed_meanwhile = false;
-        for ((run, i, state), (applied, f)) in meta.into_iter().zip(applied_all.into_iter().zip(&finished)) {
+        for ((run, i, state), (finish, f)) in meta.into_iter().zip(finishes.into_iter().zip(&finished)) {
+            let applied = finish.task_state();
             let Some(ar) = self.runs.get_mut(&run) else { continue };
             let task = &ar.entry.dag.tasks[i];
-            if applied != state {
+            if let Finish::TakenOver(_) = finish {
+                warn!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = f.try_number, "another scheduler took this try over; its outcome here is dropped");
+                changed_meanwhile = true;
+            } else if applied != state {
                 info!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = f.try_number, outcome = %state, now = %applied, "the task was changed while its try ran; keeping that");
                 changed_meanwhile = true;
             } else if state != TaskState::UpForRetry {
@@ -1248,6 +1308,16 @@ async fn wait_for_stop(shutdown: Option<&mut watch::Receiver<bool>>) -> bool {
 }
 
 /// The next message of a channel, if there is one (and it is open).
+/// Why the lease was lost, once it is; never while it holds (or without a lease).
+async fn lost(rx: Option<&mut watch::Receiver<Option<String>>>) -> Option<String> {
+    let Some(rx) = rx else { return std::future::pending().await };
+    match rx.wait_for(Option::is_some).await {
+        Ok(why) => why.clone(),
+        // The lease keeper is gone: nothing renews the lease any more.
+        Err(_) => Some("the lease keeper stopped".to_string()),
+    }
+}
+
 async fn recv<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,

@@ -34,6 +34,7 @@ pub mod daemon;
 pub mod engine;
 pub mod follow;
 mod job;
+pub mod lease;
 pub mod lookup;
 pub mod operators;
 pub mod runs;
@@ -60,4 +61,7 @@ pub enum SchedulerError {
     NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The scheduler's lease on a shared database was lost: it stopped, its tries cut off.
+    #[error("{0}")]
+    LeaseLost(String),
 }

@@ -79,6 +79,10 @@ pub enum StoreError {
     /// says which and what to do.
     #[error("{0}")]
     Conflict(String),
+    /// Another scheduler took this try over (this one's lease had expired): nothing was
+    /// written, and the caller does nothing more for the try.
+    #[error("{0}")]
+    TakenOver(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -240,14 +244,24 @@ impl RunCursor {
     }
 }
 
+/// How a scheduler holds the database ([`Store::claim_scheduler`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The only scheduler (SQLite): nothing to renew.
+    Exclusive,
+    /// One of several (PostgreSQL): registered as scheduler `id`, with a lease of `lease`
+    /// to renew well before it runs out ([`Store::renew_lease`]).
+    Leased { id: i64, lease: std::time::Duration },
+}
+
 /// A scheduler running on the database, as [`Store::schedulers`] finds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SchedulerRow {
     pub host: String,
     pub pid: u32,
     pub since: DateTime<Utc>,
-    /// When it last renewed its lease; `None` while a scheduler holds the database by a lock
-    /// (SQLite's lock file, PostgreSQL's advisory lock), which needs no renewal.
+    /// When it last renewed its lease (PostgreSQL); `None` for SQLite's scheduler, which holds
+    /// the database by its lock file and needs no renewal.
     pub renewed_at: Option<DateTime<Utc>>,
     /// Tries running now that it holds.
     pub tries_held: u64,
@@ -366,13 +380,16 @@ pub enum Finish {
     /// The try had already ended (another caller finished it): nothing was written. The task's
     /// state now.
     NotRunning(TaskState),
+    /// Another scheduler holds the try now (it took it over after this one's lease expired):
+    /// nothing was written. The task's state now.
+    TakenOver(TaskState),
 }
 
 impl Finish {
     /// The task instance's state after the call, whatever happened.
     pub fn task_state(self) -> TaskState {
         match self {
-            Finish::Applied(s) | Finish::TaskChanged(s) | Finish::NotRunning(s) => s,
+            Finish::Applied(s) | Finish::TaskChanged(s) | Finish::NotRunning(s) | Finish::TakenOver(s) => s,
         }
     }
 }
@@ -558,15 +575,50 @@ pub trait Store: Send + Sync + 'static {
     /// `data_version`); lets the daemon notice CLI writes without rescanning tables.
     async fn changed_elsewhere(&self) -> Result<bool>;
 
-    /// Claims the database for the one scheduler that may run on it, for as long as this
-    /// handle lives; refused with [`StoreError::Conflict`], naming the holder, when another
-    /// scheduler has it. The default does nothing: SQLite's daemon holds [`SchedulerLock`], a
-    /// file lock taken before the database is even opened.
-    async fn claim_scheduler(&self) -> Result<()> {
+    /// Makes this handle a scheduler of the database, for as long as it lives. The default
+    /// ([`Claim::Exclusive`]) does nothing: SQLite's daemon holds [`SchedulerLock`], a file
+    /// lock taken before the database is even opened, and is the only scheduler. A shared
+    /// database (PostgreSQL) registers the scheduler with a lease of `lease` in the database's
+    /// time ([`Claim::Leased`]): the tries this handle starts are its own, fenced by a token,
+    /// until it stops renewing. Calling it again returns the first claim.
+    async fn claim_scheduler(&self, lease: std::time::Duration) -> Result<Claim> {
+        let _ = lease;
+        Ok(Claim::Exclusive)
+    }
+
+    /// Renews this handle's lease by the length it was claimed with, measured from the
+    /// database's clock now. `Ok(false)`: the lease was lost (it expired, so other schedulers
+    /// may have taken its tries over); the scheduler must stop its work. Always `Ok(true)`
+    /// for an exclusive claim.
+    async fn renew_lease(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// A clean stop: ends this handle's lease now, so that other schedulers take over what it
+    /// leaves running at once instead of after the lease.
+    async fn release_claim(&self) -> Result<()> {
         Ok(())
     }
 
-    /// The schedulers running on this database now (one at most until several can share one).
+    /// The running tries no live scheduler holds, each now held by this handle (its token
+    /// moved on, so the previous holder's writes are refused): what a scheduler recovers at
+    /// start and, on a shared database, takes over from schedulers that died. Runs of
+    /// [`RunKind::Test`] are never taken. With an exclusive claim (SQLite) every running try is
+    /// an orphan: a scheduler calls this once, at start, when the daemon before it is gone.
+    async fn take_over_tries(&self) -> Result<Vec<(Run, Try)>>;
+
+    /// Starts the queued run `run` if its DAG has fewer than `max_active` running runs (test
+    /// runs not counted); whether it started (a run that is not queued is not started). A
+    /// shared store counts under a lock, so that schedulers sharing the database never exceed
+    /// the limit together. The default trusts the caller's count, right for a store with one
+    /// scheduler: it sets the run running.
+    async fn start_run(&self, run: i64, max_active: usize, at: DateTime<Utc>) -> Result<bool> {
+        let _ = max_active;
+        self.set_run_state(run, RunState::Running, at).await?;
+        Ok(true)
+    }
+
+    /// The schedulers running on this database now, oldest first.
     async fn schedulers(&self) -> Result<Vec<SchedulerRow>>;
 
     /// Proves that a write could commit now, changing nothing (what a readiness probe asks):

@@ -115,7 +115,12 @@ pub fn lock_path(url: &str) -> Option<PathBuf> {
 pub fn live_holder(url: &str) -> Option<Holder> {
     let holder = read_holder(&lock_path(url)?)?;
     let here = holder.host == hostname();
-    (!here || Path::new(&format!("/proc/{}", holder.pid)).exists()).then_some(holder)
+    (!here || pid_alive(holder.pid)).then_some(holder)
+}
+
+/// Whether a process `pid` exists on this host.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
 }
 
 pub fn read_holder(path: &Path) -> Option<Holder> {

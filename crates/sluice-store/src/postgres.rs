@@ -1,5 +1,5 @@
 //! The PostgreSQL backend: the same contract as SQLite's, for a database several processes
-//! (and, later, several schedulers) share over the network.
+//! and several schedulers share over the network.
 //!
 //! # Connections, transactions and locking
 //!
@@ -24,12 +24,13 @@
 //! change from it ([`Store::changed_elsewhere`]), as SQLite's backend learns from
 //! `data_version`.
 //!
-//! # One scheduler per database
+//! # Several schedulers
 //!
-//! Until the scheduler shares work across processes, [`Store::claim_scheduler`] takes a
-//! session-level advisory lock on a connection of its own, named after the scheduler (pid,
-//! host, start) in `application_name`; a second scheduler is refused, naming the first. The
-//! lock goes with that connection: a scheduler that dies releases it.
+//! [`Store::claim_scheduler`] registers the handle in `schedulers` with a lease in the
+//! database's clock, which [`Store::renew_lease`] keeps moving. The tries a scheduler starts
+//! carry it as their owner and a fencing token; every later write for a try compares both, and
+//! [`Store::take_over_tries`] moves them on for the running tries of schedulers whose lease ran
+//! out. See ARCHITECTURE.md ("Several schedulers") for the whole protocol.
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -49,9 +50,9 @@ use crate::backend::{
     TI_COLS, TOKEN_COLS, TRY_COLS,
 };
 use crate::{
-    AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Created, DagRow, DagSync, DbUrl, Event,
-    EventKind, EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result, Run,
-    RunFilter, RunKind, RunState, SchedulerRow, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try,
+    AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Claim, Created, DagRow, DagSync, DbUrl,
+    Event, EventKind, EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result,
+    Run, RunFilter, RunKind, RunState, SchedulerRow, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try,
     TryOutcome,
 };
 
@@ -61,12 +62,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 /// locks are keyed by (this, a hash of the schema): a database can hold several Sluice schemas,
 /// each with its own locks.
 const EVENTS_LOCK: i32 = 0x736c_0001;
-/// The advisory lock of the one scheduler of a schema.
-const SCHEDULER_LOCK: i32 = 0x736c_0002;
+/// The advisory lock, with a hash of the schema and the DAG id, under which a run of that DAG
+/// is started ([`Store::start_run`]).
+const RUNS_LOCK: i32 = 0x736c_0003;
 /// The `NOTIFY` channel of committed changes; the payload is the writing handle's id.
 const CHANGES: &str = "sluice_changes";
 /// How long [`Store::check_writable`] waits for the event lock.
 const PROBE_LOCK_TIMEOUT: &str = "2s";
+/// How long the server lets a session sit idle inside a transaction before ending it.
+const IDLE_IN_TRANSACTION: &str = "5s";
 /// Connections per handle.
 const CONNECTIONS: u32 = 8;
 
@@ -88,9 +92,13 @@ pub struct PgStore {
     /// Set when another handle's `NOTIFY` arrives, by a task the first `changed_elsewhere`
     /// starts (stopped when the handle is dropped).
     listener: Mutex<Option<(Arc<AtomicBool>, tokio::task::AbortHandle)>>,
-    /// The connection holding the scheduler lock, once claimed.
-    scheduler: Mutex<Option<PgConnection>>,
-    options: PgConnectOptions,
+    /// This handle's scheduler id and lease length, once claimed.
+    claim: std::sync::OnceLock<(i64, Duration)>,
+    /// Held while claiming, so one handle registers once.
+    claiming: Mutex<()>,
+    /// The fencing tokens of the running tries this handle took over; a try it started itself
+    /// has token 1.
+    tokens: std::sync::Mutex<HashMap<(i64, String, u32), i64>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -117,7 +125,13 @@ impl PgStore {
         let DbUrl::Postgres(url) = DbUrl::parse(url)? else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let options = PgConnectOptions::from_str(&url)?.application_name("sluice");
+        // A process frozen inside a transaction (SIGSTOP, a stalled VM) would hold its row
+        // locks, and with them every other scheduler, for as long as it stays frozen: the
+        // server ends such a session after IDLE_IN_TRANSACTION. Nothing of Sluice's idles in a
+        // transaction for anywhere near that.
+        let options = PgConnectOptions::from_str(&url)?
+            .application_name("sluice")
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
         // One connection first, outside the pool: a wrong address or a refused login fails at
         // once with the server's answer (the pool would keep trying until its timeout).
         let mut first = options.clone().connect().await?;
@@ -144,8 +158,9 @@ impl PgStore {
             tail: Mutex::new(()),
             me,
             listener: Mutex::new(None),
-            scheduler: Mutex::new(None),
-            options,
+            claim: std::sync::OnceLock::new(),
+            claiming: Mutex::new(()),
+            tokens: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -157,11 +172,19 @@ impl PgStore {
 
     /// Closes every connection.
     pub async fn close(self) -> Result<()> {
-        if let Some(conn) = self.scheduler.lock().await.take() {
-            conn.close().await?;
-        }
         self.pool.close().await;
         Ok(())
+    }
+
+    /// The scheduler this handle is, once claimed: the owner of the tries it starts.
+    fn owner(&self) -> Option<i64> {
+        self.claim.get().map(|(id, _)| *id)
+    }
+
+    /// The fencing token this handle holds for a try it runs.
+    fn token(&self, run: i64, task_id: &str, try_number: u32) -> i64 {
+        let tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.get(&(run, task_id.to_string(), try_number)).copied().unwrap_or(1)
     }
 
     /// Takes the event lock, inserts `events`, sends the change notice and commits, then
@@ -552,6 +575,16 @@ async fn set_states_in(
     if let Some(missing) = ids.iter().find(|t| !found.contains_key(**t)) {
         return Err(task_not_found(run, missing));
     }
+    // Schedulers sharing the database decide the same transitions from their own views: a
+    // transition whose starting point is gone (another scheduler took it first, or started the
+    // task) is dropped, never applied over what happened meanwhile.
+    let states: Vec<(String, TaskState)> =
+        states.iter().filter(|(t, to)| may_set(found[t.as_str()].0, *to)).cloned().collect();
+    if states.is_empty() {
+        return Ok(());
+    }
+    let states = states.as_slice();
+    let ids: Vec<&str> = states.iter().map(|(t, _)| t.as_str()).collect();
     let names_col: Vec<&str> = states.iter().map(|(_, s)| s.name()).collect();
     // Finished states take the time as their end; none, scheduled and queued clear it; the
     // others keep it.
@@ -578,11 +611,25 @@ async fn set_states_in(
     Ok(())
 }
 
+/// Whether a task in state `from` may be set to `to` by [`Store::set_task_states`]: what a
+/// scheduler decides (scheduled, skipped, upstream failed, removed) only from the state it was
+/// decided from; anything else (a mark) from any state.
+fn may_set(from: TaskState, to: TaskState) -> bool {
+    use TaskState as S;
+    match to {
+        S::Scheduled => matches!(from, S::None | S::UpForRetry),
+        S::Skipped | S::UpstreamFailed => from == S::None,
+        S::Removed => !from.is_finished() && from != S::Removed && from != S::Running,
+        _ => true,
+    }
+}
+
 /// [`Store::start_tries`] inside a transaction; its events go to `events`.
 async fn start_tries_in(
     tx: &mut PgConnection,
     tasks: &[(i64, String)],
     at: DateTime<Utc>,
+    owner: Option<i64>,
     events: &mut Vec<Pending>,
 ) -> Result<Vec<Start>> {
     let names = names_of(tx, &tasks.iter().map(|(r, _)| *r).collect::<Vec<_>>()).await?;
@@ -591,11 +638,11 @@ async fn start_tries_in(
         if repeats(members.iter().map(|k| tasks[*k].1.as_str())) {
             // A task named twice: one at a time, so the second finds the first's try running.
             for k in members {
-                starts[k] = Some(start_run_tasks(tx, run, &[tasks[k].1.as_str()], at).await?[0]);
+                starts[k] = Some(start_run_tasks(tx, run, &[tasks[k].1.as_str()], at, owner).await?[0]);
             }
         } else {
             let ids: Vec<&str> = members.iter().map(|k| tasks[*k].1.as_str()).collect();
-            for (k, start) in members.iter().zip(start_run_tasks(tx, run, &ids, at).await?) {
+            for (k, start) in members.iter().zip(start_run_tasks(tx, run, &ids, at, owner).await?) {
                 starts[*k] = Some(start);
             }
         }
@@ -611,8 +658,15 @@ async fn start_tries_in(
 }
 
 /// Starts the next try of each of `ids` (distinct) of `run` that is `scheduled` or `queued`:
-/// three statements whatever their number. One answer per id, in order.
-async fn start_run_tasks(tx: &mut PgConnection, run: i64, ids: &[&str], at: DateTime<Utc>) -> Result<Vec<Start>> {
+/// three statements whatever their number. One answer per id, in order. The tries belong to
+/// scheduler `owner`, with token 1.
+async fn start_run_tasks(
+    tx: &mut PgConnection,
+    run: i64,
+    ids: &[&str],
+    at: DateTime<Utc>,
+    owner: Option<i64>,
+) -> Result<Vec<Start>> {
     let current = lock_tasks(tx, run, ids).await?;
     let mut answers = Vec::with_capacity(ids.len());
     let mut startable: Vec<&str> = Vec::new();
@@ -641,14 +695,15 @@ async fn start_run_tasks(tx: &mut PgConnection, run: i64, ids: &[&str], at: Date
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO tries (run, task_id, try_number, state, started_at) \
-         SELECT $1, x.task_id, x.n, 'running', $2 FROM unnest($3::text[], $4::bigint[]) WITH ORDINALITY \
+        "INSERT INTO tries (run, task_id, try_number, state, started_at, owner, token) \
+         SELECT $1, x.task_id, x.n, 'running', $2, $5, 1 FROM unnest($3::text[], $4::bigint[]) WITH ORDINALITY \
          AS x (task_id, n, k) ORDER BY x.k",
     )
     .bind(run)
     .bind(at)
     .bind(&startable)
     .bind(&numbers)
+    .bind(owner)
     .execute(&mut *tx)
     .await?;
     Ok(answers)
@@ -663,6 +718,13 @@ fn finished_states(outcome: &TryOutcome) -> (TaskState, Option<&str>) {
     }
 }
 
+/// The caller's claim on the tries it finishes: the scheduler it is (if any) and, per try of
+/// the batch, the token it holds.
+struct Fence<'a> {
+    owner: Option<i64>,
+    tokens: &'a [i64],
+}
+
 /// [`Store::finish_tries`] for the tries `members` (indexes into `tries`, naming each task
 /// once) of one run: a few statements whatever their number.
 async fn finish_run_tries(
@@ -670,6 +732,7 @@ async fn finish_run_tries(
     names: &RunNames,
     tries: &[FinishTry],
     members: &[usize],
+    fence: &Fence<'_>,
     done: &mut [Option<Finish>],
     events: &mut Vec<Pending>,
 ) -> Result<()> {
@@ -677,8 +740,8 @@ async fn finish_run_tries(
     let ids: Vec<&str> = members.iter().map(|k| tries[*k].task_id.as_str()).collect();
     let numbers: Vec<i64> = members.iter().map(|k| i64::from(tries[*k].try_number)).collect();
     let tasks = lock_tasks(tx, run, &ids).await?;
-    let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT t.task_id, t.try_number, t.state FROM tries t \
+    let rows: Vec<(String, i64, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT t.task_id, t.try_number, t.state, t.owner, t.token FROM tries t \
          JOIN unnest($2::text[], $3::bigint[]) AS v (task_id, n) ON t.task_id = v.task_id AND t.try_number = v.n \
          WHERE t.run = $1 ORDER BY t.task_id FOR UPDATE OF t",
     )
@@ -687,7 +750,8 @@ async fn finish_run_tries(
     .bind(&numbers)
     .fetch_all(&mut *tx)
     .await?;
-    let try_states: HashMap<(String, i64), String> = rows.into_iter().map(|(t, n, s)| ((t, n), s)).collect();
+    let try_states: HashMap<(String, i64), (String, Option<i64>, i64)> =
+        rows.into_iter().map(|(t, n, s, owner, token)| ((t, n), (s, owner, token))).collect();
 
     // The try rows that end, and the task instances that follow them.
     let (mut end_ids, mut end_numbers, mut end_states, mut end_errors, mut end_at) =
@@ -697,12 +761,17 @@ async fn finish_run_tries(
     for k in members {
         let t = &tries[*k];
         let (state, number) = *tasks.get(&t.task_id).ok_or_else(|| task_not_found(run, &t.task_id))?;
-        let try_state = try_states
+        let (try_state, owner, token) = try_states
             .get(&(t.task_id.clone(), i64::from(t.try_number)))
             .ok_or_else(|| try_not_found(run, &t.task_id, t.try_number))?;
         if try_state != "running" {
             // Only a running try ends.
             done[*k] = Some(Finish::NotRunning(state));
+            continue;
+        }
+        if *owner != fence.owner || *token != fence.tokens[*k] {
+            // Another scheduler took the try over: its outcome is that one's to record.
+            done[*k] = Some(Finish::TakenOver(state));
             continue;
         }
         let (row_state, error) = finished_states(&t.outcome);
@@ -885,31 +954,17 @@ async fn move_cursor<'c, E: Executor<'c, Database = Postgres>>(e: E, name: &str,
     Ok(())
 }
 
-/// The `application_name`s of the connections holding this schema's scheduler lock.
-async fn scheduler_names(conn: &mut PgConnection) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database \
-         WHERE datname = current_database()) AND l.objsubid = 2 AND l.classid::bigint = $1 \
-         AND l.objid::bigint = (hashtext(current_schema())::bigint & 4294967295)",
-    )
-    .bind(SCHEDULER_LOCK)
-    .fetch_all(conn)
-    .await?)
+/// The refusal of a write for a try another scheduler holds now.
+fn taken_over(run: i64, task_id: &str, try_number: u32) -> StoreError {
+    StoreError::TakenOver(format!(
+        "try {try_number} of task `{task_id}` (run {run}) was taken over by another scheduler: this one's lease \
+         had expired"
+    ))
 }
 
-/// The name [`Store::claim_scheduler`] gives its connection.
-fn scheduler_name(pid: u32, host: &str, since: DateTime<Utc>) -> String {
-    format!("sluice scheduler pid {pid} on host {host} since {}", since.format("%Y-%m-%dT%H:%M:%SZ"))
-}
-
-/// (host, pid, since) of a [`scheduler_name`].
-fn parse_scheduler_name(name: &str) -> Option<(String, u32, DateTime<Utc>)> {
-    let rest = name.strip_prefix("sluice scheduler pid ")?;
-    let (pid, rest) = rest.split_once(" on host ")?;
-    let (host, since) = rest.rsplit_once(" since ")?;
-    let since = DateTime::parse_from_rfc3339(since).ok()?.with_timezone(&Utc);
-    Some((host.to_string(), pid.parse().ok()?, since))
+/// A lease length in whole milliseconds, for SQL.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Whether `e` is PostgreSQL's unique violation (SQLSTATE 23505).
@@ -1304,7 +1359,7 @@ impl Store for PgStore {
     async fn start_tries(&self, tasks: &[(i64, String)], at: DateTime<Utc>) -> Result<Vec<Start>> {
         let mut tx = self.pool.begin().await?;
         let mut events = Vec::with_capacity(tasks.len());
-        let starts = start_tries_in(&mut tx, tasks, at, &mut events).await?;
+        let starts = start_tries_in(&mut tx, tasks, at, self.owner(), &mut events).await?;
         self.commit(tx, events).await?;
         Ok(starts)
     }
@@ -1327,7 +1382,7 @@ impl Store for PgStore {
             set_states_in(&mut tx, &names[run], run_states, at, &mut per_state[k]).await?;
         }
         events.extend(per_state.into_iter().flatten());
-        let starts = start_tries_in(&mut tx, tasks, at, &mut events).await?;
+        let starts = start_tries_in(&mut tx, tasks, at, self.owner(), &mut events).await?;
         self.commit(tx, events).await?;
         Ok(starts)
     }
@@ -1342,15 +1397,20 @@ impl Store for PgStore {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         // Read, merge, write, with the row locked.
-        let ids: Option<Value> = sqlx::query_scalar(
-            "SELECT external_ids FROM tries WHERE run = $1 AND task_id = $2 AND try_number = $3 FOR UPDATE",
+        let row: Option<(Value, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT external_ids, owner, token FROM tries WHERE run = $1 AND task_id = $2 AND try_number = $3 \
+             FOR UPDATE",
         )
         .bind(run)
         .bind(task_id)
         .bind(i64::from(try_number))
         .fetch_optional(&mut *tx)
         .await?;
-        let mut ids = match ids.ok_or_else(|| try_not_found(run, task_id, try_number))? {
+        let (ids, owner, token) = row.ok_or_else(|| try_not_found(run, task_id, try_number))?;
+        if owner != self.owner() || token != self.token(run, task_id, try_number) {
+            return Err(taken_over(run, task_id, try_number));
+        }
+        let mut ids = match ids {
             Value::Object(map) => map,
             other => return Err(StoreError::Corrupt(format!("try external ids is not a JSON object: {other}"))),
         };
@@ -1370,18 +1430,20 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let names = names_of(&mut tx, &tries.iter().map(|t| t.run).collect::<Vec<_>>()).await?;
         let mut done: Vec<Option<Finish>> = vec![None; tries.len()];
+        let tokens: Vec<i64> = tries.iter().map(|t| self.token(t.run, &t.task_id, t.try_number)).collect();
+        let fence = Fence { owner: self.owner(), tokens: &tokens };
         // Per run in ascending order (the lock order), then events in the caller's order.
         let mut per_try: Vec<Vec<Pending>> = (0..tries.len()).map(|_| Vec::new()).collect();
         for (run, members) in by_run(tries.iter().map(|t| t.run)) {
             if repeats(members.iter().map(|k| tries[*k].task_id.as_str())) {
                 for k in members {
                     let mut events = Vec::new();
-                    finish_run_tries(&mut tx, &names[&run], tries, &[k], &mut done, &mut events).await?;
+                    finish_run_tries(&mut tx, &names[&run], tries, &[k], &fence, &mut done, &mut events).await?;
                     per_try[k] = events;
                 }
             } else {
                 let mut events = Vec::new();
-                finish_run_tries(&mut tx, &names[&run], tries, &members, &mut done, &mut events).await?;
+                finish_run_tries(&mut tx, &names[&run], tries, &members, &fence, &mut done, &mut events).await?;
                 // Each member's events, in member order (a finish writes one or two).
                 for e in events {
                     let k = members
@@ -1394,6 +1456,14 @@ impl Store for PgStore {
             }
         }
         self.commit(tx, per_try.into_iter().flatten().collect()).await?;
+        {
+            let mut held = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !held.is_empty() {
+                for t in tries {
+                    held.remove(&(t.run, t.task_id.clone(), t.try_number));
+                }
+            }
+        }
         done.into_iter()
             .map(|d| d.ok_or_else(|| StoreError::Corrupt("a try of the batch was not finished".into())))
             .collect()
@@ -1557,19 +1627,26 @@ impl Store for PgStore {
     }
 
     async fn schedulers(&self) -> Result<Vec<SchedulerRow>> {
-        let mut conn = self.pool.acquire().await?;
-        let names = scheduler_names(&mut conn).await?;
-        let held: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tries WHERE state = 'running'").fetch_one(&mut *conn).await?;
-        Ok(names
-            .iter()
-            .filter_map(|name| parse_scheduler_name(name))
-            .map(|(host, pid, since)| SchedulerRow {
-                host,
-                pid,
-                since,
-                renewed_at: None,
-                tries_held: u64::try_from(held).unwrap_or(0),
+        let rows: Vec<(String, i64, DateTime<Utc>, DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT s.host, s.pid, s.started_at, s.renewed_at, \
+             (SELECT count(*) FROM tries t WHERE t.state = 'running' AND t.owner = s.id) \
+             FROM schedulers s WHERE s.lease_until > now() AND s.stopped_at IS NULL ORDER BY s.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let here = crate::lock::hostname();
+        Ok(rows
+            .into_iter()
+            .filter_map(|(host, pid, since, renewed, held)| {
+                let pid = u32::try_from(pid).ok()?;
+                // A scheduler of this host whose process is gone is dead, lease or not.
+                (host != here || crate::lock::pid_alive(pid)).then_some(SchedulerRow {
+                    host,
+                    pid,
+                    since,
+                    renewed_at: Some(renewed),
+                    tries_held: u64::try_from(held).unwrap_or(0),
+                })
             })
             .collect())
     }
@@ -1589,27 +1666,155 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn claim_scheduler(&self) -> Result<()> {
-        let mut held = self.scheduler.lock().await;
-        if held.is_some() {
-            return Ok(());
+    async fn claim_scheduler(&self, lease: Duration) -> Result<Claim> {
+        let _one = self.claiming.lock().await;
+        if let Some((id, lease)) = self.claim.get() {
+            return Ok(Claim::Leased { id: *id, lease: *lease });
         }
-        let name = scheduler_name(std::process::id(), &crate::lock::hostname(), Utc::now());
-        let mut conn = self.options.clone().application_name(&name).connect().await?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
-            .bind(SCHEDULER_LOCK)
-            .fetch_one(&mut conn)
+        let host = crate::lock::hostname();
+        let mut tx = self.pool.begin().await?;
+        // Schedulers of this host whose process is gone died without a clean stop: their
+        // leases end now, so that a restart takes their tries over at once.
+        let here: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, pid FROM schedulers WHERE host = $1 AND lease_until > now() FOR UPDATE")
+                .bind(&host)
+                .fetch_all(&mut *tx)
+                .await?;
+        let dead: Vec<i64> = here
+            .into_iter()
+            .filter(|(_, pid)| u32::try_from(*pid).map_or(true, |pid| !crate::lock::pid_alive(pid)))
+            .map(|(id, _)| id)
+            .collect();
+        if !dead.is_empty() {
+            sqlx::query("UPDATE schedulers SET lease_until = now() WHERE id = ANY($1)")
+                .bind(&dead)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Rows of schedulers long dead that hold nothing any more.
+        sqlx::query(
+            "DELETE FROM schedulers s WHERE s.lease_until < now() - interval '7 days' \
+             AND NOT EXISTS (SELECT 1 FROM tries t WHERE t.state = 'running' AND t.owner = s.id)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO schedulers (host, pid, started_at, renewed_at, lease_until) \
+             VALUES ($1, $2, now(), now(), now() + $3 * interval '1 millisecond') RETURNING id",
+        )
+        .bind(&host)
+        .bind(i64::from(std::process::id()))
+        .bind(millis(lease))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let _ = self.claim.set((id, lease));
+        Ok(Claim::Leased { id, lease })
+    }
+
+    async fn renew_lease(&self) -> Result<bool> {
+        let Some((id, lease)) = self.claim.get() else { return Ok(true) };
+        // Only a lease still running is renewed: once it has run out, others may have taken
+        // the tries over, whether or not they did yet.
+        let renewed = sqlx::query(
+            "UPDATE schedulers SET renewed_at = now(), lease_until = now() + $2 * interval '1 millisecond' \
+             WHERE id = $1 AND lease_until > now() AND stopped_at IS NULL",
+        )
+        .bind(id)
+        .bind(millis(*lease))
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    async fn release_claim(&self) -> Result<()> {
+        let Some((id, _)) = self.claim.get() else { return Ok(()) };
+        sqlx::query("UPDATE schedulers SET lease_until = now(), stopped_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
             .await?;
-        if !got {
-            let holder = scheduler_names(&mut conn).await?.into_iter().next();
-            return Err(StoreError::Conflict(format!(
-                "another scheduler is already running on this database ({}); stop it first, or give this one its own \
-                 --db (several schedulers on one PostgreSQL database are not supported yet)",
-                holder.as_deref().and_then(|h| h.strip_prefix("sluice scheduler ")).unwrap_or("its name is unknown")
-            )));
-        }
-        *held = Some(conn);
         Ok(())
+    }
+
+    async fn take_over_tries(&self) -> Result<Vec<(Run, Try)>> {
+        let mut tx = self.pool.begin().await?;
+        // Tries another scheduler is taking over right now are skipped, not waited for; the
+        // token moves on with the owner.
+        let taken: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "UPDATE tries t SET owner = $1, token = t.token + 1 FROM ( \
+               SELECT o.run, o.task_id, o.try_number FROM tries o JOIN runs r ON r.id = o.run \
+               WHERE o.state = 'running' AND r.kind <> 'test' AND ($1::bigint IS NULL OR o.owner IS DISTINCT FROM $1) \
+               AND (o.owner IS NULL OR NOT EXISTS (SELECT 1 FROM schedulers s WHERE s.id = o.owner \
+                    AND s.lease_until > now() AND s.stopped_at IS NULL)) \
+               ORDER BY o.run, o.task_id, o.try_number FOR UPDATE OF o SKIP LOCKED) x \
+             WHERE t.run = x.run AND t.task_id = x.task_id AND t.try_number = x.try_number \
+             RETURNING t.run, t.task_id, t.try_number, t.token",
+        )
+        .bind(self.owner())
+        .fetch_all(&mut *tx)
+        .await?;
+        if taken.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let keys: (Vec<i64>, Vec<String>, Vec<i64>) = (
+            taken.iter().map(|t| t.0).collect(),
+            taken.iter().map(|t| t.1.clone()).collect(),
+            taken.iter().map(|t| t.2).collect(),
+        );
+        let sql = format!(
+            "SELECT {RUN_COLS}, {TRY_COLS} FROM tries t JOIN runs r ON r.id = t.run \
+             JOIN unnest($1::bigint[], $2::text[], $3::bigint[]) AS k (run, task_id, n) \
+             ON t.run = k.run AND t.task_id = k.task_id AND t.try_number = k.n ORDER BY t.started_at, t.seq"
+        );
+        let rows = sqlx::query(&sql).bind(&keys.0).bind(&keys.1).bind(&keys.2).fetch_all(&mut *tx).await?;
+        let found: Vec<(Run, Try)> =
+            rows.iter().map(|row| Ok((run_at(row, 0)?, try_at(row, RUN_NCOLS)?))).collect::<Result<_>>()?;
+        notify(&mut tx, &self.me).await?;
+        tx.commit().await?;
+        let mut held = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (run, task_id, n, token) in taken {
+            held.insert((run, task_id, try_number(n)?), token);
+        }
+        Ok(found)
+    }
+
+    async fn start_run(&self, run: i64, max_active: usize, at: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let dag_id: Option<String> =
+            sqlx::query_scalar("SELECT dag_id FROM runs WHERE id = $1").bind(run).fetch_optional(&mut *tx).await?;
+        let dag_id = dag_id.ok_or_else(|| run_not_found(run))?;
+        // The DAG's row is the lock every scheduler starting one of its runs takes first (before
+        // any `runs` row): the count below cannot change until this transaction ends.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || $2))")
+            .bind(RUNS_LOCK)
+            .bind(&dag_id)
+            .execute(&mut *tx)
+            .await?;
+        let (names, was) = lock_run(&mut tx, run).await?;
+        if was != RunState::Queued {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let running: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM runs WHERE dag_id = $1 AND state = 'running' AND kind <> 'test'")
+                .bind(&dag_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if usize::try_from(running).unwrap_or(usize::MAX) >= max_active {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE runs SET started_at = $2, first_started_at = COALESCE(first_started_at, $2), state = 'running', \
+             ended_at = NULL WHERE id = $1",
+        )
+        .bind(run)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        self.commit(tx, vec![Pending::of_run(at, &names, None, EventKind::RunStarted)]).await?;
+        Ok(true)
     }
 
     // --- Alerts ---

@@ -1,12 +1,17 @@
 //! event ids in commit order with several writers at once, change notices between handles,
-//! migrations when several processes open a new schema at once, the one-scheduler claim.
+//! migrations when several processes open a new schema at once, schedulers' leases, takeovers
+//! and the fences they put up.
 #![cfg(feature = "postgres")]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sluice_store::{EventQuery, NewRun, PgStore, RunKind, Store, StoreError};
+use serde_json::json;
+use sluice_store::{
+    Claim, EventKind, EventQuery, Finish, NewRun, PgStore, RunFilter, RunKind, RunState, Start, Store, StoreError,
+    TaskState, TryOutcome,
+};
 
 /// A hang guard only: every wait below ends on the event it waits for.
 const SAFETY_LIMIT: Duration = Duration::from_secs(60);
@@ -112,30 +117,200 @@ async fn four_handles_opening_a_new_schema_at_once_migrate_it_once() {
     assert_eq!(applied, files as i64, "each migration applied once");
 }
 
-/// One scheduler per schema: a second claim is refused naming the holder, and the claim goes
-/// with the holder's handle.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Ends scheduler `id`'s lease now, as if its last renewal were a lease ago (the database's
+/// clock decides, so the test needs no waiting).
+async fn expire(url: &str, id: i64) {
+    use sqlx::Connection;
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    sqlx::query("UPDATE schedulers SET lease_until = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn scheduler(url: &str) -> (PgStore, i64) {
+    let store = PgStore::open(url).await.unwrap();
+    let Claim::Leased { id, lease } = store.claim_scheduler(LEASE).await.unwrap() else {
+        panic!("a PostgreSQL scheduler holds a lease")
+    };
+    assert_eq!(lease, LEASE);
+    (store, id)
+}
+
+/// A run with task `a` scheduled.
+async fn scheduled_run(store: &dyn Store, n: u32) -> i64 {
+    let run = sluice_store::Created::run(&store.create_run(&new_run("shared", n)).await.unwrap()).id;
+    store.set_task_states(run, &[("a".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+    run
+}
+
+/// A scheduler whose lease ran out loses its tries to the one that takes them over: each of
+/// its later writes for them is refused and changes nothing, its renewal fails, and the new
+/// owner's writes go through.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_scheduler_is_refused_until_the_first_goes() {
+async fn a_try_taken_over_refuses_every_later_write_of_its_old_owner() {
     let url = sluice_store::testing::new_schema().await;
-    let other = sluice_store::testing::new_schema().await;
-    let first = PgStore::open(&url).await.unwrap();
-    first.claim_scheduler().await.unwrap();
-    let second = PgStore::open(&url).await.unwrap();
-    match second.claim_scheduler().await {
-        Err(StoreError::Conflict(message)) => {
-            assert!(message.contains("another scheduler is already running"), "{message}");
-            assert!(message.contains(&format!("pid {}", std::process::id())), "the holder is named: {message}");
+    let (old, old_id) = scheduler(&url).await;
+    let (new, _) = scheduler(&url).await;
+    let run = scheduled_run(&old, 0).await;
+    assert_eq!(old.start_try(run, "a", Utc::now()).await.unwrap(), Start::Started(1));
+    assert!(new.take_over_tries().await.unwrap().is_empty(), "a live scheduler's tries are not taken");
+    assert_eq!(old.schedulers().await.unwrap().len(), 2);
+
+    expire(&url, old_id).await;
+    let taken = new.take_over_tries().await.unwrap();
+    assert_eq!(
+        taken.iter().map(|(r, t)| (r.id, t.task_id.as_str(), t.try_number)).collect::<Vec<_>>(),
+        [(run, "a", 1)]
+    );
+    assert!(new.take_over_tries().await.unwrap().is_empty(), "taken once");
+    assert_eq!(new.schedulers().await.unwrap().iter().map(|s| s.tries_held).collect::<Vec<_>>(), [1]);
+
+    assert!(!old.renew_lease().await.unwrap(), "a lease that ran out is not renewed");
+    let refused = old.record_external_id(run, "a", 1, "cluster_id", &json!("j-OLD")).await;
+    assert!(matches!(refused, Err(StoreError::TakenOver(_))), "{refused:?}");
+    let success = TryOutcome::Success { outputs: Default::default() };
+    assert_eq!(old.finish_try(run, "a", 1, &success, Utc::now()).await.unwrap(), Finish::TakenOver(TaskState::Running));
+    let t = &new.tries(run, Some("a")).await.unwrap()[0];
+    assert_eq!((t.state, t.external_ids.is_empty()), (TaskState::Running, true), "nothing of the old owner's landed");
+
+    new.record_external_id(run, "a", 1, "cluster_id", &json!("j-NEW")).await.unwrap();
+    assert_eq!(new.finish_try(run, "a", 1, &success, Utc::now()).await.unwrap(), Finish::Applied(TaskState::Success));
+    let t = &new.tries(run, Some("a")).await.unwrap()[0];
+    assert_eq!((t.state, t.external_ids.get("cluster_id")), (TaskState::Success, Some(&json!("j-NEW"))));
+    let events = new.events(&EventQuery::default()).await.unwrap();
+    let ends = events.iter().filter(|e| matches!(e.kind, EventKind::TryFinished { .. })).count();
+    assert_eq!(ends, 1, "one end recorded: {events:#?}");
+}
+
+/// A clean stop ends the lease at once: another scheduler takes what it left running without
+/// waiting for the lease to run out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_stop_hands_its_tries_over_at_once() {
+    let url = sluice_store::testing::new_schema().await;
+    let (old, _) = scheduler(&url).await;
+    let (new, _) = scheduler(&url).await;
+    let run = scheduled_run(&old, 0).await;
+    old.start_try(run, "a", Utc::now()).await.unwrap();
+    old.release_claim().await.unwrap();
+    assert_eq!(new.take_over_tries().await.unwrap().len(), 1);
+    assert_eq!(new.schedulers().await.unwrap().len(), 1, "the stopped one is not listed");
+}
+
+/// Two schedulers that decide the same retry at the same instant create one new try: the
+/// second's state change finds the task changed and its start finds it running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_scheduled_by_two_schedulers_at_once_creates_one_try() {
+    let url = sluice_store::testing::new_schema().await;
+    let (a, _) = scheduler(&url).await;
+    let (b, _) = scheduler(&url).await;
+    for n in 0..10 {
+        let run = scheduled_run(&a, n).await;
+        a.start_try(run, "a", Utc::now()).await.unwrap();
+        let failed = TryOutcome::Failed { error: "boom".into(), retry_at: Some(Utc::now()) };
+        assert_eq!(
+            a.finish_try(run, "a", 1, &failed, Utc::now()).await.unwrap(),
+            Finish::Applied(TaskState::UpForRetry)
+        );
+        let (x, y) = tokio::join!(retry(&a, run), retry(&b, run));
+        let started: Vec<Start> = x.into_iter().chain(y).filter(|s| matches!(s, Start::Started(_))).collect();
+        assert_eq!(started, [Start::Started(2)], "one new try");
+        assert_eq!(a.tries(run, Some("a")).await.unwrap().len(), 2);
+        let query = EventQuery { run_id: Some(format!("manual__{n}")), limit: 100, ..EventQuery::default() };
+        let scheduled = a
+            .events(&query)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::TaskStateChanged { state: TaskState::Scheduled })
+            .count();
+        assert_eq!(scheduled, 2, "scheduled at the start and once for the retry");
+    }
+}
+
+/// What a scheduler does with a task whose retry is due: scheduled again and started, at once.
+async fn retry(s: &PgStore, run: i64) -> Vec<Start> {
+    let states = vec![(run, vec![("a".to_string(), TaskState::Scheduled)])];
+    s.set_states_and_start(&states, &[(run, "a".to_string())], Utc::now()).await.unwrap()
+}
+
+/// `max_active_runs` holds across schedulers: four starting four queued runs of a DAG whose
+/// limit is one start one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_schedulers_starting_runs_at_once_keep_max_active_runs() {
+    let url = sluice_store::testing::new_schema().await;
+    let mut stores = Vec::new();
+    let mut runs = Vec::new();
+    for n in 0..4 {
+        let (s, _) = scheduler(&url).await;
+        runs.push(sluice_store::Created::run(&s.create_run(&new_run("limited", n)).await.unwrap()).id);
+        stores.push(std::sync::Arc::new(s));
+    }
+    let mut starts = Vec::new();
+    for (s, run) in stores.iter().zip(&runs) {
+        let (s, run) = (s.clone(), *run);
+        starts.push(tokio::spawn(async move { s.start_run(run, 1, Utc::now()).await.unwrap() }));
+    }
+    let mut started = 0;
+    for s in starts {
+        started += usize::from(s.await.unwrap());
+    }
+    assert_eq!(started, 1);
+    let filter = RunFilter { dag_id: Some("limited".into()), states: vec![RunState::Running], ..RunFilter::default() };
+    let running = stores[0].runs(&filter).await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert!(!stores[1].start_run(running[0].id, 5, Utc::now()).await.unwrap(), "a running run is not started again");
+    let events = stores[0].events(&EventQuery::default()).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == EventKind::RunStarted).count(), 1, "{events:#?}");
+}
+
+/// A takeover racing the old owner's completion: exactly one of them wins, and the loser
+/// writes nothing (the completion is never overwritten, nor recorded after the takeover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_takeover_racing_a_completion_never_overwrites_it() {
+    let url = sluice_store::testing::new_schema().await;
+    let (old, old_id) = scheduler(&url).await;
+    let (new, _) = scheduler(&url).await;
+    let mut outcomes = BTreeSet::new();
+    for n in 0..20 {
+        let run = scheduled_run(&old, n).await;
+        old.start_try(run, "a", Utc::now()).await.unwrap();
+        // The old owner froze past its lease, then finishes as the new one takes over.
+        expire(&url, old_id).await;
+        let success = TryOutcome::Success { outputs: Default::default() };
+        let (finish, taken) = tokio::join!(old.finish_try(run, "a", 1, &success, Utc::now()), new.take_over_tries());
+        let (finish, taken) = (finish.unwrap(), taken.unwrap());
+        let t = &new.tries(run, Some("a")).await.unwrap()[0];
+        match finish {
+            Finish::Applied(TaskState::Success) => {
+                assert!(taken.is_empty(), "a finished try is not taken over");
+                assert_eq!(t.state, TaskState::Success);
+                outcomes.insert("completion first");
+            }
+            Finish::TakenOver(TaskState::Running) => {
+                assert_eq!(taken.len(), 1);
+                assert_eq!(t.state, TaskState::Running, "the new owner decides");
+                outcomes.insert("takeover first");
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("the second claim must be refused: {other:?}"),
+        // The next round: the old scheduler comes back with a fresh lease.
+        sqlx_renew(&url, old_id).await;
     }
-    // Another schema of the same database is another Sluice.
-    PgStore::open(&other).await.unwrap().claim_scheduler().await.unwrap();
-    first.close().await.unwrap();
-    let started = Instant::now();
-    while second.claim_scheduler().await.is_err() {
-        assert!(started.elapsed() < SAFETY_LIMIT, "the claim was not released with its handle");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(!outcomes.is_empty());
+}
+
+async fn sqlx_renew(url: &str, id: i64) {
+    use sqlx::Connection;
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    sqlx::query("UPDATE schedulers SET lease_until = now() + interval '1 hour' WHERE id = $1")
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 /// A search path naming no schema gets an error that says what to do, not a half-made store.

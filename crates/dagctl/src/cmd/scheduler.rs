@@ -47,8 +47,6 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     // one exits 1 at once, naming the first, and touches nothing.
     let _lock = sluice_store::SchedulerLock::acquire(&config.db)?;
     let store = ctx.store().await?;
-    // On a server database, the claim is a lock held in the database itself.
-    store.claim_scheduler().await?;
     // The API's socket is bound before anything runs: an address in use, or off loopback
     // without a token, stops the daemon here.
     let listening = match config.api.enabled {
