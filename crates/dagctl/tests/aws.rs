@@ -450,20 +450,7 @@ async fn kill_dash_nine_while_a_step_runs_never_submits_twice() {
     let mut daemon = w.daemon();
     assert!(ok(&w.dagctl(&["trigger", "crash", "--date", "2026-03-01"])));
     // Wait until the step is submitted (its id recorded) and on the emulator.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let run_id = loop {
-        let t = w.tasks("crash", "2026-03-01");
-        let job = t.get("tasks").map(|_| task(&t, "job").clone());
-        let submitted = job.as_ref().is_some_and(|j| {
-            j["state"] == "running"
-                && j["tries"].as_array().is_some_and(|tr| tr.iter().any(|x| x["external_ids"]["step_ids"].is_array()))
-        });
-        if submitted {
-            break t["run"]["run_id"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "the step never started: {t}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let run_id = wait_step_submitted(&w);
     // Past its second PENDING: RUNNING, until the clock moves again.
     w.moto().advance_clock(1.5);
     let clusters = w.clusters("crash").await;
@@ -550,20 +537,7 @@ async fn a_step_running_under_one_of_two_schedulers(w: &World) -> (Child, Child,
     w.write_dag("crash", &FAILING_STEP.replace(", \"SLUICE_FAIL\"", ""));
     let holder = w.daemon();
     assert!(ok(&w.dagctl(&["trigger", "crash", "--date", "2026-03-01"])));
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let run_id = loop {
-        let t = w.tasks("crash", "2026-03-01");
-        let submitted = t.get("tasks").is_some_and(|_| {
-            let j = task(&t, "job");
-            j["state"] == "running"
-                && j["tries"].as_array().is_some_and(|tr| tr.iter().any(|x| x["external_ids"]["step_ids"].is_array()))
-        });
-        if submitted {
-            break t["run"]["run_id"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "the step never started: {t}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let run_id = wait_step_submitted(w);
     w.moto().advance_clock(1.5);
     let other = w.daemon();
     // The second one is registered (and so could take over) before the test acts.
@@ -578,6 +552,25 @@ async fn a_step_running_under_one_of_two_schedulers(w: &World) -> (Child, Child,
         std::thread::sleep(Duration::from_millis(200));
     }
     (holder, other, run_id)
+}
+
+/// Waits until the step of `crash`'s `job` is submitted (its id recorded) and on the emulator;
+/// returns the run id.
+fn wait_step_submitted(w: &World) -> String {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let t = w.tasks("crash", "2026-03-01");
+        let job = t.get("tasks").map(|_| task(&t, "job").clone());
+        let submitted = job.as_ref().is_some_and(|j| {
+            j["state"] == "running"
+                && j["tries"].as_array().is_some_and(|tr| tr.iter().any(|x| x["external_ids"]["step_ids"].is_array()))
+        });
+        if submitted {
+            return t["run"]["run_id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the step never started: {t}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Waits for the event `kind` of DAG `dag`; returns it.

@@ -122,9 +122,14 @@ const LEASE: Duration = Duration::from_secs(30);
 /// Ends scheduler `id`'s lease now, as if its last renewal were a lease ago (the database's
 /// clock decides, so the test needs no waiting).
 async fn expire(url: &str, id: i64) {
+    set_lease(url, id, "now() - interval '1 second'").await;
+}
+
+/// Sets scheduler `id`'s lease to end at `until` (SQL).
+async fn set_lease(url: &str, id: i64, until: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
-    sqlx::query("UPDATE schedulers SET lease_until = now() - interval '1 second' WHERE id = $1")
+    sqlx::query(&format!("UPDATE schedulers SET lease_until = {until} WHERE id = $1"))
         .bind(id)
         .execute(&mut conn)
         .await
@@ -298,19 +303,9 @@ async fn a_takeover_racing_a_completion_never_overwrites_it() {
             other => panic!("{other:?}"),
         }
         // The next round: the old scheduler comes back with a fresh lease.
-        sqlx_renew(&url, old_id).await;
+        set_lease(&url, old_id, "now() + interval '1 hour'").await;
     }
     assert!(!outcomes.is_empty());
-}
-
-async fn sqlx_renew(url: &str, id: i64) {
-    use sqlx::Connection;
-    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
-    sqlx::query("UPDATE schedulers SET lease_until = now() + interval '1 hour' WHERE id = $1")
-        .bind(id)
-        .execute(&mut conn)
-        .await
-        .unwrap();
 }
 
 /// A search path naming no schema gets an error that says what to do, not a half-made store.
