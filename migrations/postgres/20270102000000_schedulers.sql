@@ -21,3 +21,5 @@ CREATE INDEX schedulers_lease ON schedulers (lease_until);
 ALTER TABLE tries ADD COLUMN owner BIGINT;
 ALTER TABLE tries ADD COLUMN token BIGINT NOT NULL DEFAULT 1;
 CREATE INDEX tries_running_owner ON tries (owner) WHERE state = 'running';
+-- The pool a try took a slot of: pools are counted over every scheduler's running tries.
+ALTER TABLE tries ADD COLUMN pool TEXT;

@@ -1326,6 +1326,40 @@ fn max_active_runs_holds_across_two_schedulers() {
     assert_eq!((most, running), (1, 0), "at most one run at a time:\n{:#?}", events_of(&env, "one"));
 }
 
+/// A pool of one slot holds across two schedulers: of six tasks in it, ready at once, no two
+/// ever run at the same time (the events, in commit order, show every start and end).
+#[test]
+fn a_pool_holds_across_two_schedulers() {
+    if !on_shared_database() {
+        return;
+    }
+    let env = Env::new();
+    let config = env.file("sluice.toml");
+    std::fs::write(&config, "[pools]\nsolo = 1\n").unwrap();
+    let mut dag = String::new();
+    for i in 0..6 {
+        dag.push_str(&format!("[tasks.t{i}]\noperator = \"command\"\npool = \"solo\"\ncommand = \"echo t{i}\"\n"));
+    }
+    env.write_dag("pooled.toml", &dag);
+    let _daemons = [env.daemon(&["--config", &config]), env.daemon(&["--config", &config])];
+    env.ok(&["trigger", "pooled", "--date", "2026-01-01"]);
+    let v = env.wait_run_finished("pooled", "2026-01-01", Duration::from_secs(120));
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+    let (mut running, mut most) = (0i32, 0i32);
+    for e in events_of(&env, "pooled") {
+        match e["kind"]["type"].as_str() {
+            Some("try_started") => running += 1,
+            Some("try_finished") => running -= 1,
+            _ => {}
+        }
+        most = most.max(running);
+    }
+    assert_eq!((most, running), (1, 0), "one try at a time:\n{:#?}", events_of(&env, "pooled"));
+    for t in v["tasks"].as_array().unwrap() {
+        assert_eq!(tries(t).len(), 1, "{t:#}");
+    }
+}
+
 /// Every test of this file again with the daemons on PostgreSQL: a backend matrix, not a copy.
 #[test]
 fn on_postgres() {

@@ -24,7 +24,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sluice_dag::{after_try, evaluate, run_verdict, Dag, Decision, EndedTry, Folder, RunState, TaskState, TryResult};
 use sluice_store::{
-    DagSync, EventKind, Finish, FinishTry, NewEvent, Run, RunFilter, RunKind, Start, Store, TryOutcome,
+    DagSync, EventKind, Finish, FinishTry, Limits, NewEvent, Run, RunFilter, RunKind, Start, Store, TaskLimits,
+    TryOutcome,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
@@ -1093,9 +1094,21 @@ impl Engine {
             return self.flush_states().await;
         }
         let keys: Vec<(i64, String)> = starting.iter().map(|(r, _, t)| (*r, t.clone())).collect();
+        // What the slots checked for this engine's tries, for a store that counts every
+        // scheduler's (PostgreSQL).
+        let limits = Limits {
+            parallelism: self.config.parallelism,
+            tasks: starting
+                .iter()
+                .map(|(r, i, _)| {
+                    let w = want(&self.runs[r], *i, &self.config.pools);
+                    TaskLimits { max_active_tasks: w.max_dag, pool: w.pool.map(|(p, n)| (p.to_string(), n)) }
+                })
+                .collect(),
+        };
         // The turn's decisions and its starts, in one transaction.
         let states = std::mem::take(&mut self.pending_states);
-        let numbers = match self.store.set_states_and_start(&states, &keys, self.clock.now()).await {
+        let numbers = match self.store.set_states_and_start_within(&states, &keys, &limits, self.clock.now()).await {
             Ok(n) => n,
             Err(e) => {
                 for (run, i, _) in &starting {
@@ -1107,6 +1120,12 @@ impl Engine {
         for ((run, i, _), start) in starting.into_iter().zip(numbers) {
             let try_number = match start {
                 Start::Started(n) => n,
+                // Other schedulers' tries fill a shared limit: it waits, as for a local slot.
+                Start::NoRoom => {
+                    self.slots.release((run, i));
+                    self.ready.push((run, i));
+                    continue;
+                }
                 // Lost to another writer (another scheduler started it, or it was changed
                 // meanwhile): its slot goes back, and the task takes the state it has.
                 Start::NotStartable(now) => {

@@ -367,6 +367,28 @@ pub enum Start {
     /// The task was not `scheduled` or `queued` (another scheduler started it, or it was
     /// cleared, marked or removed meanwhile): nothing was written. Its state now.
     NotStartable(TaskState),
+    /// A limit the schedulers of the database share ([`Limits`]) is reached: nothing was
+    /// written; the task stays as it was, to be started when there is room.
+    NoRoom,
+}
+
+/// The limits tries start under, counted over every scheduler of a shared database
+/// ([`Store::set_states_and_start_within`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most tries running at once over every DAG (`parallelism`).
+    pub parallelism: usize,
+    /// One per task to start, in order.
+    pub tasks: Vec<TaskLimits>,
+}
+
+/// What one task's start must stay within.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Its DAG's `max_active_tasks`: most tries of the DAG running at once.
+    pub max_active_tasks: usize,
+    /// Its pool and the pool's slots.
+    pub pool: Option<(String, usize)>,
 }
 
 /// What [`Store::finish_tries`] did with one try.
@@ -532,6 +554,20 @@ pub trait Store: Send + Sync + 'static {
             self.set_task_states(*run, states, at).await?;
         }
         self.start_tries(tasks, at).await
+    }
+    /// [`Store::set_states_and_start`], each try starting only while `limits` leave room,
+    /// counted with every try running on the database (whoever runs it); a task without room
+    /// gets [`Start::NoRoom`]. The default ignores the limits: a store with one scheduler
+    /// leaves them to that scheduler, which counts its own tries.
+    async fn set_states_and_start_within(
+        &self,
+        states: &[(i64, Vec<(String, TaskState)>)],
+        tasks: &[(i64, String)],
+        limits: &Limits,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Start>> {
+        let _ = limits;
+        self.set_states_and_start(states, tasks, at).await
     }
     /// The tries of a run (of one task, when given), oldest first.
     async fn tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<Try>>;

@@ -51,9 +51,9 @@ use crate::backend::{
 };
 use crate::{
     AlertQuery, AlertRow, AlertState, Attempt, AttemptResult, AttemptRow, Claim, Created, DagRow, DagSync, DbUrl,
-    Event, EventKind, EventQuery, Finish, FinishTry, GridCell, NewAlert, NewEvent, NewRun, NewToken, Order, Result,
-    Run, RunFilter, RunKind, RunState, SchedulerRow, Start, Store, StoreError, TaskInstance, TaskState, TokenRow, Try,
-    TryOutcome,
+    Event, EventKind, EventQuery, Finish, FinishTry, GridCell, Limits, NewAlert, NewEvent, NewRun, NewToken, Order,
+    Result, Run, RunFilter, RunKind, RunState, SchedulerRow, Start, Store, StoreError, TaskInstance, TaskState,
+    TokenRow, Try, TryOutcome,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -65,6 +65,10 @@ const EVENTS_LOCK: i32 = 0x736c_0001;
 /// The advisory lock, with a hash of the schema and the DAG id, under which a run of that DAG
 /// is started ([`Store::start_run`]).
 const RUNS_LOCK: i32 = 0x736c_0003;
+/// The advisory lock, with a hash of the schema, under which tries start within the limits
+/// every scheduler shares ([`Store::set_states_and_start_within`]); the first lock its
+/// transaction takes.
+const LIMITS_LOCK: i32 = 0x736c_0004;
 /// The `NOTIFY` channel of committed changes; the payload is the writing handle's id.
 const CHANGES: &str = "sluice_changes";
 /// How long [`Store::check_writable`] waits for the event lock.
@@ -174,6 +178,68 @@ impl PgStore {
     pub async fn close(self) -> Result<()> {
         self.pool.close().await;
         Ok(())
+    }
+
+    /// [`Store::set_states_and_start`], within `limits` when given, in one transaction.
+    async fn states_and_starts(
+        &self,
+        states: &[(i64, Vec<(String, TaskState)>)],
+        tasks: &[(i64, String)],
+        limits: Option<&Limits>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Start>> {
+        let mut tx = self.pool.begin().await?;
+        if limits.is_some() {
+            // The first lock of the transaction: the counts below cannot change until it ends.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+                .bind(LIMITS_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut events = Vec::with_capacity(states.iter().map(|(_, s)| s.len()).sum::<usize>() + tasks.len());
+        let names = names_of(&mut tx, &states.iter().map(|(r, _)| *r).collect::<Vec<_>>()).await?;
+        // Runs in ascending order (the lock order); events in the caller's order.
+        let mut order: Vec<usize> = (0..states.len()).collect();
+        order.sort_by_key(|k| states[*k].0);
+        let mut per_state: Vec<Vec<Pending>> = (0..states.len()).map(|_| Vec::new()).collect();
+        for k in order {
+            let (run, run_states) = &states[k];
+            set_states_in(&mut tx, &names[run], run_states, at, &mut per_state[k]).await?;
+        }
+        events.extend(per_state.into_iter().flatten());
+        let Some(limits) = limits else {
+            let starts = start_tries_in(&mut tx, tasks, at, self.owner(), &mut events).await?;
+            self.commit(tx, events).await?;
+            return Ok(starts);
+        };
+        let room = room_for(&mut tx, tasks, limits).await?;
+        let chosen: Vec<(i64, String)> = room.iter().map(|k| tasks[*k].clone()).collect();
+        let started = start_tries_in(&mut tx, &chosen, at, self.owner(), &mut events).await?;
+        let mut answers = vec![Start::NoRoom; tasks.len()];
+        let (mut runs, mut ids, mut numbers, mut pools) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (k, start) in room.iter().zip(started) {
+            answers[*k] = start;
+            if let (Start::Started(n), Some((pool, _))) = (start, &limits.tasks[*k].pool) {
+                runs.push(tasks[*k].0);
+                ids.push(tasks[*k].1.as_str());
+                numbers.push(i64::from(n));
+                pools.push(pool.as_str());
+            }
+        }
+        if !runs.is_empty() {
+            sqlx::query(
+                "UPDATE tries t SET pool = v.pool FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[]) \
+                 AS v (run, task_id, n, pool) WHERE t.run = v.run AND t.task_id = v.task_id AND t.try_number = v.n",
+            )
+            .bind(&runs)
+            .bind(&ids)
+            .bind(&numbers)
+            .bind(&pools)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.commit(tx, events).await?;
+        Ok(answers)
     }
 
     /// The scheduler this handle is, once claimed: the owner of the tries it starts.
@@ -611,6 +677,58 @@ async fn set_states_in(
     Ok(())
 }
 
+/// Which of `tasks` (indexes, in order) have room under `limits`, counted with every try
+/// running on the database; called under [`LIMITS_LOCK`].
+async fn room_for(tx: &mut PgConnection, tasks: &[(i64, String)], limits: &Limits) -> Result<Vec<usize>> {
+    let names = names_of(tx, &tasks.iter().map(|(r, _)| *r).collect::<Vec<_>>()).await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tries WHERE state = 'running'").fetch_one(&mut *tx).await?;
+    let dag_ids: Vec<&str> = names.values().map(|n| n.0.as_str()).collect();
+    let per_dag: HashMap<String, i64> = sqlx::query_as(
+        "SELECT r.dag_id, count(*) FROM tries t JOIN runs r ON r.id = t.run \
+         WHERE t.state = 'running' AND r.dag_id = ANY($1) GROUP BY r.dag_id",
+    )
+    .bind(&dag_ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let pool_names: Vec<&str> = limits.tasks.iter().filter_map(|t| t.pool.as_ref().map(|(p, _)| p.as_str())).collect();
+    let per_pool: HashMap<String, i64> = if pool_names.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as("SELECT pool, count(*) FROM tries WHERE state = 'running' AND pool = ANY($1) GROUP BY pool")
+            .bind(&pool_names)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let count = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    let mut total = count(total);
+    let mut per_dag: HashMap<String, usize> = per_dag.into_iter().map(|(d, n)| (d, count(n))).collect();
+    let mut per_pool: HashMap<String, usize> = per_pool.into_iter().map(|(p, n)| (p, count(n))).collect();
+    let mut room = Vec::new();
+    for (k, ((run, _), limit)) in tasks.iter().zip(&limits.tasks).enumerate() {
+        let dag = &names[run].0;
+        let in_dag = per_dag.get(dag).copied().unwrap_or(0);
+        let in_pool = limit.pool.as_ref().map(|(p, slots)| (p, per_pool.get(p).copied().unwrap_or(0), *slots));
+        if total >= limits.parallelism
+            || in_dag >= limit.max_active_tasks
+            || in_pool.is_some_and(|(_, used, slots)| used >= slots)
+        {
+            continue;
+        }
+        total += 1;
+        *per_dag.entry(dag.clone()).or_default() += 1;
+        if let Some((p, _, _)) = in_pool {
+            *per_pool.entry(p.clone()).or_default() += 1;
+        }
+        room.push(k);
+    }
+    Ok(room)
+}
+
 /// Whether a task in state `from` may be set to `to` by [`Store::set_task_states`]: what a
 /// scheduler decides (scheduled, skipped, upstream failed, removed) only from the state it was
 /// decided from; anything else (a mark) from any state.
@@ -652,7 +770,7 @@ async fn start_tries_in(
         Start::Started(try_number) => {
             Some(Pending::of_run(at, &names[run], Some(task_id), EventKind::TryStarted { try_number: *try_number }))
         }
-        Start::NotStartable(_) => None,
+        Start::NotStartable(_) | Start::NoRoom => None,
     }));
     Ok(starts)
 }
@@ -1370,21 +1488,17 @@ impl Store for PgStore {
         tasks: &[(i64, String)],
         at: DateTime<Utc>,
     ) -> Result<Vec<Start>> {
-        let mut tx = self.pool.begin().await?;
-        let mut events = Vec::with_capacity(states.iter().map(|(_, s)| s.len()).sum::<usize>() + tasks.len());
-        let names = names_of(&mut tx, &states.iter().map(|(r, _)| *r).collect::<Vec<_>>()).await?;
-        // Runs in ascending order (the lock order); events in the caller's order.
-        let mut order: Vec<usize> = (0..states.len()).collect();
-        order.sort_by_key(|k| states[*k].0);
-        let mut per_state: Vec<Vec<Pending>> = (0..states.len()).map(|_| Vec::new()).collect();
-        for k in order {
-            let (run, run_states) = &states[k];
-            set_states_in(&mut tx, &names[run], run_states, at, &mut per_state[k]).await?;
-        }
-        events.extend(per_state.into_iter().flatten());
-        let starts = start_tries_in(&mut tx, tasks, at, self.owner(), &mut events).await?;
-        self.commit(tx, events).await?;
-        Ok(starts)
+        self.states_and_starts(states, tasks, None, at).await
+    }
+
+    async fn set_states_and_start_within(
+        &self,
+        states: &[(i64, Vec<(String, TaskState)>)],
+        tasks: &[(i64, String)],
+        limits: &Limits,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Start>> {
+        self.states_and_starts(states, tasks, Some(limits), at).await
     }
 
     async fn record_external_id(

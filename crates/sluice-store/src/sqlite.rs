@@ -879,7 +879,7 @@ async fn start_tries_in(
         Start::Started(try_number) => {
             Some(Pending::of_run(at, &names[run], Some(task_id), EventKind::TryStarted { try_number: *try_number }))
         }
-        Start::NotStartable(_) => None,
+        Start::NotStartable(_) | Start::NoRoom => None,
     }));
     Ok(starts)
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_store::{
-    Claim, EventKind, EventQuery, Finish, NewRun, PgStore, RunFilter, RunKind, RunState, Start, Store, StoreError,
-    TaskState, TryOutcome,
+    Claim, EventKind, EventQuery, Finish, Limits, NewRun, PgStore, RunFilter, RunKind, RunState, Start, Store,
+    StoreError, TaskLimits, TaskState, TryOutcome,
 };
 
 /// A hang guard only: every wait below ends on the event it waits for.
@@ -234,6 +234,44 @@ async fn a_retry_scheduled_by_two_schedulers_at_once_creates_one_try() {
             .count();
         assert_eq!(scheduled, 2, "scheduled at the start and once for the retry");
     }
+}
+
+/// Pools, `max_active_tasks` and `parallelism` hold across schedulers: the tries one runs
+/// count against what another may start, and a start without room writes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_limits_count_every_schedulers_tries() {
+    let url = sluice_store::testing::new_schema().await;
+    let (a, _) = scheduler(&url).await;
+    let (b, _) = scheduler(&url).await;
+    let (r1, r2) = (scheduled_run(&a, 0).await, scheduled_run(&a, 1).await);
+    for run in [r1, r2] {
+        a.set_task_states(run, &[("b".into(), TaskState::Scheduled)], Utc::now()).await.unwrap();
+    }
+    let in_pool = |slots| TaskLimits { max_active_tasks: 100, pool: Some(("p".into(), slots)) };
+    let limits = |parallelism, tasks: Vec<TaskLimits>| Limits { parallelism, tasks };
+    // A pool of two slots: one taken by `a`, one left for `b`'s two tasks.
+    assert_eq!(start(&a, vec![(r1, "a")], limits(100, vec![in_pool(2)])).await, [Start::Started(1)]);
+    let got = start(&b, vec![(r1, "b"), (r2, "a")], limits(100, vec![in_pool(2), in_pool(2)])).await;
+    assert_eq!(got, [Start::Started(1), Start::NoRoom]);
+    let tis = b.task_instances(r2).await.unwrap();
+    assert_eq!(tis.iter().find(|t| t.task_id == "a").unwrap().state, TaskState::Scheduled, "no room: unchanged");
+    assert!(b.tries(r2, Some("a")).await.unwrap().is_empty());
+    // A slot freed by one scheduler is room for the other.
+    let success = TryOutcome::Success { outputs: Default::default() };
+    a.finish_try(r1, "a", 1, &success, Utc::now()).await.unwrap();
+    assert_eq!(start(&b, vec![(r2, "a")], limits(100, vec![in_pool(2)])).await, [Start::Started(1)]);
+    // Two tries of the DAG run now (one per scheduler): its max_active_tasks of 2 is full, and
+    // so is a parallelism of 2.
+    let dag_limit = |n| TaskLimits { max_active_tasks: n, pool: None };
+    assert_eq!(start(&a, vec![(r2, "b")], limits(100, vec![dag_limit(2)])).await, [Start::NoRoom]);
+    assert_eq!(start(&a, vec![(r2, "b")], limits(2, vec![dag_limit(100)])).await, [Start::NoRoom]);
+    assert_eq!(start(&a, vec![(r2, "b")], limits(3, vec![dag_limit(3)])).await, [Start::Started(1)]);
+}
+
+/// Starts `tasks` (run, task id) within `l`.
+async fn start(s: &PgStore, tasks: Vec<(i64, &str)>, l: Limits) -> Vec<Start> {
+    let tasks: Vec<(i64, String)> = tasks.into_iter().map(|(r, t)| (r, t.to_string())).collect();
+    s.set_states_and_start_within(&[], &tasks, &l, Utc::now()).await.unwrap()
 }
 
 /// What a scheduler does with a task whose retry is due: scheduled again and started, at once.
