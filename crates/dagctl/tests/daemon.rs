@@ -69,11 +69,16 @@ impl Env {
 
     /// `dagctl` with this test's DAG folder, database and logs.
     fn command(&self, dags: &Path) -> Command {
+        self.command_on(dags, &self.db)
+    }
+
+    /// `command`, reaching the database at `db` (the same database by another way).
+    fn command_on(&self, dags: &Path, db: &str) -> Command {
         let mut c = Command::new(DAGCTL);
         c.arg("--dags")
             .arg(dags)
             .arg("--db")
-            .arg(&self.db)
+            .arg(db)
             .arg("--logs")
             .arg(self.root().join("logs"))
             .current_dir(self.root())
@@ -119,11 +124,16 @@ impl Env {
 
     /// Starts `dagctl scheduler` and waits until it says it is running.
     fn daemon(&self, extra: &[&str]) -> Daemon {
+        self.daemon_on(&self.db, extra)
+    }
+
+    /// `daemon`, reaching the database at `db`.
+    fn daemon_on(&self, db: &str, extra: &[&str]) -> Daemon {
         let n = self.daemons.get() + 1;
         self.daemons.set(n);
         let log = self.root().join(format!("daemon-{n}.log"));
         let child = self
-            .command(&self.dags())
+            .command_on(&self.dags(), db)
             .arg("scheduler")
             .args(extra)
             .stdout(File::create(self.root().join(format!("daemon-{n}.out"))).unwrap())
@@ -1358,6 +1368,122 @@ fn a_pool_holds_across_two_schedulers() {
     for t in v["tasks"].as_array().unwrap() {
         assert_eq!(tries(t).len(), 1, "{t:#}");
     }
+}
+
+/// A TCP proxy on loopback in front of the database that, once armed, lets the next `COMMIT`
+/// through to the server and then cuts the network: every connection is closed before the
+/// server's answer comes back, and new ones are refused. The client cannot know whether that
+/// commit happened.
+struct CutProxy {
+    addr: std::net::SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CutProxy {
+    fn start(upstream: std::net::SocketAddr) -> CutProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let armed = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
+        let clients: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (a, c) = (armed.clone(), cut.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if c.load(Ordering::SeqCst) {
+                    drop(client); // the network is down
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
+                clients.lock().unwrap().push(client.try_clone().unwrap());
+                let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut from_server, mut to_client) = (server, client);
+                let (a, c, all, c2) = (a.clone(), c.clone(), clients.clone(), c.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from_client.read(&mut buf) {
+                        if n == 0 || c.load(Ordering::SeqCst) || to_server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        let commit = buf[..n].windows(6).any(|w| w == b"COMMIT");
+                        if commit && a.load(Ordering::SeqCst) {
+                            // The COMMIT is on its way to the server; no answer comes back.
+                            c.store(true, Ordering::SeqCst);
+                            for s in all.lock().unwrap().iter() {
+                                let _ = s.shutdown(std::net::Shutdown::Both);
+                            }
+                            break;
+                        }
+                    }
+                    // The server side stays open until it has dealt with what it got.
+                    let mut rest = [0u8; 4096];
+                    while matches!(to_server.read(&mut rest), Ok(n) if n > 0) {}
+                });
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from_server.read(&mut buf) {
+                        if n == 0 || c2.load(Ordering::SeqCst) || to_client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        CutProxy { addr, armed, cut }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn has_cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The network between a scheduler and the database is cut right after it sent the commit
+/// that records its try's success (a proxy drops the answer): the scheduler cannot know
+/// whether it committed, and stops. What it committed is read back, not redone: the task ran
+/// once, its one try is a success, and the other scheduler finishes the run.
+#[test]
+fn a_network_cut_during_a_commit_is_read_back_not_redone() {
+    if !on_shared_database() {
+        return;
+    }
+    let env = Env::new();
+    let url = env.db.clone();
+    let upstream = url.split('@').nth(1).and_then(|r| r.split('/').next()).expect("host:port in the URL");
+    let proxy = CutProxy::start(upstream.parse().expect("an address"));
+    let via_proxy = url.replacen(upstream, &proxy.addr.to_string(), 1);
+    let gate = env.file("gate");
+    let ran = env.file("ran.txt");
+    env.write_dag(
+        "cut.toml",
+        &format!("[tasks.a]\noperator = \"command\"\ncommand = \"echo ran >> '{ran}'; {}\"\n", wait_for(&gate)),
+    );
+    let mut cut_off = env.daemon_on(&via_proxy, &[]);
+    env.ok(&["trigger", "cut", "--date", "2026-01-01"]);
+    // Running, its pid recorded: the scheduler commits nothing more until the try ends.
+    env.wait_until("`a` to run", Duration::from_secs(30), || {
+        let v = env.tasks("cut", "2026-01-01");
+        (lines(&ran) == 1 && tries(task(&v, "a")).first()?["external_ids"]["pid"].is_i64()).then_some(())
+    });
+    let _other = env.daemon(&[]);
+    proxy.arm();
+    open_gate(&gate);
+    let status = cut_off.wait_exit(Duration::from_secs(60)).expect("the cut-off scheduler stops");
+    assert!(proxy.has_cut(), "the cut came at a commit");
+    assert!(!status.success(), "it stops with an error: {}", env.daemon_logs());
+    let v = env.wait_run_finished("cut", "2026-01-01", Duration::from_secs(60));
+    assert_eq!(v["run"]["state"], "success", "{v:#}\n{}", env.daemon_logs());
+    let t = tries(task(&v, "a"));
+    assert_eq!(t.len(), 1, "the committed try was read back, not redone: {v:#}");
+    assert_eq!(t[0]["state"], "success", "{v:#}");
+    assert_eq!(lines(&ran), 1, "the command ran once");
 }
 
 /// Every test of this file again with the daemons on PostgreSQL: a backend matrix, not a copy.
