@@ -1440,6 +1440,12 @@ impl CutProxy {
         self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Cuts the network now, as a dropped link does: nothing passes any more either way (the
+    /// connections stay open, silent), and new connections are refused.
+    fn cut_now(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn has_cut(&self) -> bool {
         self.cut.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -1484,6 +1490,56 @@ fn a_network_cut_during_a_commit_is_read_back_not_redone() {
     assert_eq!(t.len(), 1, "the committed try was read back, not redone: {v:#}");
     assert_eq!(t[0]["state"], "success", "{v:#}");
     assert_eq!(lines(&ran), 1, "the command ran once");
+}
+
+/// A scheduler cut off from the database (its network gone) stops its own work: it exits and
+/// its command's process group is killed, so when the other scheduler takes the try over (after
+/// the lease) and retries it, the command never runs twice at once.
+#[test]
+fn a_scheduler_cut_off_from_the_database_stops_its_work_before_it_is_taken_over() {
+    if !on_shared_database() {
+        return;
+    }
+    let env = Env::new();
+    let url = env.db.clone();
+    let upstream = url.split('@').nth(1).and_then(|r| r.split('/').next()).expect("host:port in the URL");
+    let proxy = CutProxy::start(upstream.parse().expect("an address"));
+    let via_proxy = url.replacen(upstream, &proxy.addr.to_string(), 1);
+    let gate = env.file("gate");
+    let ran = env.file("ran.txt");
+    env.write_dag(
+        "partition.toml",
+        &format!(
+            "[tasks.a]\noperator = \"command\"\nretries = 1\nretry_delay = \"0s\"\n\
+             command = \"echo ran >> '{ran}'; {}\"\n",
+            wait_for(&gate)
+        ),
+    );
+    let mut cut_off = env.daemon_on(&via_proxy, &[]);
+    env.ok(&["trigger", "partition", "--date", "2026-01-01"]);
+    let pid = env.wait_until("`a` to run", Duration::from_secs(30), || {
+        let v = env.tasks("partition", "2026-01-01");
+        let pid = tries(task(&v, "a")).first()?["external_ids"]["pid"].as_i64()?;
+        (lines(&ran) == 1).then_some(pid)
+    });
+    let pgid = i32::try_from(pid).unwrap();
+    let _other = env.daemon(&[]);
+    proxy.cut_now();
+    let status = cut_off.wait_exit(Duration::from_secs(60)).expect("the cut-off scheduler stops");
+    assert!(!status.success(), "it stops with an error: {}", env.daemon_logs());
+    assert!(env.daemon_logs().contains("lease could not be renewed"), "{}", env.daemon_logs());
+    env.wait_until("its command to be killed", Duration::from_secs(30), || alive(pgid).is_empty().then_some(()));
+    // Taken over after the lease: try 1 failed as interrupted, try 2 on the other scheduler.
+    let v = env.wait_until("the retry", Duration::from_secs(60), || {
+        let v = env.tasks("partition", "2026-01-01");
+        (tries(task(&v, "a")).len() == 2).then_some(v)
+    });
+    let first = &tries(task(&v, "a"))[0];
+    assert!(first["error"].as_str().unwrap_or_default().contains("interrupted"), "{v:#}");
+    open_gate(&gate);
+    let v = env.wait_run_finished("partition", "2026-01-01", Duration::from_secs(60));
+    assert_eq!(v["run"]["state"], "success", "{v:#}");
+    assert_eq!(lines(&ran), 2, "one run of the command per try");
 }
 
 /// Every test of this file again with the daemons on PostgreSQL: a backend matrix, not a copy.

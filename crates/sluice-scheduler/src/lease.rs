@@ -8,7 +8,9 @@
 //! send. Once `3 L / 4` have passed since that send without a newer success, or the database
 //! answers that the lease is gone, the keeper reports it lost and the engine cuts its tries
 //! off: it stops before the lease can run out, so two schedulers never run one try's work at
-//! once. The local clock's time of day decides nothing.
+//! once. Should the engine not have stopped an eighth of the lease later (stuck on a database
+//! that does not answer), the keeper kills the tries' process groups and ends the process.
+//! The local clock's time of day decides nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use std::time::Duration;
 use sluice_store::{Claim, Store};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{error, warn};
 
 /// Starts renewing `claim`'s lease in the background; the receiver says why once it is lost
 /// (for [`crate::engine::Engine::fenced_by`]). `None` for an exclusive claim, which has no
@@ -60,8 +62,14 @@ pub fn keep(store: Arc<dyn Store>, claim: Claim) -> Option<watch::Receiver<Optio
                 })
             });
             if let Some(why) = why {
-                let _ = tx.send(Some(why));
-                return;
+                let _ = tx.send(Some(why.clone()));
+                // The engine stops at once when its loop is free; should it be stuck (a call
+                // to a database that no longer answers), the process stops its work itself,
+                // still before the lease can run out.
+                tokio::time::sleep(lease / 8).await;
+                let killed = crate::operators::kill_own_tries();
+                error!(killed, "{why}: the engine did not stop in time; the process exits");
+                std::process::exit(1);
             }
         }
     });

@@ -65,6 +65,31 @@ pub fn kill_orphan(run: i64, task: &str, try_number: u32) -> usize {
     killed
 }
 
+/// Kills (SIGKILL) the process group of every try this process started that still runs: its
+/// children carrying a try marker, each the leader of its try's group. For a scheduler that
+/// must stop its work now, whatever its engine is doing. Returns how many groups it killed.
+pub fn kill_own_tries() -> usize {
+    let me = std::process::id().to_string();
+    let marked = format!("{TRY_MARKER_ENV}=");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid ...`: the command may hold spaces and parentheses.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if ppid != Some(me.as_str()) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|kv| kv.starts_with(marked.as_bytes())) {
+            signal_group(pid, libc::SIGKILL);
+            killed += 1;
+        }
+    }
+    killed
+}
+
 fn signal_group(pgid: i32, sig: i32) {
     // SAFETY: killpg only sends a signal; a stale pgid yields ESRCH, which we ignore.
     unsafe {

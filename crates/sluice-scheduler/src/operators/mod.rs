@@ -8,7 +8,7 @@ mod command;
 mod time;
 mod wait;
 
-pub use command::{kill_orphan, CommandOperator, TRY_MARKER_ENV};
+pub use command::{kill_orphan, kill_own_tries, CommandOperator, TRY_MARKER_ENV};
 pub use time::TimeSensor;
 pub use wait::WaitOperator;
 
