@@ -615,14 +615,15 @@ async fn assert_one_cluster_one_step(w: &World, run: &Value) {
     assert_eq!(task(run, "job")["tries"].as_array().unwrap().len(), 1, "{run}");
 }
 
-/// A scheduler frozen (SIGSTOP) past its lease while it polls an EMR step: the other takes the
+/// A scheduler frozen (SIGSTOP) past its lease (the default, so that the healthy one never
+/// risks its own on a loaded machine) while it polls an EMR step: the other takes the
 /// try over and adopts the step; woken (SIGCONT), the frozen one finds its lease gone, writes
 /// nothing more and stops. The emulator shows one cluster and one step.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_scheduler_taken_over_mid_step_does_nothing_more() {
     let moto = Moto::start();
     moto.freeze_clock();
-    let w = World::on_postgres(moto, "4s").await;
+    let w = World::on_postgres(moto, "10s").await;
     let (mut frozen, mut other, run_id) = a_step_running_under_one_of_two_schedulers(&w).await;
     signal(&frozen, "-STOP");
     wait_event(&w, "crash", "try_resumed");

@@ -1436,6 +1436,14 @@ impl CutProxy {
         CutProxy { addr, armed, cut }
     }
 
+    /// A proxy in front of the database at `url`, and the URL that goes through it.
+    fn in_front_of(url: &str) -> (CutProxy, String) {
+        let upstream = url.split('@').nth(1).and_then(|r| r.split('/').next()).expect("host:port in the URL");
+        let proxy = CutProxy::start(upstream.parse().expect("an address"));
+        let via_proxy = url.replacen(upstream, &proxy.addr.to_string(), 1);
+        (proxy, via_proxy)
+    }
+
     fn arm(&self) {
         self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -1461,10 +1469,7 @@ fn a_network_cut_during_a_commit_is_read_back_not_redone() {
         return;
     }
     let env = Env::new();
-    let url = env.db.clone();
-    let upstream = url.split('@').nth(1).and_then(|r| r.split('/').next()).expect("host:port in the URL");
-    let proxy = CutProxy::start(upstream.parse().expect("an address"));
-    let via_proxy = url.replacen(upstream, &proxy.addr.to_string(), 1);
+    let (proxy, via_proxy) = CutProxy::in_front_of(&env.db);
     let gate = env.file("gate");
     let ran = env.file("ran.txt");
     env.write_dag(
@@ -1501,10 +1506,7 @@ fn a_scheduler_cut_off_from_the_database_stops_its_work_before_it_is_taken_over(
         return;
     }
     let env = Env::new();
-    let url = env.db.clone();
-    let upstream = url.split('@').nth(1).and_then(|r| r.split('/').next()).expect("host:port in the URL");
-    let proxy = CutProxy::start(upstream.parse().expect("an address"));
-    let via_proxy = url.replacen(upstream, &proxy.addr.to_string(), 1);
+    let (proxy, via_proxy) = CutProxy::in_front_of(&env.db);
     let gate = env.file("gate");
     let ran = env.file("ran.txt");
     env.write_dag(

@@ -466,10 +466,8 @@ impl Engine {
             // A run this engine has not seen yet (another scheduler created it).
             self.load_active_runs().await?;
         }
+        // Never a test run's: those are their `dagctl test` process's own.
         for (run, t) in orphans {
-            if run.kind == RunKind::Test && self.is_daemon() {
-                continue;
-            }
             let Some(ar) = self.runs.get(&run.id) else {
                 warn!(dag = %run.dag_id, run = %run.run_id, task = %t.task_id, "interrupted try of a DAG that is not loaded; left as it is");
                 continue;

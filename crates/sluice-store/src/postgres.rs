@@ -249,8 +249,7 @@ impl PgStore {
 
     /// The fencing token this handle holds for a try it runs.
     fn token(&self, run: i64, task_id: &str, try_number: u32) -> i64 {
-        let tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        tokens.get(&(run, task_id.to_string(), try_number)).copied().unwrap_or(1)
+        token_of(&self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner), run, task_id, try_number)
     }
 
     /// Takes the event lock, inserts `events`, sends the change notice and commits, then
@@ -277,6 +276,11 @@ impl PgStore {
         backend::publish(&self.events, events, ids.clone());
         Ok(ids)
     }
+}
+
+/// The token in `held` (the tries a handle took over) of a try; 1 for a try the handle started.
+fn token_of(held: &HashMap<(i64, String, u32), i64>, run: i64, task_id: &str, try_number: u32) -> i64 {
+    held.get(&(run, task_id.to_string(), try_number)).copied().unwrap_or(1)
 }
 
 /// A random number for a handle's name (no cryptographic use).
@@ -1544,7 +1548,14 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let names = names_of(&mut tx, &tries.iter().map(|t| t.run).collect::<Vec<_>>()).await?;
         let mut done: Vec<Option<Finish>> = vec![None; tries.len()];
-        let tokens: Vec<i64> = tries.iter().map(|t| self.token(t.run, &t.task_id, t.try_number)).collect();
+        let tokens: Vec<i64> = {
+            let held = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match held.is_empty() {
+                // The common case: every try of the batch was started by this handle.
+                true => vec![1; tries.len()],
+                false => tries.iter().map(|t| token_of(&held, t.run, &t.task_id, t.try_number)).collect(),
+            }
+        };
         let fence = Fence { owner: self.owner(), tokens: &tokens };
         // Per run in ascending order (the lock order), then events in the caller's order.
         let mut per_try: Vec<Vec<Pending>> = (0..tries.len()).map(|_| Vec::new()).collect();
@@ -1851,46 +1862,29 @@ impl Store for PgStore {
     }
 
     async fn take_over_tries(&self) -> Result<Vec<(Run, Try)>> {
-        let mut tx = self.pool.begin().await?;
-        // Tries another scheduler is taking over right now are skipped, not waited for; the
-        // token moves on with the owner.
-        let taken: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-            "UPDATE tries t SET owner = $1, token = t.token + 1 FROM ( \
+        // One statement (a scheduler asks every second): tries another scheduler is taking
+        // over right now are skipped, not waited for; the token moves on with the owner.
+        let sql = format!(
+            "WITH x AS ( \
                SELECT o.run, o.task_id, o.try_number FROM tries o JOIN runs r ON r.id = o.run \
                WHERE o.state = 'running' AND r.kind <> 'test' AND ($1::bigint IS NULL OR o.owner IS DISTINCT FROM $1) \
                AND (o.owner IS NULL OR NOT EXISTS (SELECT 1 FROM schedulers s WHERE s.id = o.owner \
                     AND s.lease_until > now() AND s.stopped_at IS NULL)) \
-               ORDER BY o.run, o.task_id, o.try_number FOR UPDATE OF o SKIP LOCKED) x \
-             WHERE t.run = x.run AND t.task_id = x.task_id AND t.try_number = x.try_number \
-             RETURNING t.run, t.task_id, t.try_number, t.token",
-        )
-        .bind(self.owner())
-        .fetch_all(&mut *tx)
-        .await?;
-        if taken.is_empty() {
-            tx.rollback().await?;
-            return Ok(Vec::new());
-        }
-        let keys: (Vec<i64>, Vec<String>, Vec<i64>) = (
-            taken.iter().map(|t| t.0).collect(),
-            taken.iter().map(|t| t.1.clone()).collect(),
-            taken.iter().map(|t| t.2).collect(),
+               ORDER BY o.run, o.task_id, o.try_number FOR UPDATE OF o SKIP LOCKED), \
+             t AS (UPDATE tries u SET owner = $1, token = u.token + 1 FROM x \
+               WHERE u.run = x.run AND u.task_id = x.task_id AND u.try_number = x.try_number RETURNING u.*) \
+             SELECT {RUN_COLS}, {TRY_COLS}, t.token FROM t JOIN runs r ON r.id = t.run ORDER BY t.started_at, t.seq"
         );
-        let sql = format!(
-            "SELECT {RUN_COLS}, {TRY_COLS} FROM tries t JOIN runs r ON r.id = t.run \
-             JOIN unnest($1::bigint[], $2::text[], $3::bigint[]) AS k (run, task_id, n) \
-             ON t.run = k.run AND t.task_id = k.task_id AND t.try_number = k.n ORDER BY t.started_at, t.seq"
-        );
-        let rows = sqlx::query(&sql).bind(&keys.0).bind(&keys.1).bind(&keys.2).fetch_all(&mut *tx).await?;
-        let found: Vec<(Run, Try)> =
-            rows.iter().map(|row| Ok((run_at(row, 0)?, try_at(row, RUN_NCOLS)?))).collect::<Result<_>>()?;
-        notify(&mut tx, &self.me).await?;
-        tx.commit().await?;
+        let rows = sqlx::query(&sql).bind(self.owner()).fetch_all(&self.pool).await?;
+        let mut taken = Vec::with_capacity(rows.len());
         let mut held = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (run, task_id, n, token) in taken {
-            held.insert((run, task_id, try_number(n)?), token);
+        for row in &rows {
+            let (run, t) = (run_at(row, 0)?, try_at(row, RUN_NCOLS)?);
+            let token: i64 = row.try_get(RUN_NCOLS + 8)?;
+            held.insert((run.id, t.task_id.clone(), t.try_number), token);
+            taken.push((run, t));
         }
-        Ok(found)
+        Ok(taken)
     }
 
     async fn start_run(&self, run: i64, max_active: usize, at: DateTime<Utc>) -> Result<bool> {

@@ -48,21 +48,16 @@ pub fn marker(run: i64, task: &str, try_number: u32) -> String {
 /// recorded before the scheduler died, and never touches a process that merely reuses a pid.
 /// Returns how many processes it killed.
 pub fn kill_orphan(run: i64, task: &str, try_number: u32) -> usize {
-    let wanted = format!("{TRY_MARKER_ENV}={}", marker(run, task, try_number));
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    let mut killed = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if environ.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()) {
+    let wanted = marker(run, task, try_number);
+    marked_processes(
+        |_, m| m == wanted.as_bytes(),
+        |pid| {
             // SAFETY: sending a signal; a process that already exited yields ESRCH.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
-            killed += 1;
-        }
-    }
-    killed
+        },
+    )
 }
 
 /// Kills (SIGKILL) the process group of every try this process started that still runs: its
@@ -70,24 +65,33 @@ pub fn kill_orphan(run: i64, task: &str, try_number: u32) -> usize {
 /// must stop its work now, whatever its engine is doing. Returns how many groups it killed.
 pub fn kill_own_tries() -> usize {
     let me = std::process::id().to_string();
-    let marked = format!("{TRY_MARKER_ENV}=");
+    marked_processes(
+        |dir, _| {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid ...`: the command may hold spaces and parentheses.
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)) == Some(me.as_str())
+        },
+        |pid| signal_group(pid, libc::SIGKILL),
+    )
+}
+
+/// Calls `act` on every process of this host whose environment carries a try marker for
+/// which `pick` (given the process's `/proc` folder and the marker's value) says yes; how
+/// many it acted on.
+fn marked_processes(pick: impl Fn(&Path, &[u8]) -> bool, act: impl Fn(i32)) -> usize {
+    let prefix = format!("{TRY_MARKER_ENV}=");
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    let mut killed = 0;
+    let mut acted = 0;
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // `pid (comm) state ppid ...`: the command may hold spaces and parentheses.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        if ppid != Some(me.as_str()) {
-            continue;
-        }
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if environ.split(|b| *b == 0).any(|kv| kv.starts_with(marked.as_bytes())) {
-            signal_group(pid, libc::SIGKILL);
-            killed += 1;
+        let found = environ.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(prefix.as_bytes()));
+        if found.is_some_and(|m| pick(&entry.path(), m)) {
+            act(pid);
+            acted += 1;
         }
     }
-    killed
+    acted
 }
 
 fn signal_group(pgid: i32, sig: i32) {
