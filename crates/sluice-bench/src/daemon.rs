@@ -43,9 +43,20 @@ pub(crate) struct Paths<'a> {
 
 impl Daemon {
     pub(crate) fn start(kind: &DaemonKind, paths: &Paths<'_>, parallelism: usize) -> Result<Daemon, BenchError> {
+        Daemon::start_logged(kind, paths, parallelism, "daemon.log")
+    }
+
+    /// [`Daemon::start`], a process daemon logging to `log_name` in the scenario's folder (one
+    /// file per daemon where several share the database).
+    pub(crate) fn start_logged(
+        kind: &DaemonKind,
+        paths: &Paths<'_>,
+        parallelism: usize,
+        log_name: &str,
+    ) -> Result<Daemon, BenchError> {
         match kind {
             DaemonKind::Binary(exe) => {
-                let log = paths.root.join("daemon.log");
+                let log = paths.root.join(log_name);
                 let stderr = std::fs::File::create(&log)?;
                 let mut command = Command::new(exe);
                 command

@@ -19,6 +19,7 @@
 //! | `reload_huge` | that file dropped into a running daemon's folder while a chain of 100 short `sleep` tasks runs: the chain's task latency while the daemon reloads |
 //! | `api` | the HTTP API with 10,000 runs stored, loaded from a second process: latency and throughput per endpoint, and the scheduler's task latency meanwhile (not in the default set: `--scenario api`) |
 //! | `alerts` | failing runs alerting a webhook that never answers, beside a chain triggered through the API: the chain's task latency with and without the alerts (not in the default set: `--scenario alerts`) |
+//! | `postgres` | `wide_200` and `noop_10k` on one PostgreSQL database shared by 1, 2 and 4 scheduler processes: trigger to success, tasks per second, task latency, and how the tries were shared (not in the default set: `--scenario postgres`) |
 //! | `ui` | the web UI with 10,000 runs of a 20-task DAG and 200 DAGs stored: each view's API requests (p99 server time per view), and the DAG page's 365-run grid drawn in headless Chromium through chromedriver (not in the default set: `--scenario ui`) |
 //!
 //! [`run`] returns a [`Report`], printed as a table ([`Report::table`]) or JSON.
@@ -72,11 +73,12 @@ pub enum Scenario {
     Api,
     Alerts,
     Ui,
+    Postgres,
 }
 
 impl Scenario {
     /// Every scenario, in the table's order.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Chain,
         Scenario::Wide,
         Scenario::Fan,
@@ -89,13 +91,18 @@ impl Scenario {
         Scenario::Api,
         Scenario::Alerts,
         Scenario::Ui,
+        Scenario::Postgres,
     ];
 
     /// What runs when no scenario is chosen: all but `api`, which takes some minutes and
     /// measures the API rather than the scheduler, `alerts`, which measures what a broken
-    /// alert channel costs, and `ui`, which measures the web UI (and wants Chromium).
+    /// alert channel costs, `ui`, which measures the web UI (and wants Chromium), and
+    /// `postgres`, which wants a PostgreSQL server.
     pub fn default_set() -> Vec<Scenario> {
-        Scenario::ALL.into_iter().filter(|s| !matches!(s, Scenario::Api | Scenario::Alerts | Scenario::Ui)).collect()
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| !matches!(s, Scenario::Api | Scenario::Alerts | Scenario::Ui | Scenario::Postgres))
+            .collect()
     }
 
     pub fn name(self) -> &'static str {
@@ -112,6 +119,7 @@ impl Scenario {
             Scenario::Api => "api",
             Scenario::Alerts => "alerts",
             Scenario::Ui => "ui",
+            Scenario::Postgres => "postgres",
         }
     }
 
@@ -211,7 +219,14 @@ pub struct Options {
     pub timeout: Duration,
     /// Compare with the targets (meaningful at full size only).
     pub targets: bool,
+    /// `postgres`: the server (a `postgres://` URL); each run gets a schema of its own there.
+    pub postgres: String,
+    /// `postgres`: how many schedulers share the database, one measurement each.
+    pub schedulers: Vec<usize>,
 }
+
+/// The PostgreSQL server of this machine's tests and benchmark.
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 impl Options {
     /// The full benchmark against a `dagctl` binary.
@@ -226,6 +241,8 @@ impl Options {
             load_seconds: Duration::from_secs(10),
             timeout: Duration::from_secs(300),
             targets: true,
+            postgres: DEFAULT_POSTGRES.into(),
+            schedulers: vec![1, 2, 4],
         }
     }
 
@@ -241,6 +258,8 @@ impl Options {
             load_seconds: Duration::from_secs(1),
             timeout: Duration::from_secs(120),
             targets: false,
+            postgres: DEFAULT_POSTGRES.into(),
+            schedulers: vec![1, 2],
         }
     }
 }

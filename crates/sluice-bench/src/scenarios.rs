@@ -15,6 +15,7 @@ use crate::{BenchError, DaemonKind, Options, Scenario};
 
 mod alerts;
 mod api;
+mod postgres;
 mod ui;
 
 /// The daemon's memory target, 50 MB (decimal), in the MiB the memory figures are reported in.
@@ -76,6 +77,7 @@ async fn run_scenarios(o: &Options, keep: &mut Vec<tempfile::TempDir>) -> Result
             Scenario::Api => report.results.push(api::api(o, keep).await?),
             Scenario::Alerts => report.results.push(alerts::alerts(o, keep).await?),
             Scenario::Ui => report.results.push(ui::ui(o, keep).await?),
+            Scenario::Postgres => report.results.extend(postgres::postgres(o, keep).await?),
         }
     }
     Ok(report)
@@ -235,7 +237,7 @@ async fn run_dag_once(o: &Options, spec: &DagSpec, keep: &mut Vec<tempfile::Temp
 
 /// Checks that the run and every task succeeded, each with exactly one try; returns the
 /// run's wall time (s) and the tasks' latencies (ms).
-async fn check_run(store: &SqliteStore, spec: &DagSpec, run: &Run) -> Result<(f64, Vec<f64>), BenchError> {
+async fn check_run(store: &dyn Store, spec: &DagSpec, run: &Run) -> Result<(f64, Vec<f64>), BenchError> {
     let fail = |m: String| Err(BenchError::Check(format!("{}: {m}", spec.id)));
     if run.state != RunState::Success {
         return fail(format!("the run ended {}", run.state));

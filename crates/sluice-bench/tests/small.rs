@@ -99,3 +99,23 @@ async fn reload_huge() {
     assert_eq!(r.results[0].tasks, 50);
     assert!(metric(&r, "reload_huge", "chain latency max") >= metric(&r, "reload_huge", "chain latency p50"));
 }
+
+/// `postgres` on the test server (`SLUICE_TEST_POSTGRES`, default the local one): each DAG
+/// with 1 and 2 schedulers sharing a schema, every run checked as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_with_one_and_two_schedulers() {
+    let mut options = Options { scenarios: vec![Scenario::Postgres], ..Options::small() };
+    if let Ok(server) = std::env::var("SLUICE_TEST_POSTGRES") {
+        options.postgres = server;
+    }
+    let r = sluice_bench::run(&options).await.unwrap_or_else(|e| panic!("postgres: {e}"));
+    let names: Vec<&str> = r.results.iter().map(|x| x.scenario.as_str()).collect();
+    assert_eq!(names, ["postgres wide_200 ×1", "postgres wide_200 ×2", "postgres noop_10k ×1", "postgres noop_10k ×2"]);
+    for (name, k) in [("postgres wide_200 ×1", 1.0), ("postgres wide_200 ×2", 2.0), ("postgres noop_10k ×2", 2.0)] {
+        let working = metric(&r, name, "schedulers that ran tries");
+        assert!((1.0..=k).contains(&working), "{name}: {working} schedulers ran tries");
+        assert!(metric(&r, name, "trigger to success") > 0.0);
+    }
+    assert_eq!(metric(&r, "postgres wide_200 ×1", "busiest scheduler's share of the tries"), 100.0);
+    assert!(metric(&r, "postgres noop_10k ×1", "tasks per second") > 0.0);
+}

@@ -58,6 +58,25 @@ pub async fn run_with(
 ) -> Result<(), SchedulerError> {
     limit_malloc_arenas();
     let checks = LoadChecks { channels: Some(config.declared_channels()) };
+    // Watched before it is first read: a file that lands while the daemon starts is reloaded
+    // (the reloads wait in the channel until the engine runs), never missed.
+    let (tx, rx) = mpsc::channel(4);
+    let (dir, reload_checks) = (config.dags.clone(), checks.clone());
+    let _watcher = watch_folder(config.dags.clone(), move || {
+        let (dir, tx, checks) = (dir.clone(), tx.clone(), reload_checks.clone());
+        async move {
+            match load(dir, checks).await {
+                Ok((folder, (dags, failed_files))) => {
+                    info!(dags, failed_files, "DAG folder changed; reloaded");
+                    tx.send(Reload::Folder(folder)).await.is_ok()
+                }
+                Err(e) => {
+                    warn!(error = %e, "DAG folder reload failed");
+                    true
+                }
+            }
+        }
+    })?;
     let (folder, counts) = load(config.dags.clone(), checks.clone()).await?;
     info!(dags = counts.0, failed_files = counts.1, folder = %config.dags.display(), "DAG folder loaded");
     // First in the event stream, so that what this daemon finds and does follows it.
@@ -80,23 +99,6 @@ pub async fn run_with(
     engine.set_dags(folder).await?;
     engine.load_active_runs().await?;
     engine.recover().await?;
-    let (tx, rx) = mpsc::channel(4);
-    let dir = config.dags.clone();
-    let _watcher = watch_folder(config.dags.clone(), move || {
-        let (dir, tx, checks) = (dir.clone(), tx.clone(), checks.clone());
-        async move {
-            match load(dir, checks).await {
-                Ok((folder, (dags, failed_files))) => {
-                    info!(dags, failed_files, "DAG folder changed; reloaded");
-                    tx.send(Reload::Folder(folder)).await.is_ok()
-                }
-                Err(e) => {
-                    warn!(error = %e, "DAG folder reload failed");
-                    true
-                }
-            }
-        }
-    })?;
     let alerting = notifier.map(|notifier| {
         let alerting = Alerting {
             defaults: config.alerts.clone(),
@@ -171,12 +173,16 @@ pub async fn watch_catalog(
     dir: PathBuf,
     checks: LoadChecks,
 ) -> Result<(watch::Receiver<Arc<Catalog>>, notify::RecommendedWatcher), SchedulerError> {
-    let first = load_catalog(dir.clone(), checks.clone()).await?;
-    let (tx, rx) = watch::channel(Arc::new(first));
-    let folder = dir.clone();
-    let watcher = watch_folder(dir, move || {
-        let (dir, tx, checks) = (folder.clone(), tx.clone(), checks.clone());
+    let (tx, rx) = watch::channel(Arc::new(Catalog::default()));
+    let tx = Arc::new(tx);
+    // Watched before it is first read, so that no change is missed; each load and its send are
+    // one step under this lock, so the catalog last sent is the folder as last read.
+    let step = Arc::new(tokio::sync::Mutex::new(()));
+    let (folder, reload_checks, reload_tx, reload_step) = (dir.clone(), checks.clone(), tx.clone(), step.clone());
+    let watcher = watch_folder(dir.clone(), move || {
+        let (dir, tx, checks, step) = (folder.clone(), reload_tx.clone(), reload_checks.clone(), reload_step.clone());
         async move {
+            let _step = step.lock().await;
             match load_catalog(dir, checks).await {
                 Ok(catalog) => {
                     tx.send_replace(Arc::new(catalog));
@@ -189,6 +195,10 @@ pub async fn watch_catalog(
             }
         }
     })?;
+    {
+        let _step = step.lock().await;
+        tx.send_replace(Arc::new(load_catalog(dir, checks).await?));
+    }
     Ok((rx, watcher))
 }
 

@@ -168,6 +168,61 @@ impl PgStore {
         })
     }
 
+    /// Creates the schema `name` on the database at `server` (a `postgres://` URL); returns the
+    /// URL of a store in it, for [`PgStore::open`]. `name` must be a plain identifier
+    /// (lowercase ASCII letters, digits, `_`, not starting with a digit).
+    pub async fn create_schema(server: &str, name: &str) -> Result<String> {
+        let name = plain_identifier(name)?;
+        let mut conn = PgConnection::connect(server).await?;
+        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await?;
+        conn.close().await?;
+        let joiner = if server.contains('?') { '&' } else { '?' };
+        Ok(format!("{server}{joiner}options[search_path]={name}"))
+    }
+
+    /// Drops the schema `name` (see [`PgStore::create_schema`]) with everything in it; a
+    /// schema that is not there is no error.
+    pub async fn drop_schema(server: &str, name: &str) -> Result<()> {
+        let name = plain_identifier(name)?;
+        let mut conn = PgConnection::connect(server).await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// Drops the schemas named `<prefix><pid>_...` whose process `pid` is gone from this host:
+    /// what a killed test or benchmark run left behind.
+    pub async fn drop_orphan_schemas(server: &str, prefix: &str) -> Result<()> {
+        let mut conn = PgConnection::connect(server).await?;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT schema_name::text FROM information_schema.schemata WHERE starts_with(schema_name, $1)",
+        )
+        .bind(prefix)
+        .fetch_all(&mut conn)
+        .await?;
+        for name in names {
+            let pid =
+                name.strip_prefix(prefix).and_then(|rest| rest.split('_').next()).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !crate::lock::pid_alive(pid)) && plain_identifier(&name).is_ok() {
+                // Another process may be dropping it at the same moment.
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await;
+            }
+        }
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// How many tries each scheduler that ever claimed this database started, most first (a
+    /// try taken over counts for its new owner): how the work was shared.
+    pub async fn tries_per_scheduler(&self) -> Result<Vec<u64>> {
+        let counts: Vec<i64> = sqlx::query_scalar(
+            "SELECT count(t.owner) FROM schedulers s LEFT JOIN tries t ON t.owner = s.id GROUP BY s.id ORDER BY 1 DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(counts.into_iter().map(|c| u64::try_from(c).unwrap_or(0)).collect())
+    }
+
     /// The pool (for copying another database in).
     #[cfg(feature = "sqlite")]
     pub(crate) fn pool(&self) -> &PgPool {
@@ -281,6 +336,18 @@ impl PgStore {
 /// The token in `held` (the tries a handle took over) of a try; 1 for a try the handle started.
 fn token_of(held: &HashMap<(i64, String, u32), i64>, run: i64, task_id: &str, try_number: u32) -> i64 {
     held.get(&(run, task_id.to_string(), try_number)).copied().unwrap_or(1)
+}
+
+/// `name` if it is safe to splice into SQL as an identifier as it is.
+fn plain_identifier(name: &str) -> Result<&str> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63;
+    if ok {
+        Ok(name)
+    } else {
+        Err(StoreError::Conflict(format!("`{name}` is not a plain schema name (lowercase letters, digits, _)")))
+    }
 }
 
 /// A random number for a handle's name (no cryptographic use).

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use crate::{Result, Store};
+use crate::Store;
 
 /// The environment variable that picks the backend.
 pub const BACKEND_VAR: &str = "SLUICE_TEST_DB";
@@ -56,41 +56,18 @@ pub async fn store_in(dir: &Path) -> Arc<dyn Store> {
 /// A new schema on the test server; its URL.
 #[cfg(feature = "postgres")]
 pub async fn new_schema() -> String {
-    use sqlx::Connection;
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let server = std::env::var(SERVER_VAR).unwrap_or_else(|_| DEFAULT_SERVER.to_string());
     let schema = format!("{PREFIX}{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    let mut conn = sqlx::PgConnection::connect(&server)
+    crate::PgStore::drop_orphan_schemas(&server, PREFIX)
         .await
         .unwrap_or_else(|e| panic!("the test PostgreSQL server ({SERVER_VAR}, default {DEFAULT_SERVER}): {e}"));
-    drop_orphans(&mut conn).await.expect("old test schemas are dropped");
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.expect("the test schema is created");
-    let _ = conn.close().await;
-    format!("{server}?options[search_path]={schema}")
+    crate::PgStore::create_schema(&server, &schema).await.expect("the test schema is created")
 }
 
 #[cfg(not(feature = "postgres"))]
 pub async fn new_schema() -> String {
     panic!("{BACKEND_VAR}=postgres, but this build has no PostgreSQL backend (feature `postgres`)")
-}
-
-/// Drops the test schemas whose process is gone.
-#[cfg(feature = "postgres")]
-async fn drop_orphans(conn: &mut sqlx::PgConnection) -> Result<()> {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT schema_name::text FROM information_schema.schemata WHERE schema_name LIKE $1")
-            .bind(format!("{PREFIX}%"))
-            .fetch_all(&mut *conn)
-            .await?;
-    for name in names {
-        let pid = name.strip_prefix(PREFIX).and_then(|rest| rest.split('_').next()).and_then(|p| p.parse::<u32>().ok());
-        let gone = pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
-        if gone {
-            // Another test process may be dropping it at the same moment.
-            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut *conn).await;
-        }
-    }
-    Ok(())
 }
 
 /// Runs this test binary's tests again on PostgreSQL, but `this_test` (the caller), and

@@ -11,7 +11,8 @@ use crate::exit;
 #[derive(clap::Args)]
 pub struct Args {
     /// A scenario to run (repeatable): chain_50, wide_200, fan_200, noop_10k, many_dags,
-    /// latency, idle, huge_dag, reload_huge, api, alerts, ui [default: all but api, alerts and ui].
+    /// latency, idle, huge_dag, reload_huge, api, alerts, ui, postgres [default: all but api,
+    /// alerts, ui and postgres].
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Print the report as JSON.
@@ -30,6 +31,13 @@ pub struct Args {
     /// works, not how fast anything is.
     #[arg(long)]
     small: bool,
+    /// `postgres`: the PostgreSQL server; each measurement makes (and drops) a schema of its
+    /// own there.
+    #[arg(long, value_name = "URL", default_value = sluice_bench::DEFAULT_POSTGRES, env = "SLUICE_BENCH_POSTGRES")]
+    postgres: String,
+    /// `postgres`: how many schedulers share the database, one measurement per count.
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_values_t = [1, 2, 4])]
+    schedulers: Vec<usize>,
 }
 
 /// Arguments of the hidden `bench-load` command.
@@ -53,6 +61,9 @@ pub async fn run(_ctx: &Ctx, args: Args) -> Result<u8> {
     options.repeat = args.repeat.max(1);
     anyhow::ensure!(args.parallelism > 0, "--parallelism must be at least 1");
     options.parallelism = args.parallelism;
+    anyhow::ensure!(args.schedulers.iter().all(|k| (1..=64).contains(k)), "--schedulers: each count must be 1 to 64");
+    options.postgres = args.postgres;
+    options.schedulers = args.schedulers;
     if args.small {
         let small = sluice_bench::Options::small();
         options.sizes = small.sizes;
