@@ -185,7 +185,7 @@ impl PgStore {
     pub async fn drop_schema(server: &str, name: &str) -> Result<()> {
         let name = plain_identifier(name)?;
         let mut conn = PgConnection::connect(server).await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await?;
+        drop_schema_in(&mut conn, name).await?;
         conn.close().await?;
         Ok(())
     }
@@ -205,7 +205,7 @@ impl PgStore {
                 name.strip_prefix(prefix).and_then(|rest| rest.split('_').next()).and_then(|p| p.parse::<u32>().ok());
             if pid.is_some_and(|pid| !crate::lock::pid_alive(pid)) && plain_identifier(&name).is_ok() {
                 // Another process may be dropping it at the same moment.
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await;
+                let _ = drop_schema_in(&mut conn, &name).await;
             }
         }
         conn.close().await?;
@@ -336,6 +336,12 @@ impl PgStore {
 /// The token in `held` (the tries a handle took over) of a try; 1 for a try the handle started.
 fn token_of(held: &HashMap<(i64, String, u32), i64>, run: i64, task_id: &str, try_number: u32) -> i64 {
     held.get(&(run, task_id.to_string(), try_number)).copied().unwrap_or(1)
+}
+
+/// Drops the schema `name` (a [`plain_identifier`]) and everything in it, if it is there.
+async fn drop_schema_in(conn: &mut PgConnection, name: &str) -> Result<()> {
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(conn).await?;
+    Ok(())
 }
 
 /// `name` if it is safe to splice into SQL as an identifier as it is.
@@ -2200,5 +2206,21 @@ impl Store for PgStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_identifier;
+
+    #[test]
+    fn only_plain_schema_names_are_spliced_into_sql() {
+        for ok in ["sluice_bench_12_0", "_x", "a1"] {
+            assert_eq!(plain_identifier(ok).ok(), Some(ok));
+        }
+        let long = "a".repeat(64);
+        for bad in ["", "1abc", "Upper", "a;DROP TABLE runs", "a b", "a\"b", "a-b", long.as_str()] {
+            assert!(plain_identifier(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

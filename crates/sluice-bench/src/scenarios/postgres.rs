@@ -34,6 +34,8 @@ pub(super) async fn postgres(
     o: &Options,
     keep: &mut Vec<tempfile::TempDir>,
 ) -> Result<Vec<ScenarioResult>, BenchError> {
+    // What an interrupted benchmark left behind goes first.
+    PgStore::drop_orphan_schemas(&o.postgres, PREFIX).await?;
     let mut results = Vec::new();
     for s in [Scenario::Wide, Scenario::Noop] {
         let spec = spec_of(o, s);
@@ -83,8 +85,6 @@ async fn run_shared_once(
     k: usize,
     keep: &mut Vec<tempfile::TempDir>,
 ) -> Result<SharedSample, BenchError> {
-    // What an interrupted benchmark left behind goes first.
-    PgStore::drop_orphan_schemas(&o.postgres, PREFIX).await?;
     let schema = schema_name();
     let url = PgStore::create_schema(&o.postgres, &schema).await?;
     let measured = measure_in(o, spec, k, &url, keep).await;
