@@ -13,6 +13,7 @@
 //! [`Engine::is_idle`], [`Engine::next_timer`]) on a simulated clock. Every "now" and every
 //! timer comes from the engine's [`Clock`].
 
+mod in_flight;
 mod slots;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -28,9 +29,9 @@ use sluice_store::{
     TryOutcome,
 };
 use tokio::sync::{mpsc, watch};
-use tokio::task::{JoinError, JoinSet};
 use tracing::{debug, error, info, warn};
 
+use self::in_flight::{Ended, InFlight};
 use self::slots::{Slots, Want};
 
 use crate::actions::{self, ActionError};
@@ -118,7 +119,7 @@ pub enum EngineEvent {
 }
 
 /// The tries of an [`EngineEvent::TriesEnded`], as their tokio tasks ended.
-pub struct TriesEnded(Vec<std::result::Result<TryDone, JoinError>>);
+pub struct TriesEnded(Vec<Ended>);
 
 /// Whether the engine goes on after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +188,7 @@ pub struct Engine {
     paused: HashSet<String>,
     runs: HashMap<i64, ActiveRun>,
     ready: Vec<(i64, usize)>,
-    tries: JoinSet<TryDone>,
+    tries: InFlight,
     /// The slot of every try in flight, by (run, task index).
     slots: Slots<(i64, usize)>,
     retries: BTreeSet<(DateTime<Utc>, i64, usize)>,
@@ -226,7 +227,7 @@ impl Engine {
             paused: HashSet::new(),
             runs: HashMap::new(),
             ready: Vec::new(),
-            tries: JoinSet::new(),
+            tries: InFlight::new(),
             slots,
             retries: BTreeSet::new(),
             pending_states: Vec::new(),
@@ -566,11 +567,7 @@ impl Engine {
             let stopping = self.stopping.is_some();
             let inputs = &mut self.inputs;
             tokio::select! {
-                Some(done) = self.tries.join_next(), if !self.tries.is_empty() => {
-                    let mut batch = vec![done];
-                    while let Some(done) = self.tries.try_join_next() {
-                        batch.push(done);
-                    }
+                Some(batch) = self.tries.next_batch(), if !self.tries.is_empty() => {
                     return EngineEvent::TriesEnded(TriesEnded(batch));
                 }
                 _ = clock.sleep_until(wake) => return EngineEvent::Timer,
@@ -609,8 +606,7 @@ impl Engine {
             }
             EngineEvent::LeaseLost(why) => {
                 let running = self.slots.len();
-                self.tries.abort_all();
-                while self.tries.join_next().await.is_some() {}
+                self.tries.abort_all().await;
                 error!(running, "{why}: every try of this scheduler was cut off; it stops");
                 return Err(SchedulerError::LeaseLost(why));
             }
@@ -759,7 +755,7 @@ impl Engine {
         Ok(Flow::Continue)
     }
 
-    async fn handle_done(&mut self, batch: Vec<std::result::Result<TryDone, JoinError>>) -> Result<()> {
+    async fn handle_done(&mut self, batch: Vec<Ended>) -> Result<()> {
         let mut done = Vec::with_capacity(batch.len());
         for d in batch {
             match d {
@@ -1178,6 +1174,14 @@ impl Engine {
     fn launch_try(&mut self, run: i64, i: usize, try_number: u32, resumed: Map<String, Value>) {
         let ar = &self.runs[&run];
         let task = &ar.entry.dag.tasks[i];
+        if matches!(task.operator, sluice_dag::Operator::Noop(_)) {
+            // A `noop` succeeds as it starts (Airflow's scheduler treats its EmptyOperator the
+            // same way): no task of its own, no log, no thread woken. Its try is recorded like
+            // any other, started in this turn's transaction and ended in the next turn's.
+            debug!(dag = %ar.run.dag_id, run = %ar.run.run_id, task = %task.id, r#try = try_number, "noop try");
+            self.tries.ended(TryDone { run, task: i, try_number, result: Ok(Outcome::Success(Map::new())) });
+            return;
+        }
         let job = Job {
             store: self.store.clone(),
             providers: self.providers.clone(),
@@ -1294,8 +1298,7 @@ impl Engine {
                 cut.push((ar.run.clone(), ar.entry.dag.tasks[i].id.clone(), ar.tis[i].try_number));
             }
         }
-        self.tries.abort_all();
-        while self.tries.join_next().await.is_some() {}
+        self.tries.abort_all().await;
         for (run, task, try_number) in cut {
             warn!(dag = %run.dag_id, run = %run.run_id, task = %task, "still running at shutdown; recovered on next start");
             self.event(&run, Some(&task), EventKind::TryCutOff { try_number }).await?;

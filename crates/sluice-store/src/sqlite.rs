@@ -268,7 +268,10 @@ fn opt_time(row: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>> {
 }
 
 fn count(row: &SqliteRow, i: usize) -> Result<u32> {
-    let n: i64 = row.try_get(i)?;
+    to_count(row.try_get(i)?)
+}
+
+fn to_count(n: i64) -> Result<u32> {
     u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n} out of range")))
 }
 
@@ -310,19 +313,6 @@ fn try_at(row: &SqliteRow, at: usize) -> Result<Try> {
         ended_at: opt_time(row, at + 5)?,
         error: opt_text(row, at + 6)?,
         external_ids: parse_json_map(&text(row, at + 7)?, "try external ids")?,
-    })
-}
-
-fn task_instance(row: &SqliteRow) -> Result<TaskInstance> {
-    Ok(TaskInstance {
-        run: row.try_get(0)?,
-        task_id: text(row, 1)?,
-        state: parse_task_state(&text(row, 2)?)?,
-        try_number: count(row, 3)?,
-        max_tries: count(row, 4)?,
-        next_try_at: opt_time(row, 5)?,
-        started_at: opt_time(row, 6)?,
-        ended_at: opt_time(row, 7)?,
     })
 }
 
@@ -1245,16 +1235,19 @@ impl Store for SqliteStore {
             return Ok(Created::Existing(run_at(&row, 0)?));
         };
 
-        for (task_id, max_tries) in &new.tasks {
-            sqlx::query(
-                "INSERT INTO task_instances (run, task_id, state, try_number, max_tries) VALUES (?, ?, 'none', 0, ?)",
-            )
-            .bind(id)
-            .bind(task_id)
-            .bind(i64::from(*max_tries))
-            .execute(&mut *tx)
-            .await?;
-        }
+        // Every task instance in one statement, in the DAG's order (the rowid order
+        // `task_instances` reads back): a statement per task would be a round trip to SQLite's
+        // thread per task, most of the time a 10,000-task run takes to be created.
+        let rows: Vec<(&str, u32)> = new.tasks.iter().map(|(t, m)| (t.as_str(), *m)).collect();
+        let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(format!("task list: {e}")))?;
+        sqlx::query(
+            "INSERT INTO task_instances (run, task_id, state, try_number, max_tries) \
+             SELECT ?, value ->> 0, 'none', 0, value ->> 1 FROM json_each(?) ORDER BY key",
+        )
+        .bind(id)
+        .bind(rows)
+        .execute(&mut *tx)
+        .await?;
         let run = fetch_run(&mut *tx, id).await?.ok_or_else(|| run_not_found(id))?;
         let kind = EventKind::RunCreated { run_kind: new.kind, logical_date: run.logical_date };
         let names = (run.dag_id.clone(), run.run_id.clone(), run.id);
@@ -1457,8 +1450,29 @@ impl Store for SqliteStore {
 
     async fn task_instances(&self, run: i64) -> Result<Vec<TaskInstance>> {
         // rowid: the order the run was created with.
-        let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE run = ? ORDER BY rowid");
-        sqlx::query(&sql).bind(run).fetch_all(&self.readers).await?.iter().map(task_instance).collect()
+        // In one row, as in `start_distinct_in`: a row per task would be a message per task
+        // from SQLite's thread. `json_group_array` keeps the order of its subquery.
+        let sql = format!(
+            "SELECT json_group_array(json_array({TI_COLS})) FROM \
+             (SELECT {TI_COLS} FROM task_instances WHERE run = ? ORDER BY rowid)"
+        );
+        let json: String = sqlx::query_scalar(&sql).bind(run).fetch_one(&self.readers).await?;
+        type Row = (i64, String, String, i64, i64, Option<String>, Option<String>, Option<String>);
+        json_rows::<Row>(&json)?
+            .into_iter()
+            .map(|(run, task_id, state, try_number, max_tries, next_try_at, started_at, ended_at)| {
+                Ok(TaskInstance {
+                    run,
+                    task_id,
+                    state: parse_task_state(&state)?,
+                    try_number: to_count(try_number)?,
+                    max_tries: to_count(max_tries)?,
+                    next_try_at: next_try_at.as_deref().map(parse_ts).transpose()?,
+                    started_at: started_at.as_deref().map(parse_ts).transpose()?,
+                    ended_at: ended_at.as_deref().map(parse_ts).transpose()?,
+                })
+            })
+            .collect()
     }
 
     async fn set_task_states(&self, run: i64, states: &[(String, TaskState)], at: DateTime<Utc>) -> Result<()> {

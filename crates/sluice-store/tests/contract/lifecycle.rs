@@ -472,6 +472,26 @@ pub async fn batches_larger_than_one_statement_are_complete(db: &Db) {
     assert_eq!(outputs["t299"]["output"], json!("t299"));
 }
 
+pub async fn a_large_run_keeps_its_tasks_in_the_dag_order_with_their_ids_and_tries(db: &Db) {
+    let store = db.handle().await;
+    let mut new = new_run("d", "r", "2026-03-01T00:00:00Z");
+    // Not in any sorted order, with ids a text encoding could get wrong.
+    new.tasks = (0..5000).rev().map(|i| (format!("t{i}"), 1 + i % 4)).collect();
+    new.tasks[7].0 = "quote\"back\\slash".into();
+    new.tasks[8].0 = "ünï-cødé.task".into();
+    let id = create(&store, &new).await;
+    let tis = store.task_instances(id).await.unwrap();
+    let got: Vec<(String, u32)> = tis.iter().map(|ti| (ti.task_id.clone(), ti.max_tries)).collect();
+    assert_eq!(got, new.tasks);
+    assert!(tis.iter().all(|ti| ti.run == id && ti.state == TaskState::None && ti.try_number == 0));
+    assert!(tis.iter().all(|ti| ti.started_at.is_none() && ti.ended_at.is_none() && ti.next_try_at.is_none()));
+    // The times a task instance gains are read back too.
+    let at = t("2026-03-03T00:00:00Z");
+    assert_eq!(start(&store, id, "quote\"back\\slash", at).await, 1);
+    let ti = store.task_instances(id).await.unwrap().into_iter().nth(7).unwrap();
+    assert_eq!((ti.state, ti.try_number, ti.started_at), (TaskState::Running, 1, Some(at)));
+}
+
 pub async fn running_tries_survive_a_new_handle(db: &Db) {
     let at = t("2026-03-02T00:00:00Z");
     let store = db.handle().await;

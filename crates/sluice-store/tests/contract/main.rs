@@ -133,6 +133,7 @@ macro_rules! backend {
                 lifecycle::a_deadline_is_marked_missed_once,
                 lifecycle::batched_starts_and_finishes_do_what_the_single_calls_do,
                 lifecycle::batches_larger_than_one_statement_are_complete,
+                lifecycle::a_large_run_keeps_its_tasks_in_the_dag_order_with_their_ids_and_tries,
                 lifecycle::running_tries_survive_a_new_handle,
                 lifecycle::set_states_and_start_sets_the_states_then_starts_the_tries,
                 events::every_change_writes_its_events_with_it,
