@@ -3,22 +3,20 @@
 //! event itself (a request arriving, an alert's state in the store), with a generous safety
 //! limit; nothing is timed.
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[path = "../../sluice-aws/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use common::{free_port, Daemon, SAFETY_LIMIT};
 use serde_json::Value;
-
-const DAGCTL: &str = env!("CARGO_BIN_EXE_dagctl");
-const SAFETY_LIMIT: Duration = Duration::from_secs(120);
 
 /// What the receiver got, and how many requests to `/hook` it answers 500 first.
 #[derive(Default)]
@@ -58,21 +56,19 @@ fn answered(inbox: &Shared, path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A [`common::Env`] with `dags/boom.toml`, a `sluice.toml` declaring the channels, and the
+/// receiver's URLs (secrets: passed in variables) set for every `dagctl`.
 struct Env {
-    dir: tempfile::TempDir,
+    env: common::Env,
     hook: String,
     slack: String,
 }
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
+impl Deref for Env {
+    type Target = common::Env;
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn deref(&self) -> &common::Env {
+        &self.env
     }
 }
 
@@ -83,9 +79,16 @@ impl Env {
 
     /// As [`Env::new`], with `extra` added to sluice.toml.
     fn with_config(base: &str, dag: &str, extra: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("dags")).unwrap();
-        std::fs::write(dir.path().join("dags").join("boom.toml"), dag).unwrap();
+        let (hook, slack) = (format!("{base}/hook"), format!("{base}/slack"));
+        let env = common::Env::new()
+            .env("TEST_HOOK_URL", &hook)
+            .env("TEST_SLACK_URL", &slack)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
+        env.write_dag("boom.toml", dag);
         let config = r#"
 [alerting]
 base_url = "http://sluice.example.com:8080"
@@ -98,57 +101,13 @@ body = '{"summary": {{ title | tojson }}, "dag": {{ dag_id | tojson }}, "rule": 
 [channels.slack.team]
 webhook_url_env = "TEST_SLACK_URL"
 "#;
-        std::fs::write(dir.path().join("sluice.toml"), format!("{config}{extra}")).unwrap();
-        Env { dir, hook: format!("{base}/hook"), slack: format!("{base}/slack") }
+        std::fs::write(env.root().join("sluice.toml"), format!("{config}{extra}")).unwrap();
+        Env { env, hook, slack }
     }
 
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self) -> Command {
-        let mut c = Command::new(DAGCTL);
-        c.arg("--dags")
-            .arg(self.root().join("dags"))
-            .arg("--db")
-            .arg(format!("sqlite:{}", self.root().join("sluice.db").display()))
-            .arg("--logs")
-            .arg(self.root().join("logs"))
-            .current_dir(self.root())
-            .env("TEST_HOOK_URL", &self.hook)
-            .env("TEST_SLACK_URL", &self.slack)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL")
-            .stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SLUICE_") {
-                c.env_remove(k);
-            }
-        }
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.command().args(args).output().unwrap();
-        assert!(o.status.success(), "dagctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
+    /// `dagctl scheduler --no-api`, not waited for (the tests wait for what it does).
     fn daemon(&self) -> Daemon {
-        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = self.root().join(format!("scheduler-{n}.log"));
-        let child = self
-            .command()
-            .args(["scheduler", "--no-api"])
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
+        self.spawn("scheduler", &["--no-api"])
     }
 
     fn alerts(&self) -> Vec<Value> {
@@ -234,7 +193,7 @@ async fn a_failure_reaches_slack_and_a_webhook_and_a_500_is_tried_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_killed_before_delivery_delivers_after_restart_once() {
     // A port with nobody on it: the first attempt fails (the alert stays pending).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let env = Env::new(
         &base,
@@ -346,15 +305,7 @@ fn alerts_test_reports_what_the_channel_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dagctl_server_shows_a_dag_with_an_undeclared_channel_as_a_broken_file() {
     let env = Env::new("http://127.0.0.1:9", &FAILING.replace("slack:team", "slack:teem"));
-    let log = env.root().join("server.log");
-    let child = env
-        .command()
-        .args(["server", "--api-bind", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let server = Daemon { child, log };
+    let server = env.spawn("server", &["--api-bind", "127.0.0.1:0"]);
     let base = until("the server's address", &server, || {
         let text = std::fs::read_to_string(&server.log).unwrap_or_default();
         let at = text.find("address=http://")?;

@@ -3,129 +3,15 @@
 //! processes, and a real HTTP client. Waiting is for the event itself (a log line, a run's
 //! state, the stream's next line), with a generous safety limit; nothing is timed.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const DAGCTL: &str = env!("CARGO_BIN_EXE_dagctl");
-const SAFETY_LIMIT: Duration = Duration::from_secs(120);
+mod common;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("dags")).unwrap();
-        std::fs::create_dir(dir.path().join("logs")).unwrap();
-        Env { dir }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.root().join(name).display().to_string()
-    }
-
-    fn write_dag(&self, name: &str, src: &str) {
-        std::fs::write(self.root().join("dags").join(name), src).unwrap();
-    }
-
-    fn command(&self) -> Command {
-        let mut c = Command::new(DAGCTL);
-        c.arg("--dags")
-            .arg(self.root().join("dags"))
-            .arg("--db")
-            .arg(format!("sqlite:{}", self.root().join("sluice.db").display()))
-            .arg("--logs")
-            .arg(self.root().join("logs"))
-            .current_dir(self.root())
-            .stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SLUICE_") {
-                c.env_remove(k);
-            }
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(o.status.success(), "dagctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// Starts `dagctl scheduler` (or `server`) with the API on a free port of `host`, and
-    /// waits until the API listens.
-    fn start(&self, sub: &str, host: &str, extra: &[&str]) -> Daemon {
-        let log = self.root().join(format!("{sub}-{}.log", std::process::id()));
-        let child = self
-            .command()
-            .arg(sub)
-            .arg("--api-bind")
-            .arg(format!("{host}:0"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon { child, log, base: String::new() };
-        let deadline = Instant::now() + SAFETY_LIMIT;
-        loop {
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("dagctl {sub} exited at start ({status}):\n{}", d.logs());
-            }
-            let logs = d.logs();
-            let ready = sub != "scheduler" || logs.contains("scheduler running");
-            if let (Some(at), true) = (logs.find("address=http://"), ready) {
-                let addr = logs[at + "address=".len()..].split_whitespace().next().unwrap().to_string();
-                d.base = addr.replace("0.0.0.0", "127.0.0.1");
-                return d;
-            }
-            assert!(Instant::now() < deadline, "the API did not start:\n{}", d.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn daemon(&self) -> Daemon {
-        self.start("scheduler", "127.0.0.1", &[])
-    }
-}
+use common::{urlencode, Env, SAFETY_LIMIT};
 
 /// Polls `probe` until it gives something (a safety limit only turns a hang into a failure).
 async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
@@ -313,15 +199,6 @@ async fn every_read_endpoint_answers_and_a_trigger_runs() {
     assert_eq!(doc["openapi"], "3.1.0");
     let (s, p) = get(&c, &d.url("/api/v2/dags")).await;
     assert_eq!((s, p["status"].as_u64()), (StatusCode::NOT_FOUND, Some(404)));
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

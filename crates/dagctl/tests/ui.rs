@@ -10,121 +10,20 @@
 //! With `SLUICE_UI_SCREENSHOTS=1`, the tests write PNG screenshots of each view, light and
 //! dark, under `docs/ui/` (the README shows them); without it they write nothing.
 
-use std::fs::File;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-const DAGCTL: &str = env!("CARGO_BIN_EXE_dagctl");
-const SAFETY_LIMIT: Duration = Duration::from_secs(90);
+mod common;
+
+use common::{free_port, urlencode, Env, SAFETY_LIMIT};
 
 /// One browser at a time: three Chromiums on a small machine only slow each other down.
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("dags")).unwrap();
-        std::fs::create_dir(dir.path().join("logs")).unwrap();
-        Env { dir }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.root().join(name).display().to_string()
-    }
-
-    fn write_dag(&self, name: &str, src: &str) {
-        std::fs::write(self.root().join("dags").join(name), src).unwrap();
-    }
-
-    fn command(&self) -> Command {
-        let mut c = Command::new(DAGCTL);
-        c.arg("--dags")
-            .arg(self.root().join("dags"))
-            .arg("--db")
-            .arg(format!("sqlite:{}", self.root().join("sluice.db").display()))
-            .arg("--logs")
-            .arg(self.root().join("logs"))
-            .current_dir(self.root())
-            .stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SLUICE_") {
-                c.env_remove(k);
-            }
-        }
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.command().args(args).output().unwrap();
-        assert!(o.status.success(), "dagctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// `dagctl scheduler` with the API (and so the UI) on a free loopback port.
-    fn daemon(&self) -> Daemon {
-        let log = self.root().join("scheduler.log");
-        let child = self
-            .command()
-            .arg("scheduler")
-            .arg("--api-bind")
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon { child, log, base: String::new() };
-        let deadline = Instant::now() + SAFETY_LIMIT;
-        loop {
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("dagctl scheduler exited at start ({status}):\n{}", d.logs());
-            }
-            let logs = d.logs();
-            if let (Some(at), true) = (logs.find("address=http://"), logs.contains("scheduler running")) {
-                d.base = logs[at + "address=".len()..].split_whitespace().next().unwrap().to_string();
-                return d;
-            }
-            assert!(Instant::now() < deadline, "the API did not start:\n{}", d.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// chromedriver on a free port, in its own process group (so the browser it starts goes with
 /// it), and a WebDriver session of headless Chromium.
@@ -143,10 +42,6 @@ impl Drop for Browser {
         }
         let _ = self.driver.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Browser {
@@ -521,15 +416,6 @@ async fn a_failed_task_is_found_in_the_grid_cleared_from_its_log_and_succeeds_li
     b.until("a day with runs", "return document.querySelector('#calendar rect.cal.s-success')").await;
     b.screenshots("calendar").await;
     b.assert_clean().await;
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 const DAILY: &str = r#"id = "daily_sales"
