@@ -1378,6 +1378,7 @@ struct CutProxy {
     addr: std::net::SocketAddr,
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl CutProxy {
@@ -1390,7 +1391,7 @@ impl CutProxy {
         let armed = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicBool::new(false));
         let clients: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-        let (a, c) = (armed.clone(), cut.clone());
+        let (a, c, listed) = (armed.clone(), cut.clone(), clients.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -1399,10 +1400,10 @@ impl CutProxy {
                     continue;
                 }
                 let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
-                clients.lock().unwrap().push(client.try_clone().unwrap());
+                listed.lock().unwrap().push(client.try_clone().unwrap());
                 let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut from_server, mut to_client) = (server, client);
-                let (a, c, all, c2) = (a.clone(), c.clone(), clients.clone(), c.clone());
+                let (a, c, all, c2) = (a.clone(), c.clone(), listed.clone(), c.clone());
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 65536];
                     while let Ok(n) = from_client.read(&mut buf) {
@@ -1433,7 +1434,7 @@ impl CutProxy {
                 });
             }
         });
-        CutProxy { addr, armed, cut }
+        CutProxy { addr, armed, cut, clients }
     }
 
     /// A proxy in front of the database at `url`, and the URL that goes through it.
@@ -1452,6 +1453,15 @@ impl CutProxy {
     /// connections stay open, silent), and new connections are refused.
     fn cut_now(&self) {
         self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Closes the network now, as a database that went down does: every connection is closed
+    /// under its client, and new ones are closed as they come.
+    fn close_now(&self) {
+        self.cut_now();
+        for s in self.clients.lock().unwrap().iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     fn has_cut(&self) -> bool {
@@ -1505,6 +1515,25 @@ fn a_scheduler_cut_off_from_the_database_stops_its_work_before_it_is_taken_over(
     if !on_shared_database() {
         return;
     }
+    let logs = cut_off_scheduler_stops_its_work(CutProxy::cut_now);
+    assert!(logs.contains("lease could not be renewed"), "{logs}");
+}
+
+/// As above, with the database gone instead of silent: every connection is closed and new ones
+/// are refused, so each call of the scheduler's fails at once. It stops with the error, its
+/// command stopped with it, and the other scheduler takes the try over after the lease.
+#[test]
+fn a_scheduler_whose_database_closes_every_connection_stops_its_work_before_it_is_taken_over() {
+    if !on_shared_database() {
+        return;
+    }
+    let logs = cut_off_scheduler_stops_its_work(CutProxy::close_now);
+    assert!(logs.contains("error communicating with database"), "{logs}");
+}
+
+/// A command task runs on a scheduler whose database connection goes through a proxy; a second
+/// scheduler starts, then `cut` cuts the first one off. Returns the daemons' logs.
+fn cut_off_scheduler_stops_its_work(cut: fn(&CutProxy)) -> String {
     let env = Env::new();
     let (proxy, via_proxy) = CutProxy::in_front_of(&env.db);
     let gate = env.file("gate");
@@ -1526,10 +1555,9 @@ fn a_scheduler_cut_off_from_the_database_stops_its_work_before_it_is_taken_over(
     });
     let pgid = i32::try_from(pid).unwrap();
     let _other = env.daemon(&[]);
-    proxy.cut_now();
+    cut(&proxy);
     let status = cut_off.wait_exit(Duration::from_secs(60)).expect("the cut-off scheduler stops");
     assert!(!status.success(), "it stops with an error: {}", env.daemon_logs());
-    assert!(env.daemon_logs().contains("lease could not be renewed"), "{}", env.daemon_logs());
     env.wait_until("its command to be killed", Duration::from_secs(30), || alive(pgid).is_empty().then_some(()));
     // Taken over after the lease: try 1 failed as interrupted, try 2 on the other scheduler.
     let v = env.wait_until("the retry", Duration::from_secs(60), || {
@@ -1542,6 +1570,7 @@ fn a_scheduler_cut_off_from_the_database_stops_its_work_before_it_is_taken_over(
     let v = env.wait_run_finished("partition", "2026-01-01", Duration::from_secs(60));
     assert_eq!(v["run"]["state"], "success", "{v:#}");
     assert_eq!(lines(&ran), 2, "one run of the command per try");
+    env.daemon_logs()
 }
 
 /// Every test of this file again with the daemons on PostgreSQL: a backend matrix, not a copy.

@@ -1292,6 +1292,11 @@ impl Engine {
             return Ok(());
         }
         self.shutdown_recorded = true;
+        // A try that ended as it started (a `noop`) is recorded, not left for the next start.
+        let ended = self.tries.take_ended();
+        if !ended.is_empty() {
+            self.on_tries_done(ended).await?;
+        }
         let mut cut = Vec::new();
         for (run, i) in self.slots.keys() {
             if let Some(ar) = self.runs.get(&run) {

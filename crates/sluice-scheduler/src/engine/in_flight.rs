@@ -52,6 +52,11 @@ impl InFlight {
         Some(batch)
     }
 
+    /// The tries that ended as they started and are not recorded yet.
+    pub(crate) fn take_ended(&mut self) -> Vec<TryDone> {
+        std::mem::take(&mut self.ended)
+    }
+
     /// Cuts off every running try and waits until each has stopped. Tries that had ended are
     /// dropped unrecorded (left running in the store, as the cut-off ones are).
     pub(crate) async fn abort_all(&mut self) {
@@ -97,6 +102,8 @@ mod tests {
         let mut f = InFlight::new();
         f.spawn(std::future::pending());
         f.ended(done(2));
+        assert_eq!(f.take_ended().len(), 1);
+        f.ended(done(3));
         f.abort_all().await;
         assert!(f.is_empty());
         assert!(f.next_batch().await.is_none());
