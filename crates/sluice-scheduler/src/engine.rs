@@ -118,7 +118,8 @@ pub enum EngineEvent {
     LeaseLost(String),
 }
 
-/// The tries of an [`EngineEvent::TriesEnded`], as their tokio tasks ended.
+/// The tries of an [`EngineEvent::TriesEnded`], as they ended: in their tokio tasks, or at
+/// once (a `noop`, which needs no task).
 pub struct TriesEnded(Vec<Ended>);
 
 /// Whether the engine goes on after a turn.
